@@ -1,0 +1,107 @@
+"""Record what named modules produce during a forward pass (a context manager over hooks)."""
+from __future__ import annotations
+
+import difflib
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+
+class StopForward(Exception):
+    """Raised inside a hook to end a forward pass early once every requested layer was seen."""
+
+
+def resolve_modules(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Module) -> dict[str, nn.Module]:
+    """Map layer names (dotted, as in ``model.named_modules()``) or modules to ``{name: module}``.
+
+    An unknown name raises ``KeyError`` listing the closest valid names.
+    """
+    if isinstance(layers, (str, nn.Module)):
+        layers = [layers]
+    named = dict(model.named_modules())
+    by_module = {id(m): n for n, m in named.items()}
+    out: dict[str, nn.Module] = {}
+    for layer in layers:
+        if isinstance(layer, nn.Module):
+            if id(layer) not in by_module:
+                raise KeyError("a module passed in `layers` is not part of this model; pass its name instead.")
+            out[by_module[id(layer)]] = layer
+        elif layer in named:
+            out[layer] = named[layer]
+        else:
+            close = difflib.get_close_matches(str(layer), [n for n in named if n], n=5, cutoff=0.3)
+            hint = f" Closest valid names: {', '.join(close)}." if close else ""
+            raise KeyError(f"no layer named {layer!r} in {type(model).__name__}.{hint} "
+                           "List them with [n for n, _ in model.named_modules()].")
+    if not out:
+        raise ValueError("no layers requested; pass at least one layer name.")
+    return out
+
+
+class Activations(dict):
+    """``{layer name: tensor}`` filled by :func:`capture`; ``inputs`` holds module inputs if asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: dict[str, torch.Tensor] = {}
+
+
+@contextmanager
+def capture(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Module, *,
+            inputs: bool = False, stop: bool = False, clone: bool = True,
+            detach: bool = True) -> Iterator[Activations]:
+    """Record the outputs (and optionally inputs) of ``layers`` while the block runs a forward pass.
+
+    ``clone=True`` copies each output at hook time, so a later in-place op (``ReLU(inplace=True)``)
+    cannot change it; ``detach=False`` keeps the graph (for losses through activations).
+    ``stop=True`` ends the forward pass once every requested layer has run: the call to the model
+    then returns ``None`` instead of its output. Hooks are removed when the block ends, also on error.
+    A layer run several times in one pass (a shared module) keeps its last output.
+    """
+    modules = resolve_modules(model, layers)
+    acts = Activations()
+    seen: set[str] = set()
+    handles = []
+
+    def keep(t):
+        if not isinstance(t, torch.Tensor):
+            return t
+        if detach:
+            t = t.detach()
+        return t.clone() if clone else t
+
+    def make_hook(name: str):
+        def hook(_module, args, output):
+            acts[name] = keep(output)
+            if inputs:
+                acts.inputs[name] = keep(args[0]) if len(args) == 1 else tuple(keep(a) for a in args)
+            seen.add(name)
+            if stop and len(seen) == len(modules):
+                raise StopForward
+        return hook
+
+    original_forward = model.forward
+
+    def guarded_forward(*args, **kwargs):
+        seen.clear()
+        try:
+            return original_forward(*args, **kwargs)
+        except StopForward:
+            return None
+
+    try:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(make_hook(name)))
+        if stop:
+            model.forward = guarded_forward  # instance attribute shadows the class method
+        yield acts
+    finally:
+        for h in handles:
+            h.remove()
+        if stop:
+            try:
+                del model.forward
+            except AttributeError:
+                pass

@@ -1,0 +1,52 @@
+"""Input checks shared by the methods: each failure says what was wrong and what to do."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .device import check_same_device
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d | None:
+    """The first ``nn.Conv2d`` of a model in registration order (``None`` if it has none)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m
+    return None
+
+
+def check_images(x: torch.Tensor, model: nn.Module | None = None, *, name: str = "images") -> None:
+    """Check that ``x`` is a float batch (N, C, H, W) that ``model`` can take (channels, device)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; convert with torch.as_tensor.")
+    if x.ndim != 4:
+        raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}; "
+                         "add a batch axis with x[None] or a channel axis with x[:, None].")
+    if len(x) == 0:
+        raise ValueError(f"{name} is empty (N = 0); pass at least one image.")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{name} must be floating point in [0, 1], got {x.dtype}; use x.float() / 255.")
+    if model is not None:
+        conv = first_conv(model)
+        if conv is not None and conv.in_channels != x.shape[1]:
+            raise ValueError(f"the model's first convolution takes {conv.in_channels} channels but {name} "
+                             f"have {x.shape[1]}; convert the data (e.g. ImageSet.to_rgb()) or build the "
+                             f"model with in_channels={x.shape[1]}.")
+        check_same_device(model, x)
+
+
+def require_eval(model: nn.Module, what: str = "this method") -> None:
+    """Raise if ``model`` (or any submodule) is in training mode: dropout and batch-norm statistics
+    would otherwise change the network while it is being explained."""
+    if any(m.training for m in model.modules()):
+        raise ValueError(f"{what} needs the model in evaluation mode (dropout off, batch-norm statistics "
+                         "frozen); call model.eval() first.")
+
+
+def require_frozen(model: nn.Module, what: str = "this method") -> None:
+    """Raise if ``model`` is in training mode or has parameters that still require gradients."""
+    require_eval(model, what)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    if trainable:
+        raise ValueError(f"{what} needs a frozen model, but {len(trainable)} parameters require gradients "
+                         f"(e.g. {trainable[0]!r}); call interpkit.models.freeze(model) first.")

@@ -1,0 +1,48 @@
+"""One rule for choosing a device, shared by every public function."""
+from __future__ import annotations
+
+import torch
+
+DeviceLike = "str | torch.device | None"
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Return ``device`` as a ``torch.device``; ``None`` means CUDA if available, else MPS, else CPU.
+
+    Raises ``ValueError`` for a device that this machine does not have, naming the ones it has.
+    """
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available here; "
+                         f"use device=None (auto) or device='cpu'.")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device={device!r} was requested but MPS is not available here; "
+                             f"use device=None (auto) or device='cpu'.")
+    return dev
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter or buffer (CPU for a model with neither)."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def check_same_device(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """Raise a clear error when a model and its input live on different devices."""
+    md = model_device(model)
+    if md.type != x.device.type or (md.index is not None and x.device.index is not None
+                                    and md.index != x.device.index):
+        raise ValueError(f"the model is on {md} but the input is on {x.device}; move one of them, "
+                         f"for example x = x.to('{md}').")

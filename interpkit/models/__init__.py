@@ -1,0 +1,6 @@
+"""Classifiers and their cached training."""
+from .architectures import (VGG8, ResNet18CIFAR, conv_layer_names, resnet18_cifar, torchvision_model, vgg8)
+from .training import cache_dir, evaluate, freeze, predict_proba, seed_everything, train
+
+__all__ = ["VGG8", "ResNet18CIFAR", "vgg8", "resnet18_cifar", "torchvision_model", "conv_layer_names",
+           "train", "evaluate", "predict_proba", "freeze", "seed_everything", "cache_dir"]

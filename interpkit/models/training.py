@@ -1,0 +1,173 @@
+"""Seeded classifier training with a disk cache, so chapters share trained models."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checks import check_images
+from ..data.base import ImageSet
+from ..device import resolve_device
+from ..io import atomic_torch_save
+
+CACHE_FORMAT = 1
+
+
+def cache_dir() -> Path:
+    """Where trained models are kept: ``$INTERPKIT_CACHE`` or ``~/.cache/interpkit``."""
+    root = os.environ.get("INTERPKIT_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "interpkit"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def state_fingerprint(model: nn.Module) -> str:
+    """A hash of a model's architecture and current weights."""
+    h = hashlib.sha256(repr(model).encode())
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(model: nn.Module, data: ImageSet, hparams: dict[str, Any]) -> str:
+    """Key of a training run: architecture + initial weights + data + hyper-parameters."""
+    blob = json.dumps({"format": CACHE_FORMAT, "model": state_fingerprint(model), "arch": type(model).__name__,
+                       "data": data.fingerprint(), "hparams": hparams}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Evaluation mode and no gradients for every parameter (returns the model)."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _load_cached(path: Path, keep_epoch_states: bool) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or "state_dict" not in blob or "history" not in blob:
+            raise ValueError("missing keys")
+    except Exception as exc:  # truncated, corrupt or foreign file: retrain, never crash
+        warnings.warn(f"model cache file {path} is unreadable ({type(exc).__name__}: {exc}); retraining.",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    if keep_epoch_states and not blob.get("epoch_states"):
+        return None
+    return blob
+
+
+def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3, batch_size: int = 64,
+          weight_decay: float = 0.0, seed: int = 0, device: str | torch.device | None = None,
+          keep_epoch_states: bool = False, cache: bool = True, progress: bool = True,
+          amp: bool = False) -> nn.Module:
+    """Train a classifier with Adam and cross-entropy, or load the identical run from the cache.
+
+    The cache key covers the architecture, the *initial* weights, the data and every argument
+    that changes the result, so a hit is always the same model. Files are written atomically once
+    training finished (an interrupted run leaves nothing behind) and read with ``weights_only=True``.
+    Returns the model in eval mode on ``device``, with ``model.train_history`` (per-epoch loss and
+    accuracy) and, if ``keep_epoch_states``, ``model.epoch_states`` (CPU state dicts after each epoch).
+    """
+    if not isinstance(data, ImageSet):
+        raise TypeError(f"train() takes an interpkit.data.ImageSet, got {type(data).__name__}; wrap tensors "
+                        "with ImageSet(images, labels).")
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0 (got {epochs}, {batch_size}, {lr}).")
+    dev = resolve_device(device)
+    model = model.to("cpu")
+    check_images(data.images[:1], model, name="training images")
+    hparams = dict(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed, amp=amp)
+    path = cache_dir() / "models" / f"{type(model).__name__}-{cache_key(model, data, hparams)}.pt"
+    blob = _load_cached(path, keep_epoch_states) if cache else None
+    if blob is None:
+        blob = _fit(model, data, dev, hparams, keep_epoch_states, progress)
+        if cache:
+            atomic_torch_save(blob, path)
+    model.load_state_dict(blob["state_dict"])
+    model.train_history = list(blob["history"])
+    if keep_epoch_states:
+        model.epoch_states = list(blob["epoch_states"])
+    model.cache_path = path if cache else None
+    return model.to(dev).eval()
+
+
+def _fit(model: nn.Module, data: ImageSet, dev: torch.device, hp: dict[str, Any], keep_epoch_states: bool,
+         progress: bool) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    seed_everything(hp["seed"])
+    model.to(dev).train()
+    opt = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+    gen = torch.Generator().manual_seed(hp["seed"])
+    n, bs = len(data), hp["batch_size"]
+    use_amp = hp["amp"] and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    history, epoch_states = [], []
+    bar = tqdm(total=hp["epochs"] * ((n + bs - 1) // bs), desc=f"train {type(model).__name__}",
+               disable=not progress, leave=False)
+    for epoch in range(hp["epochs"]):
+        perm = torch.randperm(n, generator=gen)
+        total_loss, correct = 0.0, 0
+        for i in range(0, n, bs):
+            idx = perm[i:i + bs]
+            if len(idx) < 2 and n >= 2:  # batch-norm cannot train on a single image
+                continue
+            x, y = data.images[idx].to(dev, non_blocking=True), data.labels[idx].to(dev, non_blocking=True)
+            with torch.autocast(dev.type, enabled=use_amp):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            total_loss += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+        history.append({"epoch": epoch + 1, "loss": total_loss / n, "train_acc": correct / n})
+        if keep_epoch_states:
+            epoch_states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+    bar.close()
+    model.eval()
+    return {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "history": history, "epoch_states": epoch_states, "format": CACHE_FORMAT}
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256,
+                  device: str | torch.device | None = None) -> torch.Tensor:
+    """Softmax outputs (N, classes) on the CPU, computed in batches on ``device``."""
+    dev = resolve_device(device)
+    model = model.to(dev)
+    check_images(images[:1].to(dev), model)
+    out = [F.softmax(model(images[i:i + batch_size].to(dev)), 1).cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ImageSet, *, batch_size: int = 256,
+             device: str | torch.device | None = None) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` (put in eval mode) on ``data``."""
+    model.eval()
+    p = predict_proba(model, data.images, batch_size=batch_size, device=device)
+    loss = F.nll_loss(torch.log(p.clamp_min(1e-12)), data.labels).item()
+    return {"accuracy": float((p.argmax(1) == data.labels).float().mean()), "loss": loss}
