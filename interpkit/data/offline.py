@@ -15,7 +15,7 @@ PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                    "Bag", "Ankle boot"]
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
 
 
 def _package_file(package: str, *parts: str) -> Path:
@@ -66,36 +66,96 @@ def photographs(names: tuple[str, ...] = PHOTOGRAPHS) -> dict[str, torch.Tensor]
     return out
 
 
-_TV_SETS = {"mnist": ("MNIST", DIGIT_CLASSES), "fashionmnist": ("FashionMNIST", FASHION_CLASSES),
-            "cifar10": ("CIFAR10", CIFAR10_CLASSES), "cifar100": ("CIFAR100", None)}
+_IDX_SETS = {"mnist": ("MNIST", DIGIT_CLASSES), "fashionmnist": ("FashionMNIST", FASHION_CLASSES)}
+_CIFAR_SETS = {"cifar10": ("CIFAR10", "cifar-10-batches-py"), "cifar100": ("CIFAR100", "cifar-100-python")}
 
 
 def torchvision_set(name: str, root: str | Path, train: bool = True, download: bool = False,
                     limit: int | None = None) -> ImageSet:
-    """MNIST, FashionMNIST, CIFAR-10 or CIFAR-100 from torchvision's on-disk format as an ImageSet.
+    """MNIST, FashionMNIST, CIFAR-10 or CIFAR-100 in torchvision's on-disk layout, as an ImageSet.
 
-    Nothing is fetched unless ``download=True``. When the files are missing (and cannot be
-    downloaded) the error names the offline sets to use instead. ``limit`` keeps the first images.
+    Reads ``root/MNIST/raw/*-ubyte[.gz]`` (likewise ``FashionMNIST``), ``root/cifar-10-batches-py``
+    or ``root/cifar-100-python``. Nothing is fetched unless ``download=True`` (which asks
+    torchvision to download first). When the files are missing the error names the offline sets
+    to use instead. ``limit`` keeps the first images.
     """
-    import torchvision
-
     key = name.lower().replace("-", "").replace("_", "")
-    if key not in _TV_SETS:
+    if key not in _IDX_SETS and key not in _CIFAR_SETS:
         raise KeyError(f"unknown torchvision set {name!r}; choose from MNIST, FashionMNIST, CIFAR10, CIFAR100.")
-    cls_name, classes = _TV_SETS[key]
     root = Path(root).expanduser()
+    cls_name = (_IDX_SETS.get(key) or _CIFAR_SETS[key])[0]
+    if download:
+        import torchvision
+
+        getattr(torchvision.datasets, cls_name)(str(root), train=train, download=True)
     try:
-        ds = getattr(torchvision.datasets, cls_name)(str(root), train=train, download=download)
-    except Exception as exc:
+        if key in _IDX_SETS:
+            images, labels = _read_idx_pair(root / cls_name / "raw", "train" if train else "t10k")
+            classes = list(_IDX_SETS[key][1])
+        else:
+            images, labels, classes = _read_cifar(root / _CIFAR_SETS[key][1], key, train)
+    except FileNotFoundError as exc:
         raise FileNotFoundError(
-            f"{cls_name} was not found under {root} ({type(exc).__name__}: {exc}). Put the files there, pass "
-            f"download=True where a network is available, or use an offline set: interpkit.data.mnist5k() "
-            f"(real digits), interpkit.data.sklearn_digits(), or interpkit.data.ConceptWorld.") from exc
-    data = ds.data if isinstance(ds.data, np.ndarray) else ds.data.numpy()
-    targets = np.asarray(ds.targets, dtype=np.int64)
+            f"{cls_name} was not found under {root}: {exc}. Put the files there, pass download=True where a "
+            "network is available, or use an offline set: interpkit.data.mnist5k() (real digits), "
+            "interpkit.data.sklearn_digits(), or interpkit.data.ConceptWorld.") from None
     if limit is not None:
-        data, targets = data[:limit], targets[:limit]
-    images = torch.from_numpy(np.ascontiguousarray(data)).float() / 255.0
-    images = images[:, None] if images.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
-    classes = list(getattr(ds, "classes", None) or classes or [])
-    return ImageSet(images, torch.from_numpy(targets), classes, f"{cls_name.lower()}-{'train' if train else 'test'}")
+        images, labels = images[:limit], labels[:limit]
+    tensor = torch.from_numpy(np.ascontiguousarray(images)).float() / 255.0
+    tensor = tensor[:, None] if tensor.ndim == 3 else tensor
+    return ImageSet(tensor, torch.from_numpy(labels.astype(np.int64)), classes,
+                    f"{cls_name.lower()}-{'train' if train else 'test'}")
+
+
+def _open_maybe_gz(path: Path):
+    if path.is_file():
+        return open(path, "rb")
+    gz = path.with_name(path.name + ".gz")
+    if gz.is_file():
+        return gzip.open(gz, "rb")
+    raise FileNotFoundError(f"missing file {path} (or {gz.name})")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (the MNIST format: big-endian header of magic and dimensions, then uint8)."""
+    with _open_maybe_gz(path) as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number); re-download it.")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path} is truncated: header says {tuple(dims)} but holds {data.size} bytes; re-download it.")
+    return data.reshape(tuple(int(d) for d in dims))
+
+
+def _read_idx_pair(raw_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    images = _read_idx(raw_dir / f"{prefix}-images-idx3-ubyte")
+    labels = _read_idx(raw_dir / f"{prefix}-labels-idx1-ubyte")
+    if len(images) != len(labels):
+        raise ValueError(f"{raw_dir}: {len(images)} images but {len(labels)} labels; the files do not belong together.")
+    return images, labels
+
+
+def _unpickle(path: Path) -> dict:
+    import pickle
+
+    if not path.is_file():
+        raise FileNotFoundError(f"missing file {path}")
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+def _read_cifar(folder: Path, key: str, train: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if key == "cifar10":
+        files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+        batches = [_unpickle(folder / f) for f in files]
+        labels = np.concatenate([np.asarray(b["labels"]) for b in batches])
+        classes = list(_unpickle(folder / "batches.meta")["label_names"])
+    else:
+        batches = [_unpickle(folder / ("train" if train else "test"))]
+        labels = np.asarray(batches[0]["fine_labels"])
+        classes = list(_unpickle(folder / "meta")["fine_label_names"])
+    data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
+    return data, labels, classes

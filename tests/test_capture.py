@@ -1,0 +1,80 @@
+import pytest
+import torch
+from torch import nn
+
+import interpkit as ik
+
+
+def small_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 3, padding=1),
+                         nn.ReLU(), nn.Flatten(), nn.Linear(2 * 8 * 8, 3)).eval()
+
+
+def test_records_named_outputs_and_matches_manual_forward():
+    net, x = small_net(), torch.randn(5, 1, 8, 8)
+    with ik.capture(net, ["0", "2", "5"]) as acts:
+        out = net(x)
+    assert set(acts) == {"0", "2", "5"}
+    torch.testing.assert_close(acts["5"], out)
+    torch.testing.assert_close(acts["2"], net[2](net[1](net[0](x).clone())))
+
+
+def test_inplace_relu_does_not_overwrite_pre_relu_values():
+    net, x = small_net(), torch.randn(5, 1, 8, 8)
+    with ik.capture(net, "0") as acts:
+        net(x)
+    assert (acts["0"] < 0).any(), "the conv output before an in-place ReLU must keep its negative values"
+    torch.testing.assert_close(acts["0"], net[0](x))
+
+
+def test_no_clone_shows_the_in_place_trap():
+    net, x = small_net(), torch.randn(5, 1, 8, 8)
+    with ik.capture(net, "0", clone=False) as acts:
+        net(x)
+    assert not (acts["0"] < 0).any()  # documented trap that clone=True avoids
+
+
+def test_hooks_removed_after_block_and_after_an_error():
+    net = small_net()
+    with ik.capture(net, ["0", "2"]):
+        assert len(net[0]._forward_hooks) == 1
+    assert all(len(m._forward_hooks) == 0 for m in net.modules())
+    with pytest.raises(RuntimeError):
+        with ik.capture(net, ["0", "2"]):
+            net(torch.randn(2, 3, 8, 8))  # wrong channel count raises inside the forward pass
+    assert all(len(m._forward_hooks) == 0 for m in net.modules())
+    assert "forward" not in vars(net)
+
+
+def test_stop_ends_forward_after_last_requested_layer():
+    net, calls = small_net(), []
+    net[5].register_forward_hook(lambda *a: calls.append(1))
+    with ik.capture(net, ["0", "2"], stop=True) as acts:
+        out = net(torch.randn(3, 1, 8, 8))
+    assert out is None and set(acts) == {"0", "2"} and calls == []
+    assert "forward" not in vars(net)
+    assert net(torch.randn(3, 1, 8, 8)).shape == (3, 3)  # forward restored
+
+
+def test_unknown_layer_lists_closest_names():
+    net = ik.models.vgg8(10, 1, width=0.125)
+    with pytest.raises(KeyError, match="features.3"):
+        with ik.capture(net, ["featres.3"]):
+            pass
+
+
+def test_module_objects_inputs_and_grad_option():
+    net, x = small_net(), torch.randn(2, 1, 8, 8, requires_grad=True)
+    with ik.capture(net, [net[2]], inputs=True, detach=False) as acts:
+        net(x)
+    assert "2" in acts and acts.inputs["2"].shape == (2, 4, 8, 8)
+    acts["2"].sum().backward()
+    assert x.grad is not None
+
+
+def test_works_on_torchvision_resnet():
+    m = ik.models.torchvision_model("resnet18", num_classes=5)
+    with ik.capture(m, ["layer1", "layer4", "fc"]) as acts:
+        m(torch.randn(1, 3, 64, 64))
+    assert acts["layer4"].shape == (1, 512, 2, 2) and acts["fc"].shape == (1, 5)

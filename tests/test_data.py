@@ -1,0 +1,113 @@
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+import interpkit as ik
+from interpkit.data import ImageSet
+
+
+def test_mnist5k_is_real_balanced_digits():
+    d = ik.data.mnist5k()
+    assert d.images.shape == (5000, 1, 28, 28) and d.images.dtype == torch.float32
+    assert d.images.min() == 0 and d.images.max() == 1
+    assert torch.bincount(d.labels).tolist() == [500] * 10
+    assert 0.08 < d.images.mean() < 0.2  # MNIST's ink fraction, not noise
+
+
+def test_sklearn_digits_and_photographs():
+    d = ik.data.sklearn_digits()
+    assert d.images.shape == (1797, 1, 8, 8) and d.images.max() <= 1
+    photos = ik.data.photographs(("astronaut", "coffee"))
+    assert photos["astronaut"].shape == (3, 512, 512) and 0 <= photos["coffee"].min() <= photos["coffee"].max() <= 1
+    with pytest.raises(KeyError, match="choose from"):
+        ik.data.photographs(("no_such_photo",))
+
+
+def test_split_subset_resize():
+    d = ik.data.sklearn_digits()
+    tr, te = d.split(1000, 500, seed=3)
+    assert len(tr) == 1000 and len(te) == 500
+    assert tr.fingerprint() != te.fingerprint()
+    both = torch.cat([tr.images, te.images]).flatten(1)
+    assert len(torch.unique(both, dim=0)) >= 1490  # disjoint (a few digits are pixel-identical)
+    assert tr.split(10, 10, seed=0)[0].fingerprint() == tr.split(10, 10, seed=0)[0].fingerprint()
+    r = tr.resized(32)
+    assert r.image_size == (32, 32) and torch.equal(r.labels, tr.labels)
+    assert tr.to_rgb().num_channels == 3
+    with pytest.raises(ValueError, match="cannot split"):
+        d.split(1500, 500)
+
+
+def test_imageset_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        ImageSet(torch.rand(10, 28, 28), torch.zeros(10))
+    with pytest.raises(ValueError, match="empty"):
+        ImageSet(torch.rand(0, 1, 28, 28), torch.zeros(0))
+    with pytest.raises(ValueError, match="one integer label per image"):
+        ImageSet(torch.rand(4, 1, 8, 8), torch.zeros(3))
+
+
+def _write_idx(path, array, gz=False):
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(">" + "i" * array.ndim, *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if gz:
+        with gzip.open(str(path) + ".gz", "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+@pytest.mark.parametrize("name", ["MNIST", "FashionMNIST"])
+def test_torchvision_idx_fixture(tmp_path, name):
+    raw = tmp_path / name / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    imgs, labels = rng.integers(0, 256, (7, 28, 28)), rng.integers(0, 10, 7)
+    _write_idx(raw / "train-images-idx3-ubyte", imgs)
+    _write_idx(raw / "train-labels-idx1-ubyte", labels, gz=True)
+    d = ik.data.torchvision_set(name, tmp_path, train=True)
+    assert d.images.shape == (7, 1, 28, 28) and d.labels.tolist() == labels.tolist()
+    assert torch.allclose(d.images[3, 0], torch.from_numpy(imgs[3] / 255.0).float())
+    assert len(ik.data.torchvision_set(name, tmp_path, limit=3)) == 3
+    with pytest.raises(FileNotFoundError, match="mnist5k"):
+        ik.data.torchvision_set(name, tmp_path, train=False)  # no t10k files written
+
+
+def test_torchvision_truncated_idx_is_reported(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _write_idx(raw / "train-images-idx3-ubyte", np.zeros((4, 28, 28)))
+    (raw / "train-images-idx3-ubyte").write_bytes((raw / "train-images-idx3-ubyte").read_bytes()[:500])
+    _write_idx(raw / "train-labels-idx1-ubyte", np.zeros(4))
+    with pytest.raises(ValueError, match="truncated"):
+        ik.data.torchvision_set("mnist", tmp_path)
+
+
+def test_torchvision_cifar_fixtures(tmp_path):
+    rng = np.random.default_rng(1)
+    c10 = tmp_path / "cifar-10-batches-py"
+    c10.mkdir()
+    for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(c10 / f, "wb") as fh:
+            pickle.dump({"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), "labels": [1, 9]}, fh)
+    with open(c10 / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
+    d = ik.data.torchvision_set("CIFAR10", tmp_path, train=True)
+    assert d.images.shape == (10, 3, 32, 32) and d.classes[9] == "c9" and d.labels[:2].tolist() == [1, 9]
+    assert len(ik.data.torchvision_set("cifar10", tmp_path, train=False)) == 2
+    c100 = tmp_path / "cifar-100-python"
+    c100.mkdir()
+    with open(c100 / "train", "wb") as fh:
+        pickle.dump({"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8), "fine_labels": [0, 50, 99]}, fh)
+    with open(c100 / "meta", "wb") as fh:
+        pickle.dump({"fine_label_names": [f"f{i}" for i in range(100)]}, fh)
+    d = ik.data.torchvision_set("CIFAR100", tmp_path)
+    assert d.num_classes == 100 and d.labels.tolist() == [0, 50, 99]
+    with pytest.raises(FileNotFoundError, match="ConceptWorld"):
+        ik.data.torchvision_set("CIFAR100", tmp_path, train=False)
+    with pytest.raises(KeyError, match="choose from"):
+        ik.data.torchvision_set("imagenet", tmp_path)

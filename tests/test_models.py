@@ -1,0 +1,131 @@
+import pytest
+import torch
+
+import interpkit as ik
+from interpkit.models import training
+
+
+def test_vgg8_layout_and_shapes():
+    m = ik.models.vgg8(10, in_channels=1, width=0.25)
+    assert len(m.features) == 8 and m(torch.rand(2, 1, 32, 32)).shape == (2, 10)
+    strides = [blk[0].stride[0] for blk in m.features]
+    assert strides == [2, 2, 1, 2, 1, 2, 1, 2]
+    assert all(blk[0].bias is None for blk in m.features)
+    assert [blk[0].out_channels for blk in ik.models.vgg8(width=1.0).features] == [32, 64, 128, 128, 256, 256, 512, 512]
+    assert ik.models.conv_layer_names(m) == [f"features.{i}" for i in range(8)]
+    with pytest.raises(ValueError, match="resize"):
+        m(torch.rand(2, 1, 28, 28))
+
+
+def test_resnet18_cifar_shapes():
+    m = ik.models.resnet18_cifar(7, width=0.125)
+    assert m(torch.rand(2, 3, 32, 32)).shape == (2, 7)
+    with ik.capture(m, ["layer1", "layer4"]) as acts:
+        m(torch.rand(1, 3, 32, 32))
+    assert acts["layer1"].shape[-1] == 32 and acts["layer4"].shape[-1] == 4
+
+
+def test_torchvision_model_local_weights(tmp_path):
+    m = ik.models.torchvision_model("resnet18", num_classes=3)
+    path = tmp_path / "w.pth"
+    torch.save(m.state_dict(), path)
+    m2 = ik.models.torchvision_model("resnet18", weights_path=path, num_classes=3)
+    torch.testing.assert_close(m2.fc.weight, m.fc.weight)
+    with pytest.raises(FileNotFoundError, match="local path"):
+        ik.models.torchvision_model("resnet18", weights_path=tmp_path / "missing.pth")
+    with pytest.raises(KeyError, match="resnet18"):
+        ik.models.torchvision_model("resnet_18")
+
+
+def _net():
+    torch.manual_seed(0)
+    return ik.models.vgg8(2, 1, width=0.125)
+
+
+def test_train_learns_and_cache_hit_is_identical(tmp_cache, tiny_images, monkeypatch):
+    m = ik.models.train(_net(), tiny_images, epochs=8, lr=3e-3, batch_size=8, progress=False, device="cpu")
+    assert not m.training and len(m.train_history) == 8
+    assert ik.models.evaluate(m, tiny_images)["accuracy"] > 0.9
+    files = list((tmp_cache / "models").glob("*.pt"))
+    assert len(files) == 1
+    monkeypatch.setattr(training, "_fit", lambda *a, **k: pytest.fail("a cache hit must not retrain"))
+    m2 = ik.models.train(_net(), tiny_images, epochs=8, lr=3e-3, batch_size=8, progress=False, device="cpu")
+    for a, b in zip(m.state_dict().values(), m2.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_cache_key_changes_with_data_hparams_and_init(tiny_images):
+    k = training.cache_key(_net(), tiny_images, {"epochs": 1})
+    assert k != training.cache_key(_net(), tiny_images, {"epochs": 2})
+    assert k != training.cache_key(_net(), tiny_images.subset(range(32)), {"epochs": 1})
+    torch.manual_seed(1)
+    assert k != training.cache_key(ik.models.vgg8(2, 1, width=0.125), tiny_images, {"epochs": 1})
+
+
+def test_corrupt_cache_file_warns_and_retrains(tmp_cache, tiny_images):
+    m = ik.models.train(_net(), tiny_images, epochs=1, batch_size=16, progress=False, device="cpu")
+    path = m.cache_path
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 3])  # truncated file
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        m2 = ik.models.train(_net(), tiny_images, epochs=1, batch_size=16, progress=False, device="cpu")
+    for a, b in zip(m.state_dict().values(), m2.state_dict().values()):
+        torch.testing.assert_close(a, b)  # retrained from the same seed: same model
+    torch.load(path, weights_only=True)  # and the cache file is whole again
+
+
+def test_interrupted_training_leaves_no_checkpoint(tmp_cache, tiny_images, monkeypatch):
+    real_step = torch.optim.Adam.step
+    calls = {"n": 0}
+
+    def flaky_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", flaky_step)
+    with pytest.raises(KeyboardInterrupt):
+        ik.models.train(_net(), tiny_images, epochs=2, batch_size=16, progress=False, device="cpu")
+    assert not list(tmp_cache.rglob("*.pt")) and not list(tmp_cache.rglob("*.tmp"))
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    m = ik.models.train(_net(), tiny_images, epochs=2, batch_size=16, progress=False, device="cpu")
+    assert m.cache_path.is_file()
+
+
+def test_epoch_states_kept_and_cached(tmp_cache, tiny_images):
+    m = ik.models.train(_net(), tiny_images, epochs=2, batch_size=16, progress=False, keep_epoch_states=True)
+    assert len(m.epoch_states) == 2
+    torch.testing.assert_close(m.epoch_states[-1]["classifier.2.weight"], m.state_dict()["classifier.2.weight"].cpu())
+    m2 = ik.models.train(_net(), tiny_images, epochs=2, batch_size=16, progress=False, keep_epoch_states=True)
+    assert len(m2.epoch_states) == 2
+
+
+def test_bad_training_input(tmp_cache, tiny_images):
+    with pytest.raises(ValueError, match="channels"):
+        ik.models.train(ik.models.vgg8(2, 3, width=0.125), tiny_images, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="ImageSet"):
+        ik.models.train(_net(), (tiny_images.images, tiny_images.labels), epochs=1)
+    with pytest.raises(ValueError, match="epochs"):
+        ik.models.train(_net(), tiny_images, epochs=0)
+
+
+def test_device_rule_and_mismatch_errors():
+    assert ik.resolve_device("cpu").type == "cpu"
+    assert ik.resolve_device(None).type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            ik.resolve_device("cuda")
+    from interpkit.checks import check_images, require_eval, require_frozen
+
+    m = _net()
+    with pytest.raises(ValueError, match="meta"):
+        check_images(torch.empty(2, 1, 32, 32, device="meta"), m)
+    with pytest.raises(ValueError, match="shape"):
+        check_images(torch.rand(1, 32, 32), m)
+    with pytest.raises(ValueError, match="channels"):
+        check_images(torch.rand(1, 3, 32, 32), m)
+    with pytest.raises(ValueError, match="eval"):
+        require_eval(m.train())
+    with pytest.raises(ValueError, match="freeze"):
+        require_frozen(m.eval())
+    require_frozen(ik.models.freeze(m))

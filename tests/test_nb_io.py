@@ -1,0 +1,42 @@
+import json
+import os
+
+import pytest
+
+import interpkit as ik
+from interpkit import io
+
+
+def test_smoke_mode_from_argument_and_environment(monkeypatch):
+    monkeypatch.delenv("INTERPKIT_SMOKE", raising=False)
+    assert ik.nb.smoke_mode() is False and ik.nb.smoke_mode(True) is True
+    monkeypatch.setenv("INTERPKIT_SMOKE", "1")
+    assert ik.nb.smoke_mode() is True and ik.nb.smoke_mode(False) is False
+
+
+def test_save_results_writes_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERPKIT_RESULTS_DIR", str(tmp_path))
+    import numpy as np
+
+    path = ik.nb.save_results("07_demo", {"acc": np.float32(0.5), "curve": np.arange(3)}, smoke=True)
+    assert path == tmp_path / "07_demo.json"
+    assert json.loads(path.read_text()) == {"acc": 0.5, "curve": [0, 1, 2], "smoke": True}
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "f.txt"
+    io.atomic_write_text(target, "old")
+
+    def boom(*a):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        io.atomic_write_text(target, "new")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_paper_vs_measured_table():
+    df = ik.nb.paper_vs_measured([{"claim": "a", "paper": "1", "measured": "2", "holds": True},
+                                  {"claim": "b", "paper": "1", "measured": "0", "holds": False}])
+    assert df["holds"].tolist() == ["yes", "no"]
