@@ -1,8 +1,8 @@
 """interpkit: methods for looking inside convolutional networks, with a book that reproduces five papers."""
-from . import data, io, models, nb
+from . import checks, data, io, models, nb, plot, widgets
 from .capture import Activations, capture, resolve_modules
 from .device import resolve_device
 
 __version__ = "0.1.0"
 __all__ = ["capture", "Activations", "resolve_modules", "resolve_device", "data", "models", "nb", "io",
-           "__version__"]
+           "plot", "widgets", "checks", "__version__"]

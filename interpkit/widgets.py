@@ -1,0 +1,62 @@
+"""ipywidgets builders. Each returns a widget whose output area redraws a figure from ``plot``.
+
+In the rendered book a widget has no kernel behind it, so chapters draw the default state as a
+static figure first and then display the widget for readers who run the notebook.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from . import plot
+from .capture import capture
+
+
+def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> "ipywidgets.Widget":
+    """A box with ``controls`` (name -> ipywidgets control) above an output area showing ``draw(**values)``."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    out = w.Output()
+
+    def redraw(*_):
+        with out:
+            out.clear_output(wait=True)
+            fig = draw(**{k: c.value for k, c in controls.items()})
+            display(fig)
+            plt.close(fig)
+
+    for c in controls.values():
+        c.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox(list(controls.values())), out])
+
+
+def feature_map_explorer(model: nn.Module, images: torch.Tensor, layers: Sequence[str],
+                         n_channels: int = 16) -> "ipywidgets.Widget":
+    """Choose a layer, an image and a first channel; shows the image and 16 of that layer's maps."""
+    import ipywidgets as w
+
+    model.eval()
+    dev = next(model.parameters()).device
+    with torch.no_grad(), capture(model, list(layers)) as acts:
+        model(images.to(dev))
+    acts = {k: v.cpu() for k, v in acts.items()}
+
+    def draw(layer: str, image: int, first: int) -> plt.Figure:
+        maps = acts[layer][image]
+        first = min(first, max(0, len(maps) - n_channels))
+        chans = list(range(first, min(first + n_channels, len(maps))))
+        fig = plot.image_grid([images[image]] + [maps[c] for c in chans],
+                              ["input"] + [f"ch {c}" for c in chans], ncols=9, size=1.1,
+                              suptitle=f"{layer}: {tuple(acts[layer].shape[1:])} (channels, h, w)")
+        return fig
+
+    max_c = max(a.shape[1] for a in acts.values())
+    return interactive_figure(draw,
+                              layer=w.Dropdown(options=list(layers), value=layers[0], description="layer"),
+                              image=w.IntSlider(0, 0, len(images) - 1, description="image"),
+                              first=w.IntSlider(0, 0, max(0, max_c - 1), step=n_channels, description="channel"))
