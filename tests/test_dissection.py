@@ -1,0 +1,408 @@
+"""Tests of interpkit.dissection against a brute-force per-image, per-unit reference."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from interpkit import dissection as nd
+
+PIXEL_CATS = ("object", "part", "color")
+SCALAR_CATS = ("scene", "texture")
+
+
+class FakeBroden:
+    """A tiny in-memory dataset with the Broden interface used by ``dissect``."""
+
+    def __init__(self, n: int = 12, image: int = 16, seg: tuple[int, int] = (8, 10), seed: int = 0,
+                 masks: dict | None = None, scalars: dict | None = None, labels: pd.DataFrame | None = None):
+        g = np.random.default_rng(seed)
+        self.categories = list(PIXEL_CATS + SCALAR_CATS)
+        if labels is None:
+            # label 0 unlabeled; 1-3 object, 4-5 part, 6-7 color, 8-9 scene, 10-11 texture
+            labels = pd.DataFrame({"name": ["-", "car", "tree", "sky", "wheel", "leaf", "red", "green",
+                                            "street", "forest", "dotted", "striped"],
+                                   "category": ["", "object", "object", "object", "part", "part", "color",
+                                                "color", "scene", "scene", "texture", "texture"]})
+        self.labels = labels
+        self.seg_shape, self.image_shape = seg, (image, image)
+        self.images = torch.rand(n, 3, image, image, generator=torch.Generator().manual_seed(seed))
+        if masks is None:
+            masks = {}
+            sh, sw = seg
+            # objects: blobs; parts sometimes use an object label (label 1 "car" as a part) to exercise
+            # primary-category bookkeeping; colour: two layers
+            masks["object"] = [torch.as_tensor(g.choice([0, 1, 2, 3], size=(1, sh, sw), p=[.4, .2, .2, .2]))
+                               for _ in range(n)]
+            masks["part"] = [torch.as_tensor(g.choice([0, 4, 5, 1], size=(1 + i % 2, sh, sw), p=[.6, .2, .1, .1]))
+                             for i in range(n)]
+            masks["color"] = [torch.as_tensor(g.choice([0, 6, 7], size=(2, sh, sw))) for _ in range(n)]
+        if scalars is None:
+            scalars = {"scene": [torch.tensor([8 + i % 2]) for i in range(n)],
+                       "texture": [torch.tensor([10, 11][: i % 3]) for i in range(n)]}
+        self.masks, self.scalars = masks, scalars
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "masks": {c: m[i].long() for c, m in self.masks.items()},
+                "scalars": {c: s[i].long() for c, s in self.scalars.items()}}
+
+    def segmentation_batch(self, indices):
+        items = [self[i] for i in indices]
+        sh, sw = self.seg_shape
+        pix = [torch.cat([it["masks"][c] for c in self.masks]) if self.masks else torch.zeros(0, sh, sw,
+                                                                                              dtype=torch.long)
+               for it in items]
+        sca = [torch.cat([it["scalars"][c] for c in self.scalars]) if self.scalars else torch.zeros(0,
+                                                                                                  dtype=torch.long)
+               for it in items]
+        K = max(p.shape[0] for p in pix)
+        S = max(s.shape[0] for s in sca)
+        P = torch.zeros(len(items), K, sh, sw, dtype=torch.long)
+        Sc = torch.zeros(len(items), S, dtype=torch.long)
+        for j, (p, s) in enumerate(zip(pix, sca)):
+            P[j, : p.shape[0]] = p
+            Sc[j, : s.shape[0]] = s
+        return torch.stack([it["image"] for it in items]), P, Sc
+
+
+def brute_force(acts: np.ndarray, ds: FakeBroden, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+    """NetDissect-Lite's tally, image by image and unit by unit, without any shortcut."""
+    cats = ds.categories
+    L = len(ds.labels)
+    primary = np.array([cats.index(c) if c in cats else -1 for c in ds.labels["category"]])
+    U = acts.shape[1]
+    sh, sw = ds.seg_shape
+    inter = np.zeros((U, L), np.int64)
+    act_cat = np.zeros((U, len(cats)), np.int64)
+    unit_px = np.zeros(U, np.int64)
+    G = np.zeros(L, np.int64)
+    for i in range(len(ds)):
+        item = ds[i]
+        pixels = np.concatenate([item["masks"][c].numpy() for c in item["masks"]]) if item["masks"] else \
+            np.zeros((0, sh, sw), np.int64)
+        scalars = [int(s) for c in item["scalars"] for s in item["scalars"][c] if int(s) > 0]
+        for lab in pixels.ravel():
+            if lab > 0:
+                G[lab] += 1
+        for s in scalars:
+            G[s] += sh * sw
+        for u in range(U):
+            up = F.interpolate(torch.as_tensor(acts[i, u])[None, None].float(), size=(sh, sw), mode="bilinear",
+                               align_corners=False)[0, 0].numpy()
+            m = up > thresholds[u]
+            a = int(m.sum())
+            unit_px[u] += a
+            touched = set()
+            for lab in pixels[:, m].ravel():
+                if lab > 0:
+                    inter[u, lab] += 1
+                    touched.add(primary[lab])
+            for s in scalars:
+                inter[u, s] += a
+                touched.add(primary[s])
+            if a:
+                for c in touched:
+                    act_cat[u, c] += a
+    denom = act_cat[:, np.clip(primary, 0, None)] + G[None] - inter
+    iou = np.where(denom > 0, inter / np.maximum(denom, 1), 0.0)
+    iou[:, 0] = 0
+    return {"inter": inter, "act_cat": act_cat, "unit_px": unit_px, "G": G, "iou": iou}
+
+
+def _acts(n=12, units=5, h=3, w=4, seed=1) -> np.ndarray:
+    return np.random.default_rng(seed).gamma(1.0, 1.0, size=(n, units, h, w)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# correctness
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("chunk_pixels", [1 << 23, 200])
+def test_counts_equal_brute_force(chunk_pixels):
+    ds = FakeBroden()
+    acts = _acts()
+    # a quantile high enough that many maps cross the threshold, so the counts are not trivial
+    r = nd.dissect(acts, ds, quantile=0.2, batch_size=5, progress=False, device="cpu", chunk_pixels=chunk_pixels)
+    ref = brute_force(acts, ds, r.thresholds)
+    assert r.unit_pixels.sum() > 0 and ref["inter"].sum() > 0
+    np.testing.assert_array_equal(r.intersection, ref["inter"])
+    np.testing.assert_array_equal(r.activation, ref["act_cat"])
+    np.testing.assert_array_equal(r.unit_pixels, ref["unit_px"])
+    np.testing.assert_array_equal(r.label_pixels, ref["G"])
+    np.testing.assert_allclose(r.iou, ref["iou"], rtol=0, atol=1e-12)
+    assert r.iou.shape == (5, len(ds.labels)) and (r.iou[:, 0] == 0).all()
+    assert list(r.labels["label"]) == list(range(len(ds.labels)))
+
+
+def test_thresholds_are_exact_quantiles():
+    acts = _acts(n=9, units=4, h=5, w=5, seed=3)
+    for q in (0.005, 0.05, 0.3):
+        expect = np.quantile(acts.astype(np.float64), 1 - q, axis=(0, 2, 3))
+        got = nd.quantile_thresholds(acts, q, batch_size=2, device="cpu")
+        np.testing.assert_allclose(got, expect, rtol=1e-6)
+        r = nd.dissect(acts, FakeBroden(n=9), quantile=q, batch_size=4, progress=False, device="cpu")
+        np.testing.assert_allclose(r.thresholds, expect, rtol=1e-6)
+        assert r.threshold_method == "exact"
+
+
+def test_top_tail_merges_exactly_across_many_blocks():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 20011, generator=g) ** 3
+    est = nd.TopTailQuantile(3, x.shape[1], 0.005)
+    for s in range(0, x.shape[1], 997):  # many flushes of the top buffer
+        est.update(x[:, s:s + 997])
+    np.testing.assert_allclose(est.result().numpy(), np.quantile(x.double().numpy(), 0.995, axis=1), rtol=1e-6)
+
+
+def test_strict_threshold_excludes_equal_values():
+    # seg shape == map shape: bilinear resampling with align_corners=False is then the identity
+    ds = FakeBroden(n=2, seg=(4, 4))
+    acts = np.zeros((2, 1, 4, 4), np.float32)
+    acts[0, 0, :2, :2] = 1.0     # exactly at the threshold: never active
+    acts[1, 0, :1, :3] = 1.5     # above: 3 pixels active
+    r = nd.dissect(acts, ds, thresholds=np.array([1.0], np.float32), progress=False, device="cpu")
+    assert r.unit_pixels.tolist() == [3]
+    ref = brute_force(acts, ds, np.array([1.0], np.float32))
+    np.testing.assert_array_equal(r.intersection, ref["inter"])
+
+
+def test_category_restricted_activation_count():
+    """A unit's pixels count toward A_cat(c) only in images where its mask overlaps a label of c."""
+    labels = pd.DataFrame({"name": ["-", "car", "wheel", "street"], "category": ["", "object", "part", "scene"]})
+    sh = sw = 4
+    obj = [torch.zeros(1, sh, sw, dtype=torch.long) for _ in range(3)]
+    part = [torch.zeros(1, sh, sw, dtype=torch.long) for _ in range(3)]
+    obj[0][0, :2, :2] = 1           # image 0: car top-left (4 px)
+    part[1][0, 2:, 2:] = 2          # image 1: wheel bottom-right (4 px), no object at all
+    obj[2][0, 3, 3] = 1             # image 2: car 1 px far from where the unit fires
+    ds = FakeBroden(n=3, seg=(sh, sw), labels=labels, masks={"object": obj, "part": part},
+                    scalars={"scene": [torch.tensor([3]), torch.tensor([0]), torch.tensor([0])]})
+    ds.categories = ["object", "part", "scene"]
+    acts = np.zeros((3, 1, sh, sw), np.float32)
+    acts[0, 0, :2, :3] = 1          # 6 px, overlaps car (4) and the image-level scene
+    acts[1, 0, 2:, 2:] = 1          # 4 px, overlaps the wheel only
+    acts[2, 0, 0, 0] = 1            # 1 px, touches nothing
+    r = nd.dissect(acts, ds, thresholds=np.array([0.5], np.float32), progress=False, device="cpu")
+    assert r.unit_pixels.tolist() == [11]
+    # A_cat: object 6 (image 0 only), part 4 (image 1 only), scene 6 (image 0)
+    assert r.activation.tolist() == [[6, 4, 6]]
+    assert r.intersection[0].tolist() == [0, 4, 4, 6]
+    assert r.label_pixels.tolist() == [0, 5, 4, 16]
+    np.testing.assert_allclose(r.iou[0], [0, 4 / (6 + 5 - 4), 4 / (4 + 4 - 4), 6 / (6 + 16 - 6)])
+    u = r.units.iloc[0]
+    assert u["label"] == "wheel" and u["category"] == "part" and u["detector"]
+    ref = brute_force(acts, ds, np.array([0.5], np.float32))
+    np.testing.assert_array_equal(r.activation, ref["act_cat"])
+
+
+def test_unit_table_and_summaries():
+    ds = FakeBroden()
+    r = nd.dissect(_acts(), ds, quantile=0.2, progress=False, device="cpu")
+    u = r.units
+    assert list(u.columns) == ["unit", "label", "label_id", "category", "iou", "detector"]
+    best = r.iou[:, 1:].argmax(1) + 1
+    assert (u["label_id"].to_numpy() == best).all()
+    assert (u["detector"] == (u["iou"] >= 0.04)).all()
+    per = r.detectors_per_category()
+    assert per["detectors"].sum() == r.num_detectors()
+    assert r.unique_detectors() == u[u["detector"]]["label_id"].nunique()
+    strict = r.with_iou_threshold(1.0)
+    assert strict.num_detectors() == 0 and strict.intersection is r.intersection
+    s = nd.summarize({"a": r, "b": strict})
+    assert list(s["detectors"]) == [r.num_detectors(), 0]
+
+
+def test_category_filter_keeps_selected_labels_unchanged():
+    ds = FakeBroden()
+    acts = _acts()
+    full = nd.dissect(acts, ds, quantile=0.2, progress=False, device="cpu")
+    obj = nd.dissect(acts, ds, quantile=0.2, categories=["object"], progress=False, device="cpu")
+    is_obj = (ds.labels["category"] == "object").to_numpy()
+    np.testing.assert_array_equal(obj.iou[:, is_obj], full.iou[:, is_obj])
+    assert (obj.iou[:, ~is_obj] == 0).all()
+    assert set(obj.units["category"]) == {"object"}
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 6, 3, stride=2, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(6, 4, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.relu(self.conv1(x))
+        x = self.relu(self.conv2(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_model_source_matches_precomputed_activations(tmp_path):
+    ds = FakeBroden(n=10)
+    net = TinyNet().eval()
+    tf = lambda x: (x - 0.5) / 0.25  # noqa: E731
+    res = nd.dissect(net, ds, ["conv1", "relu"], quantile=0.1, transform=tf, batch_size=3, progress=False,
+                     device="cpu", spool_dir=tmp_path)
+    assert set(res) == {"conv1", "relu"}
+    assert list(tmp_path.iterdir()) == []  # spool removed
+    with torch.no_grad():  # same batches as dissect: conv results depend on the batch size in the last bit
+        a1 = torch.cat([net.conv1(tf(ds.images[s:s + 3])) for s in range(0, 10, 3)])
+    ref = nd.dissect(a1.numpy(), ds, quantile=0.1, progress=False, device="cpu")
+    np.testing.assert_array_equal(res["conv1"].intersection, ref.intersection)
+    np.testing.assert_array_equal(res["conv1"].thresholds, ref.thresholds)
+    single = nd.dissect(net, ds, "conv2", thresholds=np.ones(4, np.float32) * 0.1, progress=False, device="cpu")
+    assert isinstance(single, nd.DissectionResult) and single.threshold_method == "given"
+    assert net.training is False and next(net.parameters()).device.type == "cpu"
+
+
+def test_mapping_source_and_tensor_source():
+    ds = FakeBroden()
+    a = _acts()
+    res = nd.dissect({"x": a, "y": torch.as_tensor(a[:, :2])}, ds, quantile=0.2, progress=False, device="cpu")
+    np.testing.assert_array_equal(res["y"].intersection, res["x"].intersection[:2])
+
+
+# ----------------------------------------------------------------------------------------------
+# quantile sketch
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sketch_error_within_documented_bound(seed):
+    g = torch.Generator().manual_seed(seed)
+    units, blocks = 6, 40
+    # drifting scale and sign per unit force range doubling both upwards and downwards
+    scale = torch.linspace(0.1, 50, blocks)
+    parts = [(torch.randn(units, 500, generator=g) ** 3) * scale[b] - (b % 7) * 3.0 for b in range(blocks)]
+    x = torch.cat(parts, 1)
+    for q in (0.005, 0.05):
+        sk = nd.HistogramQuantileSketch(units, q, bins=2048)
+        for p in parts:
+            sk.update(p)
+        est, err = sk.result()
+        exact = torch.as_tensor(np.quantile(x.double().numpy(), 1 - q, axis=1))
+        diff = (est.double() - exact).abs()
+        assert (diff <= err + 1e-6 * exact.abs()).all(), (diff, err)
+        span = (x.amax(1) - x.amin(1)).double()
+        assert (err <= 2 * span / (2048 - 1) + 1e-12).all()
+        # and the estimate is useful: well inside one percent of the range
+        assert (diff / span < 0.01).all()
+
+
+def test_dissect_sketch_mode_is_close_to_exact():
+    ds = FakeBroden()
+    a = _acts(units=4, h=6, w=6)
+    ex = nd.dissect(a, ds, quantile=0.05, progress=False, device="cpu")
+    sk = nd.dissect(a, ds, quantile=0.05, quantile_method="sketch", sketch_bins=4096, progress=False, device="cpu")
+    assert sk.threshold_method == "sketch"
+    assert (np.abs(sk.thresholds - ex.thresholds) <= sk.threshold_error + 1e-6).all()
+    auto = nd.dissect(a, ds, quantile=0.05, max_exact_bytes=1, progress=False, device="cpu")
+    assert auto.threshold_method == "sketch"
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input
+# ----------------------------------------------------------------------------------------------
+def test_count_mismatch():
+    with pytest.raises(ValueError, match="12 images but the dataset has 10"):
+        nd.dissect(_acts(n=12), FakeBroden(n=10), progress=False, device="cpu")
+
+
+def test_not_4d():
+    with pytest.raises(ValueError, match="4-D"):
+        nd.dissect(np.zeros((12, 5, 3), np.float32), FakeBroden(), progress=False, device="cpu")
+    net = TinyNet()
+    with pytest.raises(ValueError, match="4-D"):
+        nd.dissect(net, FakeBroden(n=4), "fc", progress=False, device="cpu")
+
+
+@pytest.mark.parametrize("q", [0, 1, -0.1, 1.5, float("nan")])
+def test_quantile_out_of_range(q):
+    with pytest.raises(ValueError, match="quantile must lie strictly between 0 and 1"):
+        nd.dissect(_acts(), FakeBroden(), quantile=q, progress=False, device="cpu")
+
+
+def test_missing_category():
+    with pytest.raises(KeyError, match="no category 'material'"):
+        nd.dissect(_acts(), FakeBroden(), categories=["object", "material"], progress=False, device="cpu")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_activations(bad):
+    a = _acts()
+    a[7, 2, 1, 1] = bad
+    with pytest.raises(ValueError, match="first at image 7"):
+        nd.dissect(a, FakeBroden(), batch_size=4, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="NaN|infinite"):
+        nd.dissect(a, FakeBroden(), thresholds=np.ones(5), progress=False, device="cpu")
+
+
+def test_other_bad_arguments():
+    ds = FakeBroden()
+    with pytest.raises(ValueError, match="needs `layers`"):
+        nd.dissect(TinyNet(), ds, progress=False, device="cpu")
+    with pytest.raises(KeyError, match="no layer named"):
+        nd.dissect(TinyNet(), ds, "conv9", progress=False, device="cpu")
+    with pytest.raises(ValueError, match="3 values but the layer has 5 units"):
+        nd.dissect(_acts(), ds, thresholds=np.ones(3), progress=False, device="cpu")
+    with pytest.raises(ValueError, match="iou_threshold"):
+        nd.dissect(_acts(), ds, iou_threshold=2, progress=False, device="cpu")
+    with pytest.raises(TypeError, match="lacks"):
+        nd.dissect(_acts(), object(), progress=False, device="cpu")
+    with pytest.raises(TypeError, match="source must be"):
+        nd.dissect("acts", ds, progress=False, device="cpu")
+    bad = FakeBroden()
+    bad.masks["object"][0][0, 0, 0] = 99
+    with pytest.raises(ValueError, match="label numbers must lie in"):
+        nd.dissect(_acts(), bad, progress=False, device="cpu")
+
+
+# ----------------------------------------------------------------------------------------------
+# rotation
+# ----------------------------------------------------------------------------------------------
+def test_fractional_rotation_properties():
+    for n in (1, 2, 7, 32):
+        Q = nd.random_rotation(n, seed=n)
+        assert np.allclose(Q @ Q.T, np.eye(n)) and np.isclose(np.linalg.det(Q), 1)
+        np.testing.assert_allclose(nd.fractional_rotation(Q, 0.0), np.eye(n), atol=1e-10)
+        np.testing.assert_allclose(nd.fractional_rotation(Q, 1.0), Q, atol=1e-10)
+        h = nd.fractional_rotation(Q, 0.5)
+        assert np.allclose(h @ h.T, np.eye(n)) and np.isclose(np.linalg.det(h), 1)
+        np.testing.assert_allclose(h @ h, Q, atol=1e-9)
+        np.testing.assert_allclose(nd.fractional_rotation(Q, 0.3) @ nd.fractional_rotation(Q, 0.7), Q, atol=1e-9)
+    # -I on a plane (pairs of eigenvalue -1) is handled as a rotation by pi
+    R = np.diag([-1.0, -1.0, 1.0])
+    np.testing.assert_allclose(nd.fractional_rotation(R, 0.5) @ nd.fractional_rotation(R, 0.5), R, atol=1e-12)
+    with pytest.raises(ValueError, match="determinant -1"):
+        nd.fractional_rotation(np.diag([1.0, -1.0]), 0.5)
+    with pytest.raises(ValueError, match="alpha"):
+        nd.fractional_rotation(np.eye(3), 1.5)
+
+
+def test_rotation_inside_network_keeps_outputs():
+    net = TinyNet().eval()
+    x = torch.rand(5, 3, 16, 16)
+    R = nd.random_rotation(6, seed=1)
+    rot = nd.with_rotation(net, "conv1", R)
+    with torch.no_grad():
+        torch.testing.assert_close(rot(x), net(x), rtol=1e-4, atol=1e-5)
+        from interpkit import capture
+        with capture(rot, ["conv1.rotate"]) as acts:
+            rot(x)
+        expect = nd.rotate_activations(net.conv1(x), R)
+    torch.testing.assert_close(acts["conv1.rotate"], expect, rtol=1e-5, atol=1e-5)
+    a = _acts(n=3, units=6)
+    np.testing.assert_allclose(nd.rotate_activations(a, R), np.einsum("ij,njhw->nihw", R, a), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_helpers():
+    a = _acts()
+    top = nd.top_images(a, 2, k=3)
+    assert list(top) == list(np.argsort(-a[:, 2].reshape(12, -1).max(1))[:3])
+    m = nd.upsample_masks(a[:2], np.array([1.0] * 5, np.float32), (8, 10))
+    assert m.shape == (2, 5, 8, 10) and m.dtype == torch.bool
