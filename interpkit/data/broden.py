@@ -26,6 +26,7 @@ Both ``Broden`` (files) and ``InMemoryBroden`` (e.g. ``ConceptWorld.as_broden``)
   label.csv's category with most images, else ""), ``frequency``, ``coverage``, ``syns``, and
   for every loaded category ``cat``: ``code_<cat>`` (dense code, 0 = not in that category),
   ``frequency_<cat>`` and ``coverage_<cat>`` (0 where absent).
+* ``ds.images_batch(indices)`` -> images only (float32 (B,3,H,W)), without reading label files.
 * ``ds.segmentation_batch(indices)`` -> ``(images (B,3,H,W) float32, pixel_labels (B,K,sh,sw)
   long, scalar_labels (B,S) long)``: layers of every pixel category stacked in a fixed order
   given by ``ds.layer_categories`` (length K; each category gets as many slots as its largest
@@ -377,6 +378,15 @@ class Broden(_BrodenBase):
         scalars = {c: torch.tensor(self._cells[c][i][0], dtype=torch.long) for c in self.scalar_categories}
         return {"image": self._load_image(i), "masks": masks, "scalars": scalars, "split": self._rows[i][1]}
 
+    def images_batch(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Only the images of ``indices`` as float32 (B, 3, H, W) (no label PNGs are read)."""
+        idx = [int(i) for i in torch.as_tensor(indices).reshape(-1).tolist()]
+        H, W = self.image_shape
+        images = torch.empty((len(idx), 3, H, W), dtype=torch.float32)
+        for b, i in enumerate(idx):
+            images[b] = _resize_image(self._load_image(i), (H, W))
+        return images
+
     def segmentation_batch(self, indices: Sequence[int] | torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images, stacked pixel-label layers and image-level labels of ``indices`` (see module doc)."""
@@ -555,6 +565,11 @@ class InMemoryBroden(_BrodenBase):
         scalars = {c: torch.from_numpy(self._scalar[c][i][self._scalar[c][i] > 0].astype(np.int64))
                    for c in self.scalar_categories}
         return {"image": self._image(i), "masks": masks, "scalars": scalars, "split": self._splits[i]}
+
+    def images_batch(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Only the images of ``indices`` as float32 (B, 3, H, W)."""
+        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1).numpy()
+        return torch.from_numpy(self._images[idx]).float().div_(255.0)
 
     def segmentation_batch(self, indices: Sequence[int] | torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
