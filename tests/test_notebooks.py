@@ -1,0 +1,86 @@
+"""Notebook regression: every chapter in _toc.yml runs headless (papermill, smoke mode) and writes its
+results JSON; notebooks are stored stripped. nbval re-runs them (pytest --nbval-lax, see conftest)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from notebook_expectations import EXPECTED
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toc_notebooks() -> list[Path]:
+    """Notebook files named in _toc.yml, in book order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(toc)
+    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists() or f.startswith("notebooks/")]
+
+
+NOTEBOOKS = toc_notebooks()
+
+
+def test_toc_and_notebook_folder_agree():
+    on_disk = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert sorted(NOTEBOOKS) == on_disk, "every notebook must be listed in _toc.yml and every listed one must exist"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_clean_and_follows_conventions(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), \
+        f"{path.name} is stored with outputs; strip them with: python tools/nbbuild.py {path}"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.lstrip().startswith("# ")
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1 and "smoke" in params[0].source and "device" in params[0].source
+    assert f'save_results("{path.stem}"' in "".join(c.source for c in code), \
+        f"{path.name} must write results/{path.stem}.json with ik.nb.save_results"
+
+
+def _finite_numbers(obj):
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return True
+    if isinstance(obj, (int, float)):
+        return math.isfinite(obj)
+    if isinstance(obj, dict):
+        return all(_finite_numbers(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_finite_numbers(v) for v in obj)
+    return False
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
+    papermill = pytest.importorskip("papermill")
+    results = tmp_path / "results"
+    monkeypatch.setenv("INTERPKIT_RESULTS_DIR", str(results))  # the kernel inherits the environment
+    papermill.execute_notebook(str(path), str(tmp_path / path.name), cwd=str(path.parent),
+                               kernel_name="python3", parameters={"smoke": True}, progress_bar=False)
+    out = results / f"{path.stem}.json"
+    assert out.is_file(), f"{path.name} did not write {out.name}"
+    data = json.loads(out.read_text())
+    assert data.get("smoke") is True and _finite_numbers(data)
+    spec = EXPECTED.get(path.stem, {})
+    missing = [k for k in spec.get("keys", []) if k not in data]
+    assert not missing, f"{out.name} lacks {missing}"
+    for i, check in enumerate(spec.get("checks", [])):
+        assert check(data), f"{out.name}: check {i} failed on {data}"
