@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 book: setup
-	$(BIN)/python -m book.build
+	$(BIN)/python tools/build_book.py
 
 test: setup
 	$(BIN)/python -m pytest
