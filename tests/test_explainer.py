@@ -1,0 +1,252 @@
+"""Tests of the explainer (Zhang et al.): ICNN templates and filter loss against a direct transcription,
+the mask, input checks, distillation training with its cache, and the metrics."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import interpkit as ik
+from interpkit import explainer as E
+
+
+# ------------------------------------------------------------------------------------------------
+# direct (slow) transcriptions of the paper's formulas
+# ------------------------------------------------------------------------------------------------
+def slow_templates(n, beta=4.0):
+    tau = 0.5 / n ** 2
+    out = []
+    for mu_i in range(n):
+        for mu_j in range(n):
+            out.append([[tau * max(1 - beta * (abs(i - mu_i) + abs(j - mu_j)) / n, -1) for j in range(n)]
+                        for i in range(n)])
+    out.append([[-tau] * n for _ in range(n)])
+    return out
+
+
+def slow_filter_loss(maps, beta=4.0):
+    """-MI(X;T) for one filter: maps is a list of n x n nested lists (one per image)."""
+    n = len(maps[0])
+    T = slow_templates(n, beta)
+    alpha = n * n / (1 + n * n)
+    prior = [alpha / n ** 2] * (n * n) + [1 - alpha]
+    tr = [[sum(x[i][j] * t[i][j] for i in range(n) for j in range(n)) for t in T] for x in maps]
+    Z = [sum(math.exp(tr[b][k]) for b in range(len(maps))) for k in range(len(T))]
+    p_x_t = [[math.exp(tr[b][k]) / Z[k] for k in range(len(T))] for b in range(len(maps))]
+    p_x = [sum(prior[k] * p_x_t[b][k] for k in range(len(T))) for b in range(len(maps))]
+    mi = sum(prior[k] * sum(p_x_t[b][k] * math.log(p_x_t[b][k] / p_x[b]) for b in range(len(maps)))
+             for k in range(len(T)))
+    return -mi
+
+
+@pytest.mark.parametrize("n", [3, 4, 6])
+def test_templates_match_formula(n):
+    T = E.icnn_templates(n, dtype=torch.float64)
+    assert T.shape == (n * n + 1, n, n)
+    torch.testing.assert_close(T, torch.tensor(slow_templates(n), dtype=torch.float64))
+    # positive template peaks at mu with tau, negative template is -tau everywhere
+    tau = 0.5 / n ** 2
+    assert float(T[n + 1, 1, 1]) == pytest.approx(tau) and float(T[-1].max()) == pytest.approx(-tau)
+    lp = E.template_log_priors(n).exp()
+    assert float(lp.sum()) == pytest.approx(1.0) and float(lp[-1]) == pytest.approx(1 / (1 + n * n))
+
+
+@pytest.mark.parametrize("n,scale", [(3, 1.0), (4, 30.0), (5, 200.0)])
+def test_filter_loss_matches_direct_transcription(n, scale):
+    g = torch.Generator().manual_seed(n)
+    x = torch.relu(torch.randn(5, 3, n, n, generator=g, dtype=torch.float64)) * scale
+    got = E.filter_loss(x, reduction="none")
+    want = [slow_filter_loss(x[:, c].tolist()) for c in range(3)]
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
+    assert float(E.filter_loss(x)) == pytest.approx(float(np.mean(want)))
+    assert all(v <= 1e-12 for v in want)  # -MI <= 0
+
+
+def test_filter_loss_is_stable():
+    z = torch.zeros(4, 3, 5, 5, requires_grad=True)
+    loss = E.filter_loss(z)
+    loss.backward()
+    assert torch.isfinite(loss) and abs(loss.item()) < 1e-6
+    assert torch.isfinite(z.grad).all()
+    big = torch.relu(torch.randn(4, 3, 5, 5)) * 1e6
+    big.requires_grad_(True)
+    lb = E.filter_loss(big, reduction="sum")
+    lb.backward()
+    assert torch.isfinite(lb) and torch.isfinite(big.grad).all()
+    # MI is bounded by the entropy of T
+    assert float(-E.filter_loss(big.detach(), reduction="none").max()) <= math.log(26) + 1e-6
+
+
+def test_filter_loss_prefers_localised_selective_filters():
+    n = 6
+    loc = torch.zeros(8, 1, n, n)
+    for b in range(4):  # fires at one spot in half of the images, silent in the others
+        loc[b, 0, b, b] = 400.0
+    diffuse = torch.full((8, 1, n, n), 400.0 / (n * n))
+    assert float(E.filter_loss(loc)) < float(E.filter_loss(diffuse)) - 0.5
+
+
+def test_bad_map_sizes_and_shapes():
+    with pytest.raises(ValueError, match="at least 3x3"):
+        E.filter_loss(torch.rand(4, 2, 2, 2))
+    with pytest.raises(ValueError, match="at least 3x3"):
+        E.icnn_templates(2)
+    with pytest.raises(ValueError, match="square"):
+        E.filter_loss(torch.rand(4, 2, 4, 5))
+    with pytest.raises(ValueError, match="batch, filters"):
+        E.filter_loss(torch.rand(4, 4, 4))
+    with pytest.raises(ValueError, match="at least 3x3"):
+        E.Explainer((8, 2, 2), {"t": (8, 2, 2)})
+
+
+def test_mask_keeps_the_peak_neighbourhood():
+    x = torch.ones(1, 1, 8, 8)
+    x[0, 0, 2, 5] = 3.0
+    m = E.icnn_mask(x)
+    assert float(m[0, 0, 2, 5]) == pytest.approx(3.0)          # template value 1 at the peak
+    assert float(m[0, 0, 7, 0]) == 0.0                          # far away: negative template, ReLU
+    assert float(m[0, 0, 2, 6]) == pytest.approx(1 - 4 / 8)    # one step: 1 - beta / n
+    assert (m >= 0).all()
+    assert E.FilterMask()(x).shape == x.shape
+
+
+# ------------------------------------------------------------------------------------------------
+# explainer on a tiny performer
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(48, 3, 32, 32, generator=g) * 0.3
+    y = torch.arange(48) % 2
+    x[y == 1, :, 8:20, 8:20] += 0.6
+    data = ik.data.ImageSet(x.clamp(0, 1), y, ["plain", "square"], "tiny-rgb")
+    torch.manual_seed(0)
+    perf = ik.models.vgg8(2, in_channels=3, width=0.125, image_size=32).eval()
+    return perf, data
+
+
+def test_layer_order_and_shapes(tiny):
+    perf, data = tiny
+    shapes = E.check_layer_order(perf, "features.1", ["features.3"], data.images[:2])
+    assert shapes == {"features.1": (8, 8, 8), "features.3": (16, 4, 4)}
+    with pytest.raises(ValueError, match="wrong order"):
+        E.check_layer_order(perf, "features.3", ["features.1"], data.images[:2])
+    with pytest.raises(ValueError, match="also a target"):
+        E.check_layer_order(perf, "features.1", "features.1", data.images[:2])
+    with pytest.raises(KeyError, match="no layer named"):
+        E.check_layer_order(perf, "features.1", "feature.3", data.images[:2])
+    with pytest.raises(ValueError, match="wrong order"):
+        E.train_explainer(perf, data, "features.3", "features.1", epochs=1, cache=False, progress=False)
+
+
+def test_explainer_forward_and_shape_checks():
+    ex = E.Explainer((8, 8, 8), {"a": (16, 4, 4), "b": (4, 8, 8)}, n_filters=6, input_layer="in")
+    out = ex(torch.rand(5, 8, 8, 8))
+    assert out.reconstructions["a"].shape == (5, 16, 4, 4) and out.reconstructions["b"].shape == (5, 4, 8, 8)
+    assert out.p.shape == (5,) and ((out.p > 0) & (out.p < 1)).all()
+    assert out.x_interp.shape == (5, 6, 8, 8) and len(out.interp_maps) == 2
+    with pytest.raises(ValueError, match="input features of shape"):
+        ex(torch.rand(5, 8, 4, 4))
+    with pytest.raises(ValueError, match="has shape"):
+        ex.distillation_loss(out, {"a": torch.rand(5, 16, 2, 2), "b": torch.rand(5, 4, 8, 8)})
+    with pytest.raises(KeyError, match="no features"):
+        ex.distillation_loss(out, {"a": torch.rand(5, 16, 4, 4)})
+
+
+def test_train_cache_and_metrics(tiny, tmp_cache):
+    perf, data = tiny
+    kw = dict(n_filters=6, epochs=2, batch_size=16, seed=1, progress=False)
+    ex = E.train_explainer(perf, data, "features.1", "features.3", **kw)
+    assert ex.cache_path.exists() and len(ex.train_history) == 2
+    assert {"recon", "filter", "p", "loss"} <= set(ex.train_history[0])
+    assert not ex.training and all(np.isfinite(h["loss"]) for h in ex.train_history)
+    ex2 = E.train_explainer(perf, data, "features.1", "features.3", **kw)   # from the cache
+    for (k, a), (_, b) in zip(ex.state_dict().items(), ex2.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=k)
+    assert ex2.train_history == ex.train_history
+
+    rec = E.reconstruction_error(ex, perf, data)
+    assert list(rec["layer"]) == ["features.3"] and np.isfinite(rec["relative_error"].iloc[0])
+    acc = E.accuracy_with_reconstruction(ex, perf, data)
+    assert set(acc) == {"performer_accuracy", "reconstructed_accuracy", "accuracy_drop", "prediction_agreement"}
+    assert acc["performer_accuracy"] == pytest.approx(ik.models.evaluate(perf, data)["accuracy"])
+    p = E.interpretable_ratio(ex, perf, data)
+    assert p.shape == (len(data),) and ((p > 0) & (p < 1)).all()
+
+    # the hook really runs the rest of the performer on the reconstruction
+    x = data.images[:4]
+    with torch.no_grad():
+        with ik.capture(perf, "features.1") as acts:
+            perf(x)
+        recon = ex.reconstruct(acts["features.1"])
+        want = perf.classifier(perf.features[4:](recon))
+        with E.replaced_features(perf, ex) as state:
+            got = perf(x)
+    torch.testing.assert_close(got, want)
+    assert state["p"].shape == (4,)
+
+    # a performer fed another image size gives mismatched features: clear error
+    big = ik.models.vgg8(2, in_channels=3, width=0.125, image_size=64).eval()
+    big.features.load_state_dict(perf.features.state_dict())
+    with pytest.raises(ValueError, match="input features of shape"):
+        E.accuracy_with_reconstruction(ex, big, ik.data.ImageSet(torch.rand(4, 3, 64, 64), torch.zeros(4)))
+    with pytest.raises(ValueError, match="evaluation mode"):
+        E.reconstruction_error(ex, perf.train(), data)
+    perf.eval()
+
+
+def test_mismatched_reconstruction_shape_in_hook(tiny):
+    perf, data = tiny
+    ex = E.Explainer((8, 8, 8), {"features.3": (16, 2, 2)}, n_filters=4, input_layer="features.1").eval()
+    with pytest.raises(ValueError, match="has shape"), torch.no_grad():
+        with E.replaced_features(perf, ex):
+            perf(data.images[:2])
+
+
+# ------------------------------------------------------------------------------------------------
+# location instability and part IoU on synthetic maps
+# ------------------------------------------------------------------------------------------------
+def _landmark_world(N=40, n=8, H=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cells = torch.randint(0, n, (N, 2), generator=g)
+    s = H / n
+    lm = torch.full((N, 2, 2), float("nan"))
+    lm[:, 0] = (cells.float() + 0.5) * s - 0.5                       # part 0: at the cell centre
+    lm[:, 1] = lm[:, 0] + torch.tensor([3.0, -2.0])                    # part 1: fixed offset
+    lm[N // 2:, 1] = float("nan")                                      # part 1 absent in half the images
+    return cells, lm
+
+
+def test_location_instability_follows_the_part():
+    N, n, H = 40, 8, 32
+    cells, lm = _landmark_world(N, n, H)
+    maps = torch.zeros(N, 3, n, n)
+    g = torch.Generator().manual_seed(1)
+    rnd = torch.randint(0, n, (N, 2), generator=g)
+    for i in range(N):
+        maps[i, 0, cells[i, 0], cells[i, 1]] = 1.0 + i          # follows the part
+        maps[i, 1, rnd[i, 0], rnd[i, 1]] = 1.0 + i              # random position
+    df = E.location_instability(maps, lm, H, top=100)
+    assert df.loc[0, "instability"] == pytest.approx(0.0, abs=1e-9)
+    assert df.loc[1, "instability"] > 0.05
+    assert bool(df.loc[2, "dead"]) and np.isnan(df.loc[2, "instability"])
+    peaks = E.peak_positions(maps[:, :1], H)
+    torch.testing.assert_close(peaks[:, 0].float(), lm[:, 0])
+    with pytest.raises(ValueError, match="landmarks"):
+        E.location_instability(maps, lm[:5], H)
+
+
+def test_part_iou_finds_the_part():
+    N, H, n = 20, 32, 8
+    part = torch.zeros(N, H, H, dtype=torch.long)
+    part[:, 4:12, 4:12] = 1          # part 0
+    part[:, 20:28, 16:30] = 2        # part 1
+    maps = torch.zeros(N, 2, n, n)
+    maps[:, 0, 1:3, 1:3] = 1.0       # covers part 0
+    maps[:, 1] = torch.rand(N, n, n)
+    df = E.part_iou(maps, part, ["a", "b"], quantile=0.9)
+    assert df.loc[0, "part"] == "a" and df.loc[0, "iou"] > 0.5
+    assert df.loc[1, "iou"] < df.loc[0, "iou"]
+    assert {"iou_a", "iou_b"} <= set(df.columns)
