@@ -716,27 +716,29 @@ def concept_pixel_image(result: CoupledNMF, concept: int, image_size: tuple[int,
 
 
 def concept_pixel_mask(result: CoupledNMF, concept: int, image_size: tuple[int, int]) -> np.ndarray:
-    """(H, W) boolean: the channel-mean of ``P_i[:, r]`` is above its median (the paper's mask)."""
-    g = concept_pixel_image(result, concept, image_size).mean(0)
-    return g > np.median(g)
+    """(C, H, W) boolean: per channel ``i``, ``P_i[:, r]`` above its median (the authors' mask)."""
+    img = concept_pixel_image(result, concept, image_size)
+    return img > np.median(img.reshape(len(img), -1), axis=1)[:, None, None]
 
 
 def masked_images(result: CoupledNMF, concept: int, images: "torch.Tensor | np.ndarray | None" = None) -> np.ndarray:
-    """The paper's "masked image": the concept's pixel image with pixels at or below the median zeroed.
+    """The paper's "masked image": per channel, pixels where ``P_i[:, r]`` is at or below its median zeroed.
 
-    With ``images`` (n, C, H, W) the same mask is applied to those images instead (e.g. the
-    concept's top images), returning (n, C, H, W); without, returns the masked pixel image (C, H, W).
+    With ``images`` (n, C, H, W) the mask is applied to those images (as the authors do for a
+    concept's top images), returning (n, C, H, W); without, to the concept's own pixel image
+    (:func:`concept_pixel_image`), returning (C, H, W).
     """
     if images is None:
-        first = next(iter(result.P.values()))
-        side = int(round(math.sqrt(first.shape[0])))
-        if side * side != first.shape[0]:
-            raise ValueError("cannot infer a square image size; pass images to apply the mask to.")
+        first = next(iter(result.P.values())) if result.P else None
+        side = int(round(math.sqrt(first.shape[0]))) if first is not None else 0
+        if first is None or side * side != first.shape[0]:
+            raise ValueError("cannot infer a square image size; pass the images to apply the mask to.")
         img = concept_pixel_image(result, concept, (side, side))
-        return img * concept_pixel_mask(result, concept, (side, side))[None]
+        return img * concept_pixel_mask(result, concept, (side, side))
     x = _np(images)
-    mask = concept_pixel_mask(result, concept, tuple(x.shape[-2:]))
-    return x * mask[None, None]
+    if x.ndim != 4 or x.shape[1] != len(result.P):
+        raise ValueError(f"images must be (n, {len(result.P)}, H, W) to match the pixel factors, got {x.shape}.")
+    return x * concept_pixel_mask(result, concept, tuple(x.shape[-2:]))[None]
 
 
 def concept_similarity(result: CoupledNMF, layer: str | None = None) -> pd.DataFrame:

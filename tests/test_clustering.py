@@ -295,11 +295,13 @@ def test_factor_purity_and_similarity_and_masks():
     sim = cl.concept_similarity(res, "l1")
     np.testing.assert_allclose(np.diag(sim), 1, rtol=1e-5)
     mask = cl.concept_pixel_mask(res, 0, (6, 6))
-    assert mask.shape == (6, 6) and mask.sum() <= 18
+    assert mask.shape == (3, 6, 6) and (mask.reshape(3, -1).sum(1) <= 18).all()
+    p_red = res.P["red"][:, 0].numpy().reshape(6, 6)
+    assert (mask[0] == (p_red > np.median(p_red))).all()
     mi = cl.masked_images(res, 0)
-    assert mi.shape == (3, 6, 6) and (mi[:, ~mask] == 0).all()
+    assert mi.shape == (3, 6, 6) and (mi[~mask] == 0).all()
     imgs = cl.masked_images(res, 0, torch.ones(2, 3, 6, 6))
-    assert imgs.shape == (2, 3, 6, 6) and (imgs[..., mask] == 1).all()
+    assert imgs.shape == (2, 3, 6, 6) and (imgs[:, mask] == 1).all() and (imgs[:, ~mask] == 0).all()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
