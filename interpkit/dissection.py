@@ -402,6 +402,7 @@ class _LabelSpace:
     primary: np.ndarray          # (L,) category index, -1 for none (label 0)
     lut: torch.Tensor            # (L,) label -> itself, or 0 when its category is not selected
     labelcat: torch.Tensor       # (L, C) float one-hot of the primary category (row 0 zero)
+    identity: bool = False       # no category filter: lut maps every label to itself
 
     @property
     def num_labels(self) -> int:
@@ -443,12 +444,142 @@ def _label_space(dataset: Any, categories: Sequence[str] | None, dev: torch.devi
     labelcat[torch.arange(1, L), torch.as_tensor(primary[1:])] = 1.0
     table = pd.DataFrame({"label": np.arange(L), "name": labels["name"].astype(str).to_numpy(),
                           "category": [cats[p] if p >= 0 else "" for p in primary]})
-    return _LabelSpace(table, cats, primary, lut.to(dev), labelcat.to(dev))
+    return _LabelSpace(table, cats, primary, lut.to(dev), labelcat.to(dev), identity=bool(selected[1:].all()))
 
 
 # ----------------------------------------------------------------------------------------------
 # Tally (pass 2)
 # ----------------------------------------------------------------------------------------------
+class _Axis:
+    """One axis of a bilinear resampling ``n_in -> n_out`` (align_corners=False), cut into pieces.
+
+    Output positions sharing the source pair ``(r, min(r + 1, n_in - 1))`` form band ``r``; bands are
+    cut into *pieces* of at most ``ceil(n_out / n_in)`` positions so that tiles have similar sizes.
+    Source indices and weights are computed like PyTorch's kernel (bit-identical weights).
+    """
+
+    def __init__(self, n_in: int, n_out: int, dev: torch.device) -> None:
+        scale = np.float32(n_in) / np.float32(n_out)
+        src = (np.float64(scale) * (np.arange(n_out) + 0.5) - 0.5).astype(np.float32)
+        src = np.maximum(src, np.float32(0))
+        i0 = np.minimum(src.astype(np.int64), n_in - 1)
+        l1 = np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32)
+        l0 = (np.float32(1) - l1).astype(np.float32)
+        start = np.searchsorted(i0, np.arange(n_in), side="left")
+        length = np.searchsorted(i0, np.arange(n_in), side="right") - start
+        size = max(1, -(-n_out // n_in))
+        band, pstart, plen = [], [], []
+        for r in range(n_in):  # a few dozen bands, built once per layer geometry
+            for o in range(0, int(length[r]), size):
+                band.append(r)
+                pstart.append(int(start[r]) + o)
+                plen.append(min(size, int(length[r]) - o))
+        band_a, pstart_a, plen_a = np.array(band), np.array(pstart), np.array(plen)
+        counts = np.bincount(band_a, minlength=n_in)
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        k = np.arange(size)[None]
+        idx = np.minimum(pstart_a[:, None] + k, n_out - 1)
+        t = lambda a: torch.as_tensor(np.ascontiguousarray(a)).to(dev)  # noqa: E731
+        self.n_in, self.n_out, self.size = n_in, n_out, size
+        self.npieces, self.first = t(counts), t(first)      # per band
+        self.start = t(pstart_a)                            # per piece
+        self.w0, self.w1 = t(l0[idx]), t(l1[idx])           # per piece, (pieces, size)
+        self.valid = t(k < plen_a[:, None])
+        self.full = bool(self.valid.all())
+        self.empty_bands = bool((counts == 0).any())
+        self.has_band = t(counts > 0)
+
+
+class _Geometry:
+    """Bilinear resampling of (h, w) maps to (sh, sw) as tiles: a tile (row piece x column piece) is
+    interpolated from one 2 x 2 block of source cells."""
+
+    def __init__(self, h: int, w: int, sh: int, sw: int, dev: torch.device) -> None:
+        self.h, self.w, self.sh, self.sw = h, w, sh, sw
+        self.y, self.x = _Axis(h, sh, dev), _Axis(w, sw, dev)
+        # |our float32 value - F.interpolate's| <= margin_rel * max |cell of the map|: a few float32
+        # ulps for the arithmetic plus one ulp of the source coordinate for a device that computes the
+        # weights differently
+        self.margin_rel = 8 * float(np.spacing(np.float32(max(h, w)))) + 4e-6
+
+
+def _active_pixels(acts: torch.Tensor, thr: torch.Tensor, geom: _Geometry, chunk_pixels: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Positions ``(b, u, y, x)`` where ``F.interpolate(acts, (sh, sw), bilinear) > thr[u]``, exactly.
+
+    Only tiles whose source cells can exceed the threshold are evaluated (a small fraction, since the
+    threshold is a top quantile). Values are computed in float32 from the 2 x 2 source cells; pixels
+    within a rounding margin of the threshold are settled with ``F.interpolate`` on their whole map,
+    so the result equals thresholding the dense upsampled maps.
+    """
+    B, U, h, w = acts.shape
+    acts = acts.contiguous()
+    flat = acts.view(-1)
+    gy, gx = geom.y, geom.x
+    # A pixel's value is a convex combination of its tile's 2 x 2 source cells; ours differs from
+    # F.interpolate's by at most rel * max |cell of the tile|. A tile can therefore only hold a pixel
+    # above ``thr`` if one of its cells x has x + rel * max(|x|, n) > thr, where n bounds the size of
+    # the map's negative values (0 after a ReLU).
+    rel = geom.margin_rel
+    neg = (-acts.amin(dim=(2, 3))).clamp_(min=0)                                # (B, U)
+    if bool((neg > 0).any()):
+        cell = acts + rel * torch.maximum(acts.abs(), neg[:, :, None, None]) > thr[None, :, None, None]
+    else:
+        cell = acts * (1 + rel) > thr[None, :, None, None]
+    cand = cell.clone()
+    cand[:, :, :-1, :] |= cell[:, :, 1:, :]                                     # row r + 1 (clamped)
+    cell = cand.clone()
+    cell[:, :, :, :-1] |= cand[:, :, :, 1:]                                     # column c + 1 (clamped)
+    if gy.empty_bands or gx.empty_bands:
+        cell &= gy.has_band[None, None, :, None] & gx.has_band[None, None, None, :]
+    tile = cell.view(-1).nonzero()[:, 0]                                        # flat (b, u, r, c)
+    c = tile % w
+    r = (tile // w) % h
+    # expand every band tile into its pieces (most bands have one piece)
+    npr, npc = gy.npieces[r], gx.npieces[c]
+    count = npr * npc
+    if bool((count != 1).any()):
+        rep = torch.repeat_interleave(torch.arange(len(tile), device=acts.device), count)
+        j = torch.arange(len(rep), device=acts.device) - torch.repeat_interleave(torch.cumsum(count, 0) - count,
+                                                                                 count)
+        tile, r, c = tile[rep], r[rep], c[rep]
+        pr, pc = gy.first[r] + j // npc[rep], gx.first[c] + j % npc[rep]
+    else:
+        pr, pc = gy.first[r], gx.first[c]
+    out: list[tuple[torch.Tensor, ...]] = []
+    step = max(1, int(chunk_pixels) // (gy.size * gx.size))
+    for s in range(0, len(tile), step):
+        t0, rr, cc, py, px = tile[s:s + step], r[s:s + step], c[s:s + step], pr[s:s + step], pc[s:s + step]
+        dr, dc = (rr < h - 1).long() * w, (cc < w - 1).long()
+        a00, a01, a10, a11 = flat[t0], flat[t0 + dc], flat[t0 + dr], flat[t0 + dr + dc]
+        m = rel * torch.maximum(torch.maximum(a00.abs(), a01.abs()), torch.maximum(a10.abs(), a11.abs()))
+        wx0, wx1 = gx.w0[px], gx.w1[px]                                         # (n, sx)
+        row0 = wx0 * a00[:, None] + wx1 * a01[:, None]
+        row1 = wx0 * a10[:, None] + wx1 * a11[:, None]
+        v = gy.w0[py][:, :, None] * row0[:, None, :] + gy.w1[py][:, :, None] * row1[:, None, :]
+        if not (gy.full and gx.full):
+            v.masked_fill_(~(gy.valid[py][:, :, None] & gx.valid[px][:, None, :]), -math.inf)
+        bu = t0 // (h * w)                                                      # b * U + u
+        u = bu % U
+        t, m = thr[u][:, None, None], m[:, None, None]
+        sure = v > t + m
+        amb = (v > t - m) ^ sure
+        i, y, x = sure.nonzero(as_tuple=True)
+        out.append((bu[i] // U, u[i], gy.start[py[i]] + y, gx.start[px[i]] + x))
+        if bool(amb.any()):
+            i, y, x = amb.nonzero(as_tuple=True)
+            maps, inv = torch.unique(bu[i], return_inverse=True)
+            up = F.interpolate(acts.view(B * U, 1, h, w)[maps], size=(geom.sh, geom.sw), mode="bilinear",
+                               align_corners=False)[:, 0]
+            oy, ox = gy.start[py[i]] + y, gx.start[px[i]] + x
+            on = up[inv, oy, ox] > thr[u[i]]
+            out.append((bu[i][on] // U, u[i][on], oy[on], ox[on]))
+    if not out:
+        e = torch.zeros(0, dtype=torch.long, device=acts.device)
+        return e, e, e, e
+    return tuple(torch.cat(z) for z in zip(*out))  # type: ignore[return-value]
+
+
 class _Tally:
     """Intersections, category-restricted activation totals and unit areas of one layer."""
 
@@ -459,34 +590,33 @@ class _Tally:
         self.inter = torch.zeros(units, L, dtype=torch.long, device=dev)
         self.act_cat = torch.zeros(units, C, dtype=torch.long, device=dev)
         self.unit_px = torch.zeros(units, dtype=torch.long, device=dev)
-        self.max_maps = max(1, int(chunk_pixels) // (seg_shape[0] * seg_shape[1]))
+        self.chunk_pixels = chunk_pixels
+        self.geom: _Geometry | None = None
 
     def update(self, acts: torch.Tensor, thr: torch.Tensor, pix_k: torch.Tensor, sc1h: torch.Tensor) -> None:
         """acts (B, U, h, w); thr (U,); pix_k (B, sh, sw, K) labels; sc1h (B, L) image-level label counts."""
-        L = self.space.num_labels
-        sh, sw = self.seg_shape
-        # bilinear interpolation never exceeds the map's maximum by more than rounding, so maps whose
-        # maximum is clearly below the threshold cannot produce a mask pixel and are skipped
-        peak = acts.flatten(2).amax(dim=2)
-        b_all, u_all = (peak + 1e-6 * peak.abs() + 1e-30 > thr[None, :]).nonzero(as_tuple=True)
-        for s in range(0, len(b_all), self.max_maps):
-            b, u = b_all[s:s + self.max_maps], u_all[s:s + self.max_maps]
-            n = len(b)
-            up = F.interpolate(acts[b, u][:, None], size=(sh, sw), mode="bilinear", align_corners=False)[:, 0]
-            mask = up > thr[u][:, None, None]
-            area = mask.flatten(1).sum(dim=1)
-            self.unit_px.index_add_(0, u, area)
-            i, y, x = mask.nonzero(as_tuple=True)
-            hist = torch.zeros(n, L, dtype=torch.long, device=self.dev)
-            if pix_k.shape[-1] and len(i):
-                lab = pix_k[b[i], y, x]                                   # (nnz, K)
-                key = (i[:, None] * L + lab).flatten()
-                hist += torch.bincount(key[lab.flatten() > 0], minlength=n * L).view(n, L)
-            if sc1h.shape[0]:
-                hist += area[:, None] * sc1h[b]
-            self.inter.index_add_(0, u, hist)
-            present = ((hist > 0).float() @ self.space.labelcat) > 0      # categories touched, (n, C)
-            self.act_cat.index_add_(0, u, area[:, None] * present.long())
+        L, U = self.space.num_labels, self.units
+        if self.geom is None:
+            self.geom = _Geometry(acts.shape[2], acts.shape[3], *self.seg_shape, self.dev)
+        b, u, y, x = _active_pixels(acts, thr, self.geom, self.chunk_pixels)
+        if len(b) == 0:
+            return
+        key = b * U + u                                                # (image, unit) pairs that fire
+        count = torch.bincount(key, minlength=acts.shape[0] * U)
+        pairs = count.nonzero()[:, 0]
+        n = len(pairs)
+        lut = torch.empty_like(count)
+        lut[pairs] = torch.arange(n, device=self.dev)
+        pid, area, pb, pu = lut[key], count[pairs], pairs // U, pairs % U
+        self.unit_px.index_add_(0, pu, area)
+        hist = area[:, None] * sc1h[pb]                                # image-level labels cover all
+        if pix_k.shape[-1]:
+            lab = pix_k[b, y, x]                                       # (nnz, K)
+            key = (pid[:, None] * L + lab).flatten()
+            hist += torch.bincount(key[lab.flatten() > 0], minlength=n * L).view(n, L)
+        self.inter.index_add_(0, pu, hist)
+        present = ((hist > 0).float() @ self.space.labelcat) > 0      # categories touched, (n, C)
+        self.act_cat.index_add_(0, pu, area[:, None] * present.long())
 
     def result(self, layer: str, thresholds: torch.Tensor, label_px: torch.Tensor, n_images: int,
                quantile: float, iou_threshold: float, method: str, error: np.ndarray | None) -> DissectionResult:
@@ -523,8 +653,9 @@ def _label_batch(dataset: Any, idx: list[int], space: _LabelSpace, dev: torch.de
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= L):
             raise ValueError(f"{what} label numbers must lie in 0..{L - 1} (rows of dataset.labels), found "
                              f"{int(t.min())}..{int(t.max())}.")
-    pix = space.lut[pix].permute(0, 2, 3, 1).contiguous()
-    sc = space.lut[sc]
+    if not space.identity:
+        pix, sc = space.lut[pix], space.lut[sc]
+    pix = pix.permute(0, 2, 3, 1).contiguous()
     sc1h = torch.zeros(B, L, dtype=torch.long, device=dev)
     if sc.shape[1]:
         sc1h.scatter_add_(1, sc, torch.ones_like(sc))

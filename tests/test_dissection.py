@@ -406,3 +406,24 @@ def test_helpers():
     assert list(top) == list(np.argsort(-a[:, 2].reshape(12, -1).max(1))[:3])
     m = nd.upsample_masks(a[:2], np.array([1.0] * 5, np.float32), (8, 10))
     assert m.shape == (2, 5, 8, 10) and m.dtype == torch.bool
+
+
+@pytest.mark.parametrize("h,w,sh,sw", [(14, 14, 112, 112), (13, 13, 112, 112), (6, 9, 113, 50), (3, 4, 8, 10),
+                                       (5, 5, 5, 5), (9, 7, 4, 6), (1, 1, 7, 3)])
+def test_sparse_masks_equal_dense_interpolation(h, w, sh, sw):
+    """The tile-sparse evaluation returns exactly the pixels of ``F.interpolate(...) > T``."""
+    g = torch.Generator().manual_seed(h * 100 + sw)
+    cases = [torch.randn(6, 7, h, w, generator=g) ** 3,                           # signed, heavy tails
+             torch.relu(torch.randn(6, 7, h, w, generator=g)),                    # many exact zeros
+             torch.randint(0, 4, (6, 7, h, w), generator=g).float() / 4]          # exact ties with T
+    for a in cases:
+        thr = torch.quantile(a.transpose(0, 1).reshape(7, -1), 0.8, dim=1)
+        thr[0] = a[:, 0].max()                                                   # threshold at the maximum
+        geom = nd._Geometry(h, w, sh, sw, torch.device("cpu"))
+        b, u, y, x = nd._active_pixels(a, thr, geom, chunk_pixels=997)
+        got = torch.zeros(6, 7, sh, sw, dtype=torch.bool)
+        got[b, u, y, x] = True
+        assert len(b) == int(got.sum())  # no duplicates
+        dense = F.interpolate(a.reshape(-1, 1, h, w), size=(sh, sw), mode="bilinear",
+                              align_corners=False).reshape(6, 7, sh, sw) > thr[None, :, None, None]
+        assert torch.equal(got, dense)
