@@ -668,14 +668,15 @@ def _labels(labels, n: int, what: str = "labels") -> np.ndarray:
 def class_weights(result: "CoupledNMF | torch.Tensor | np.ndarray", labels, classes: Sequence[str] | None = None) -> pd.DataFrame:
     """Per concept ``r`` and class ``c``: ``w_c = sum_{n in c} F[r, n] / sum_n F[r, n]`` (rows sum to 1).
 
-    Index ``concept``; columns the class names (``classes[label]``) or the label values.
+    Index ``concept``; columns the class names (``classes[label]``) or the label values. A dead
+    concept (``F[r] == 0``, possible with the L1 penalty) gets a row of NaN.
     """
     F = _F(result)
     lab = _labels(labels, F.shape[1])
     values = np.unique(lab)
     mass = np.stack([F[:, lab == v].sum(1) for v in values], 1)
     tot = F.sum(1, keepdims=True)
-    w = np.divide(mass, tot, out=np.zeros_like(mass), where=tot > 0)
+    w = np.divide(mass, tot, out=np.full_like(mass, np.nan), where=tot > 0)
     names = [classes[int(v)] if classes is not None else v for v in values]
     return pd.DataFrame(w, index=pd.RangeIndex(F.shape[0], name="concept"), columns=names)
 
@@ -690,16 +691,20 @@ def top_examples(result: "CoupledNMF | torch.Tensor | np.ndarray", k: int = 8) -
 def concept_table(result: "CoupledNMF | torch.Tensor | np.ndarray", labels, classes: Sequence[str] | None = None,
                   k: int = 8) -> pd.DataFrame:
     """One row per concept: ``mass`` (share of the total F), ``top_class``, ``top_weight``,
-    ``entropy`` (bits, of the class weights), ``top_examples`` (k indices) and their labels."""
+    ``entropy`` (bits, of the class weights), ``top_examples`` (k indices) and their labels.
+    Dead concepts (zero mass) have a missing ``top_class`` and NaN weight and entropy."""
     F = _F(result)
     w = class_weights(F, labels, classes)
     lab = _labels(labels, F.shape[1])
     top = top_examples(F, k)
+    alive = F.sum(1) > 0
+    wv = np.nan_to_num(w.values)
+    cols = list(w.columns)
     return pd.DataFrame({
         "mass": F.sum(1) / max(F.sum(), 1e-300),
-        "top_class": w.idxmax(axis=1).values,
-        "top_weight": w.max(axis=1).values,
-        "entropy": _entropy(w.values, 1),
+        "top_class": [cols[int(np.argmax(row))] if a else None for row, a in zip(wv, alive)],
+        "top_weight": np.where(alive, wv.max(1), np.nan),
+        "entropy": np.where(alive, _entropy(wv, 1), np.nan),
         "top_examples": [list(map(int, t)) for t in top],
         "top_example_labels": [[classes[int(lab[i])] if classes is not None else lab[i].item() for i in t] for t in top],
     }, index=pd.RangeIndex(F.shape[0], name="concept"))
@@ -831,11 +836,13 @@ def factor_purity(result: "CoupledNMF | torch.Tensor | np.ndarray", factors: Map
     """How pure each concept is with respect to known per-example factors (ground truth).
 
     ``factors``: ``{factor name: per-example labels (N,)}``, e.g. object class, colour, scene.
-    One row per (concept, factor): ``top_value``, ``purity`` (its F-weighted share,
-    ``class_weights`` max), ``chance`` (that value's share among all examples), ``lift`` (purity /
-    chance), ``norm_entropy`` (entropy of the weights / log2(#values); 0 pure, 1 uniform).
+    One row per (concept, factor): ``mass`` (the concept's share of F), ``top_value``, ``purity``
+    (its F-weighted share, the ``class_weights`` max), ``chance`` (that value's share among all
+    examples), ``lift`` (purity / chance), ``norm_entropy`` (entropy of the weights /
+    log2(#values); 0 pure, 1 uniform). Dead concepts (zero mass) get NaN.
     """
     F = _F(result)
+    mass = F.sum(1) / max(F.sum(), 1e-300)
     rows = []
     for fname, lab in factors.items():
         lab = _labels(lab, F.shape[1], f"factor {fname!r}")
@@ -844,10 +851,14 @@ def factor_purity(result: "CoupledNMF | torch.Tensor | np.ndarray", factors: Map
         prior = np.array([(lab == v).mean() for v in values])
         nv = max(len(values), 2)
         for r in range(F.shape[0]):
+            if not mass[r] > 0:
+                rows.append({"concept": r, "factor": fname, "mass": 0.0, "top_value": None, "purity": np.nan,
+                             "chance": np.nan, "lift": np.nan, "norm_entropy": np.nan})
+                continue
             j = int(np.argmax(w.values[r]))
             v = values[j]
             label = names[fname][int(v)] if names is not None and fname in names else v
-            rows.append({"concept": r, "factor": fname, "top_value": label,
+            rows.append({"concept": r, "factor": fname, "mass": float(mass[r]), "top_value": label,
                          "purity": float(w.values[r, j]), "chance": float(prior[j]),
                          "lift": float(w.values[r, j] / prior[j]),
                          "norm_entropy": float(_entropy(w.values[r]) / np.log2(nv))})
@@ -855,14 +866,14 @@ def factor_purity(result: "CoupledNMF | torch.Tensor | np.ndarray", factors: Map
 
 
 def purity_summary(result: "CoupledNMF | torch.Tensor | np.ndarray", factors: Mapping[str, object]) -> pd.DataFrame:
-    """Per factor: mean purity, mean chance and mean normalised entropy over concepts, and the
-    share-weighted purity (concepts weighted by their F mass)."""
-    F = _F(result)
-    df = factor_purity(F, factors)
-    mass = F.sum(1) / max(F.sum(), 1e-300)
-    df["mass"] = mass[df["concept"].values]
+    """Per factor, over the live concepts: ``concepts`` (how many), ``mean_purity``,
+    ``weighted_purity`` (concepts weighted by their share of F), ``mean_chance`` (share of each
+    concept's top value among all examples) and ``mean_norm_entropy``."""
+    df = factor_purity(result, factors)
+    df = df[df["mass"] > 0]
     g = df.groupby("factor", sort=False)
     return pd.DataFrame({
+        "concepts": g["concept"].count(),
         "mean_purity": g["purity"].mean(),
         "weighted_purity": g.apply(lambda t: float((t["purity"] * t["mass"]).sum() / t["mass"].sum()),
                                    include_groups=False),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -256,6 +257,9 @@ def test_class_weights_entropy_and_top_examples():
     np.testing.assert_allclose(t["entropy"], [0, 1])
     assert t["top_examples"][0] == [0, 1] and t["top_example_labels"][0] == ["a", "a"]
     np.testing.assert_allclose(t["mass"].sum(), 1)
+    dead = cl.concept_table(np.r_[F, np.zeros((1, 6))], labels)
+    assert pd.isna(dead["top_class"].iloc[2]) and np.isnan(dead["entropy"].iloc[2])
+    assert np.isnan(cl.class_weights(np.r_[F, np.zeros((1, 6))], labels).iloc[2]).all()
 
 
 def test_knn_impurity_and_accuracy_curve():
@@ -288,8 +292,9 @@ def test_factor_purity_and_similarity_and_masks():
     col = fp[fp["factor"] == "color"]
     np.testing.assert_allclose(col["purity"], .5)
     np.testing.assert_allclose(col["norm_entropy"], 1)
-    summ = cl.purity_summary(F, {"class": labels, "color": color})
+    summ = cl.purity_summary(np.r_[F, np.zeros((1, 4))], {"class": labels, "color": color})  # + a dead concept
     assert summ.loc["class", "mean_purity"] == 1 and summ.loc["color", "mean_purity"] == .5
+    assert summ.loc["class", "concepts"] == 2 and summ.loc["class", "weighted_purity"] == 1
     pix, acts = _data()
     res = cl.coupled_nmf(acts, pix, 3, n_iter=5)
     sim = cl.concept_similarity(res, "l1")
