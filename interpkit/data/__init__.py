@@ -1,13 +1,8 @@
 """Datasets: offline real images, the synthetic concept world, and the Broden format."""
 from .base import ImageSet
+from .broden import Broden, InMemoryBroden, half_resolution, write_broden
 from .offline import mnist5k, photographs, sklearn_digits, torchvision_set
+from .world import ConceptWorld, WorldDataset, WorldSet
 
-__all__ = ["ImageSet", "mnist5k", "sklearn_digits", "photographs", "torchvision_set"]
-
-try:  # the concept world and Broden reader (interpkit.data.world / .broden)
-    from .world import ConceptWorld, WorldSet  # noqa: F401
-    from .broden import Broden  # noqa: F401
-
-    __all__ += ["ConceptWorld", "WorldSet", "Broden"]
-except ImportError:  # pragma: no cover - only while those modules are being written
-    pass
+__all__ = ["ImageSet", "mnist5k", "sklearn_digits", "photographs", "torchvision_set", "ConceptWorld", "WorldSet",
+           "WorldDataset", "Broden", "InMemoryBroden", "write_broden", "half_resolution"]
