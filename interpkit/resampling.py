@@ -131,6 +131,8 @@ def channel_scores(acts: torch.Tensor, outputs: torch.Tensor, *,
       whose mean activation over positions and copies is below ``min_activation``, ``inf`` for an
       eligible channel that never changes;
     * ``mean_activation``: the mean over positions on the clean copy 0 (a baseline);
+    * ``signed_correlation``: the mean of the signed Pearson coefficients (negative: the activation
+      rises as the output falls);
     * ``mean_activation_copies``, ``mean_variance``, ``valid_positions`` (positions that vary).
     """
     single = acts.ndim == 4
@@ -176,17 +178,20 @@ def _layer_stats(a: torch.Tensor, ones_u: torch.Tensor, y_varies: torch.Tensor,
     s2 = d.square().sum(1)
     varies = (s2 > 0).view(b, c, -1)
     ss = torch.addcmul(s2, s1, s1, value=-1.0 / n).clamp_min_(0).view(b, c, -1)  # sum of squared deviations
-    r = (cov.view(b, c, -1) * torch.rsqrt(ss)).abs_()   # |Pearson|; 0 * inf = NaN where nothing varies
+    r = cov.view(b, c, -1) * torch.rsqrt(ss)            # Pearson; 0 * inf = NaN where nothing varies
     r.masked_fill_(~varies, 0.0)
     count = varies.sum(-1)
-    correlation = r.sum(-1) / count                      # mean over varying positions; 0/0 = NaN
+    signed = r.sum(-1) / count                           # mean over varying positions; 0/0 = NaN
+    correlation = r.abs_().sum(-1) / count
     correlation.masked_fill_(~y_varies.view(b, 1), math.nan)
+    signed.masked_fill_(~y_varies.view(b, 1), math.nan)
     mean_var = ss.mean(-1) / n
     mean_clean = a0.mean(-1)
     mean_all = mean_clean + s1.view(b, c, -1).mean(-1) / n
     precision = torch.reciprocal(mean_var).masked_fill_(mean_all < float(min_activation), math.nan)
     return {"correlation": correlation, "precision": precision, "mean_activation": mean_clean,
-            "mean_activation_copies": mean_all, "mean_variance": mean_var, "valid_positions": count}
+            "signed_correlation": signed, "mean_activation_copies": mean_all, "mean_variance": mean_var,
+            "valid_positions": count}
 
 
 def weight_norms(model: nn.Module, layer: str | nn.Module, num_channels: int | None = None,
@@ -447,8 +452,8 @@ def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str 
             if keep_maps:
                 maps[name].append(acts[name].view(nb, n, *acts[name].shape[1:])[:, 0].clone())
     # tidy tables: one constructor call, columns concatenated over layers
-    keys = ("correlation", "precision", "mean_activation", "mean_activation_copies", "mean_variance",
-            "valid_positions")
+    keys = ("correlation", "precision", "mean_activation", "signed_correlation", "mean_activation_copies",
+            "mean_variance", "valid_positions")
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("image", "layer", "channel", "weight_norm") + keys}
     num_channels = {}
     for name in names:

@@ -63,10 +63,10 @@ def images(b: int = 3, size: int = 8, seed: int = 0) -> torch.Tensor:
     return x
 
 
-def numpy_scores(a: np.ndarray, y: np.ndarray, min_activation: float = 0.1):
+def numpy_scores(a: np.ndarray, y: np.ndarray, min_activation: float = 0.1, with_signed: bool = False):
     """Direct transcription of the definitions, one position at a time. a: (N, C, H, W); y: (N,)."""
     n, c, h, w = a.shape
-    corr, prec = [], []
+    corr, prec, signed = [], [], []
     for ch in range(c):
         rs_ = []
         for i in range(h):
@@ -74,12 +74,15 @@ def numpy_scores(a: np.ndarray, y: np.ndarray, min_activation: float = 0.1):
                 v = a[:, ch, i, j]
                 if np.all(v == v[0]) or np.all(y == y[0]):
                     continue  # zero variance: skipped, not propagated
-                rs_.append(abs(np.corrcoef(v, y)[0, 1]))
-        corr.append(np.mean(rs_) if rs_ else np.nan)
+                rs_.append(np.corrcoef(v, y)[0, 1])
+        corr.append(np.mean(np.abs(rs_)) if rs_ else np.nan)
+        signed.append(np.mean(rs_) if rs_ else np.nan)
         if a[:, ch].mean() < min_activation:
             prec.append(np.nan)
         else:
             prec.append(1.0 / np.mean(np.var(a[:, ch], axis=0)))
+    if with_signed:
+        return np.array(corr), np.array(prec), np.array(signed)
     return np.array(corr), np.array(prec)
 
 
@@ -155,9 +158,10 @@ def test_unknown_scheme_and_bad_types():
 def test_channel_scores_match_numpy_transcription(dtype, tol):
     for seed in range(3):
         a, y = random_acts(seed, dtype=dtype)
-        corr, prec = numpy_scores(a.astype(np.float64), y)
+        corr, prec, signed = numpy_scores(a.astype(np.float64), y, with_signed=True)
         got = rs.channel_scores(torch.from_numpy(a), torch.from_numpy(y))
         np.testing.assert_allclose(got["correlation"].numpy(), corr, rtol=tol, atol=tol)
+        np.testing.assert_allclose(got["signed_correlation"].numpy(), signed, rtol=tol, atol=tol)
         np.testing.assert_allclose(got["precision"].numpy(), prec, rtol=tol, atol=0)
         np.testing.assert_allclose(got["mean_activation"].numpy(), a[0].mean((1, 2)), rtol=1e-5)
         assert torch.isnan(got["correlation"][2]) and torch.isnan(got["precision"][2])  # dead channel
