@@ -380,7 +380,8 @@ def _check_acts_array(a: Any, n: int | None, what: str) -> None:
 
 
 def _check_finite(a: torch.Tensor, what: str, start: int) -> None:
-    if not bool(torch.isfinite(a).all()):
+    lo, hi = torch.aminmax(a)  # NaN propagates to both; infinities show at either end
+    if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
         bad = (~torch.isfinite(a)).flatten(1).any(1).nonzero()[:, 0]
         kind = "NaN" if bool(torch.isnan(a).any()) else "infinite"
         raise ValueError(f"{what} contain {kind} values (first at image {start + int(bad[0])}); "
@@ -483,9 +484,10 @@ class _Axis:
         self.n_in, self.n_out, self.size = n_in, n_out, size
         self.npieces, self.first = t(counts), t(first)      # per band
         self.start = t(pstart_a)                            # per piece
-        self.w0, self.w1 = t(l0[idx]), t(l1[idx])           # per piece, (pieces, size)
-        self.valid = t(k < plen_a[:, None])
-        self.full = bool(self.valid.all())
+        valid = k < plen_a[:, None]
+        # positions past the end of a short piece get NaN weights: their values compare False
+        self.w0 = t(np.where(valid, l0[idx], np.nan).astype(np.float32))   # per piece, (pieces, size)
+        self.w1 = t(np.where(valid, l1[idx], np.nan).astype(np.float32))
         self.empty_bands = bool((counts == 0).any())
         self.has_band = t(counts > 0)
 
@@ -497,22 +499,31 @@ class _Geometry:
     def __init__(self, h: int, w: int, sh: int, sw: int, dev: torch.device) -> None:
         self.h, self.w, self.sh, self.sw = h, w, sh, sw
         self.y, self.x = _Axis(h, sh, dev), _Axis(w, sw, dev)
-        # |our float32 value - F.interpolate's| <= margin_rel * max |cell of the map|: a few float32
-        # ulps for the arithmetic plus one ulp of the source coordinate for a device that computes the
-        # weights differently
-        self.margin_rel = 8 * float(np.spacing(np.float32(max(h, w)))) + 4e-6
+        # |our float32 value - F.interpolate's| <= margin_rel * max |source cell|: the sum of four float32
+        # products in another order differs by < 4 ulps (8 ulps allowed), and a device whose weights
+        # differ by one ulp of the source coordinate moves each of the two lambdas by that much
+        self.margin_rel = 2 * float(np.spacing(np.float32(max(h, w)))) + 1e-6
+
+
+def _nonzero(mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``mask.nonzero(as_tuple=True)``; on the CPU through NumPy, which is many times faster."""
+    if mask.device.type == "cpu":
+        return tuple(torch.from_numpy(i) for i in np.nonzero(mask.numpy()))
+    return mask.nonzero(as_tuple=True)
 
 
 def _active_pixels(acts: torch.Tensor, thr: torch.Tensor, geom: _Geometry, chunk_pixels: int
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Positions ``(b, u, y, x)`` where ``F.interpolate(acts, (sh, sw), bilinear) > thr[u]``, exactly.
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixels where ``F.interpolate(acts, (sh, sw), bilinear) > thr[u]``, exactly, as ``(b, u,
+    y * sw + x)``, unsorted and without duplicates.
 
     Only tiles whose source cells can exceed the threshold are evaluated (a small fraction, since the
-    threshold is a top quantile). Values are computed in float32 from the 2 x 2 source cells; pixels
-    within a rounding margin of the threshold are settled with ``F.interpolate`` on their whole map,
-    so the result equals thresholding the dense upsampled maps.
+    threshold is a top quantile), and in them only the rows whose bound can. Values are computed in
+    float32 from the 2 x 2 source cells; pixels within a rounding margin of the threshold are settled
+    with ``F.interpolate`` on their whole map, so the result equals thresholding the dense maps.
     """
     B, U, h, w = acts.shape
+    dev = acts.device
     acts = acts.contiguous()
     flat = acts.view(-1)
     gy, gx = geom.y, geom.x
@@ -521,63 +532,75 @@ def _active_pixels(acts: torch.Tensor, thr: torch.Tensor, geom: _Geometry, chunk
     # above ``thr`` if one of its cells x has x + rel * max(|x|, n) > thr, where n bounds the size of
     # the map's negative values (0 after a ReLU).
     rel = geom.margin_rel
-    neg = (-acts.amin(dim=(2, 3))).clamp_(min=0)                                # (B, U)
-    if bool((neg > 0).any()):
-        cell = acts + rel * torch.maximum(acts.abs(), neg[:, :, None, None]) > thr[None, :, None, None]
+    if float(acts.min()) >= 0:   # x * (1 + rel) > thr implies x > thr / (1 + 2 rel)
+        cell = acts > (thr / (1 + 2 * rel))[None, :, None, None]
     else:
-        cell = acts * (1 + rel) > thr[None, :, None, None]
+        neg = (-acts.amin(dim=(2, 3))).clamp_(min=0)                           # (B, U)
+        cell = acts + rel * torch.maximum(acts.abs(), neg[:, :, None, None]) > thr[None, :, None, None]
+    # a cell at (r, c) is a source of the tiles (r - 1 | r, c - 1 | c)
     cand = cell.clone()
-    cand[:, :, :-1, :] |= cell[:, :, 1:, :]                                     # row r + 1 (clamped)
+    cand[:, :, :-1, :] |= cell[:, :, 1:, :]
     cell = cand.clone()
-    cell[:, :, :, :-1] |= cand[:, :, :, 1:]                                     # column c + 1 (clamped)
+    cell[:, :, :, :-1] |= cand[:, :, :, 1:]
     if gy.empty_bands or gx.empty_bands:
         cell &= gy.has_band[None, None, :, None] & gx.has_band[None, None, None, :]
-    tile = cell.view(-1).nonzero()[:, 0]                                        # flat (b, u, r, c)
-    c = tile % w
-    r = (tile // w) % h
+    b, u, r, c = _nonzero(cell)
     # expand every band tile into its pieces (most bands have one piece)
-    npr, npc = gy.npieces[r], gx.npieces[c]
+    npr, npc = gy.npieces.index_select(0, r), gx.npieces.index_select(0, c)
     count = npr * npc
     if bool((count != 1).any()):
-        rep = torch.repeat_interleave(torch.arange(len(tile), device=acts.device), count)
-        j = torch.arange(len(rep), device=acts.device) - torch.repeat_interleave(torch.cumsum(count, 0) - count,
-                                                                                 count)
-        tile, r, c = tile[rep], r[rep], c[rep]
-        pr, pc = gy.first[r] + j // npc[rep], gx.first[c] + j % npc[rep]
+        rep = torch.repeat_interleave(torch.arange(len(r), device=dev), count)
+        j = torch.arange(len(rep), device=dev) - torch.repeat_interleave(torch.cumsum(count, 0) - count, count)
+        b, u, r, c, npc = (t.index_select(0, rep) for t in (b, u, r, c, npc))
+        pr, pc = gy.first.index_select(0, r) + j // npc, gx.first.index_select(0, c) + j % npc
     else:
-        pr, pc = gy.first[r], gx.first[c]
+        pr, pc = gy.first.index_select(0, r), gx.first.index_select(0, c)
+    R, C = gy.size, gx.size
+    S = geom.sh * geom.sw
     out: list[tuple[torch.Tensor, ...]] = []
-    step = max(1, int(chunk_pixels) // (gy.size * gx.size))
-    for s in range(0, len(tile), step):
-        t0, rr, cc, py, px = tile[s:s + step], r[s:s + step], c[s:s + step], pr[s:s + step], pc[s:s + step]
+    step = max(1, int(chunk_pixels) // (R * C))
+    for s in range(0, len(r), step):
+        tb, tu, rr, cc, py, px = (t[s:s + step] for t in (b, u, r, c, pr, pc))
+        t0 = ((tb * U + tu) * h + rr) * w + cc
         dr, dc = (rr < h - 1).long() * w, (cc < w - 1).long()
-        a00, a01, a10, a11 = flat[t0], flat[t0 + dc], flat[t0 + dr], flat[t0 + dr + dc]
+        a00, a01 = flat.index_select(0, t0), flat.index_select(0, t0 + dc)
+        a10, a11 = flat.index_select(0, t0 + dr), flat.index_select(0, t0 + dr + dc)
         m = rel * torch.maximum(torch.maximum(a00.abs(), a01.abs()), torch.maximum(a10.abs(), a11.abs()))
-        wx0, wx1 = gx.w0[px], gx.w1[px]                                         # (n, sx)
-        row0 = wx0 * a00[:, None] + wx1 * a01[:, None]
-        row1 = wx0 * a10[:, None] + wx1 * a11[:, None]
-        v = gy.w0[py][:, :, None] * row0[:, None, :] + gy.w1[py][:, :, None] * row1[:, None, :]
-        if not (gy.full and gx.full):
-            v.masked_fill_(~(gy.valid[py][:, :, None] & gx.valid[px][:, None, :]), -math.inf)
-        bu = t0 // (h * w)                                                      # b * U + u
-        u = bu % U
-        t, m = thr[u][:, None, None], m[:, None, None]
-        sure = v > t + m
-        amb = (v > t - m) ^ sure
-        i, y, x = sure.nonzero(as_tuple=True)
-        out.append((bu[i] // U, u[i], gy.start[py[i]] + y, gx.start[px[i]] + x))
-        if bool(amb.any()):
-            i, y, x = amb.nonzero(as_tuple=True)
-            maps, inv = torch.unique(bu[i], return_inverse=True)
-            up = F.interpolate(acts.view(B * U, 1, h, w)[maps], size=(geom.sh, geom.sw), mode="bilinear",
-                               align_corners=False)[:, 0]
-            oy, ox = gy.start[py[i]] + y, gx.start[px[i]] + x
-            on = up[inv, oy, ox] > thr[u[i]]
-            out.append((bu[i][on] // U, u[i][on], oy[on], ox[on]))
+        t = thr.index_select(0, tu)
+        wx0, wx1 = gx.w0.index_select(0, px), gx.w1.index_select(0, px)        # (n, C), NaN past the end
+        row0 = wx0 * a00[:, None] + wx1 * a01[:, None]                          # along x, source row r
+        row1 = wx0 * a10[:, None] + wx1 * a11[:, None]                          # along x, source row r + 1
+        wy0, wy1 = gy.w0.index_select(0, py), gy.w1.index_select(0, py)        # (n, R)
+        # output row k of a tile: wy0[k] * row0 + wy1[k] * row1 <= wy0[k] * max(row0) + wy1[k] * max(row1)
+        ninf = -math.inf
+        bound = wy0 * row0.nan_to_num(nan=ninf).amax(1, keepdim=True) + wy1 * row1.nan_to_num(nan=ninf).amax(
+            1, keepdim=True)
+        ti, ky = _nonzero(bound > (t - 2 * m)[:, None])
+        kr = ti * R + ky
+        v = (wy0.view(-1).index_select(0, kr)[:, None] * row0.index_select(0, ti)
+             + wy1.view(-1).index_select(0, kr)[:, None] * row1.index_select(0, ti))         # (rows, C)
+        j, kx = _nonzero(v > (t - m).index_select(0, ti)[:, None])               # maybe above thr
+        tj = ti.index_select(0, j)
+        sure = v.view(-1).index_select(0, j * C + kx) > (t + m).index_select(0, tj)   # certainly above
+        base = gy.start.index_select(0, py) * geom.sw + gx.start.index_select(0, px)
+        pos = base.index_select(0, tj) + ky.index_select(0, j) * geom.sw + kx
+        qb, qu = tb.index_select(0, tj), tu.index_select(0, tj)
+        if bool(sure.all()):
+            out.append((qb, qu, pos))
+            continue
+        # within rounding distance of thr: settle these pixels with F.interpolate's own values
+        (idx,), (amb,) = _nonzero(sure), _nonzero(~sure)
+        out.append(tuple(z.index_select(0, idx) for z in (qb, qu, pos)))
+        ab, au, ap = (z.index_select(0, amb) for z in (qb, qu, pos))
+        maps, inv = torch.unique(ab * U + au, return_inverse=True)
+        up = F.interpolate(acts.view(B * U, 1, h, w)[maps], size=(geom.sh, geom.sw), mode="bilinear",
+                           align_corners=False).view(-1)
+        (on,) = _nonzero(up.index_select(0, inv * S + ap) > thr.index_select(0, au))
+        out.append(tuple(z.index_select(0, on) for z in (ab, au, ap)))
     if not out:
-        e = torch.zeros(0, dtype=torch.long, device=acts.device)
-        return e, e, e, e
-    return tuple(torch.cat(z) for z in zip(*out))  # type: ignore[return-value]
+        e = torch.zeros(0, dtype=torch.long, device=dev)
+        return e, e, e
+    return tuple(torch.cat([o[k] for o in out]) for k in range(3))  # type: ignore[return-value]
 
 
 class _Tally:
@@ -593,27 +616,33 @@ class _Tally:
         self.chunk_pixels = chunk_pixels
         self.geom: _Geometry | None = None
 
-    def update(self, acts: torch.Tensor, thr: torch.Tensor, pix_k: torch.Tensor, sc1h: torch.Tensor) -> None:
-        """acts (B, U, h, w); thr (U,); pix_k (B, sh, sw, K) labels; sc1h (B, L) image-level label counts."""
+    def update(self, acts: torch.Tensor, thr: torch.Tensor, packed: torch.Tensor, sc1h: torch.Tensor) -> None:
+        """acts (B, U, h, w); thr (U,); packed pixel labels (B, G, sh * sw) (see ``_pack_labels``);
+        sc1h (B, L) image-level label counts."""
         L, U = self.space.num_labels, self.units
         if self.geom is None:
             self.geom = _Geometry(acts.shape[2], acts.shape[3], *self.seg_shape, self.dev)
-        b, u, y, x = _active_pixels(acts, thr, self.geom, self.chunk_pixels)
+        b, u, pos = _active_pixels(acts, thr, self.geom, self.chunk_pixels)
         if len(b) == 0:
             return
-        key = b * U + u                                                # (image, unit) pairs that fire
-        count = torch.bincount(key, minlength=acts.shape[0] * U)
-        pairs = count.nonzero()[:, 0]
+        key = b * U + u
+        count = torch.bincount(key, minlength=acts.shape[0] * U)            # (image, unit) pairs that fire
+        (pairs,) = _nonzero(count)
         n = len(pairs)
         lut = torch.empty_like(count)
         lut[pairs] = torch.arange(n, device=self.dev)
-        pid, area, pb, pu = lut[key], count[pairs], pairs // U, pairs % U
+        pid, area, pb, pu = lut.index_select(0, key), count[pairs], pairs // U, pairs % U
         self.unit_px.index_add_(0, pu, area)
         hist = area[:, None] * sc1h[pb]                                # image-level labels cover all
-        if pix_k.shape[-1]:
-            lab = pix_k[b, y, x]                                       # (nnz, K)
-            key = (pid[:, None] * L + lab).flatten()
-            hist += torch.bincount(key[lab.flatten() > 0], minlength=n * L).view(n, L)
+        if packed.shape[1]:
+            S = self.seg_shape[0] * self.seg_shape[1]
+            G = packed.shape[1]
+            base = b * (G * S) + pos                                        # packed is (B, G, sh * sw)
+            codes = packed.view(-1).index_select(0, (base[:, None] + torch.arange(G, device=self.dev) * S).view(-1))
+            lab = _unpack_labels(codes, L).view(len(key), -1)               # K (or a few more) per pixel
+            counts = torch.bincount((pid[:, None] * L + lab).view(-1), minlength=n * L).view(n, L)
+            counts[:, 0] = 0                                               # unlabeled pixels
+            hist += counts
         self.inter.index_add_(0, pu, hist)
         present = ((hist > 0).float() @ self.space.labelcat) > 0      # categories touched, (n, C)
         self.act_cat.index_add_(0, pu, area[:, None] * present.long())
@@ -637,10 +666,47 @@ class _Tally:
                                 iou_threshold=iou_threshold, threshold_method=method, threshold_error=error)
 
 
+def _label_bits(L: int) -> int:
+    return 16 if L <= 1 << 16 else 32
+
+
+def _pack_labels(pix: torch.Tensor, L: int) -> torch.Tensor:
+    """Pixel label layers (B, K, sh, sw) packed 4 (or 2, for more than 65536 labels) to an int64:
+    (B, ceil(K / per), sh * sw). One gather per pixel then fetches all its layers."""
+    bits = _label_bits(L)
+    per = 64 // bits
+    B, K = pix.shape[:2]
+    G = -(-K // per)
+    flat = pix.reshape(B, K, -1)
+    if G * per != K:
+        flat = torch.cat([flat, flat.new_zeros(B, G * per - K, flat.shape[2])], dim=1)
+    flat = flat.view(B, G, per, -1)
+    out = flat[:, :, 0].clone()
+    for j in range(1, per):
+        out |= flat[:, :, j] << (bits * j)
+    return out
+
+
+def _unpack_labels(codes: torch.Tensor, L: int) -> torch.Tensor:
+    """Inverse of :func:`_pack_labels` for gathered codes (M,) -> labels (M, per)."""
+    bits = _label_bits(L)
+    shifts = torch.arange(0, 64, bits, device=codes.device)
+    return (codes[:, None] >> shifts) & ((1 << bits) - 1)
+
+
 def _label_batch(dataset: Any, idx: list[int], space: _LabelSpace, dev: torch.device
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(images, pixel labels (B, sh, sw, K), image-level label counts (B, L)) for one batch."""
-    images, pix, sc = dataset.segmentation_batch(idx)
+                 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images or None, packed pixel labels (B, G, sh * sw), image-level label counts (B, L), label pixel
+    counts G (L,)) for one batch.
+
+    Uses ``dataset.labels_batch(indices) -> (pixel_labels, scalar_labels)`` when the dataset has it
+    (no image decoding), else ``segmentation_batch``.
+    """
+    fast = getattr(dataset, "labels_batch", None)
+    if callable(fast):
+        images, (pix, sc) = None, fast(idx)
+    else:
+        images, pix, sc = dataset.segmentation_batch(idx)
     L = space.num_labels
     B = len(idx)
     pix = torch.as_tensor(pix).to(dev, torch.long)
@@ -650,23 +716,24 @@ def _label_batch(dataset: Any, idx: list[int], space: _LabelSpace, dev: torch.de
         raise ValueError(f"segmentation_batch returned pixel labels of shape {tuple(pix.shape)}; expected "
                          f"({B}, K, {sh}, {sw}) (dataset.seg_shape = {(sh, sw)}).")
     for what, t in (("pixel", pix), ("image-level", sc)):
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= L):
-            raise ValueError(f"{what} label numbers must lie in 0..{L - 1} (rows of dataset.labels), found "
-                             f"{int(t.min())}..{int(t.max())}.")
+        if t.numel():
+            lo, hi = (int(v) for v in torch.aminmax(t))
+            if lo < 0 or hi >= L:
+                raise ValueError(f"{what} label numbers must lie in 0..{L - 1} (rows of dataset.labels), "
+                                 f"found {lo}..{hi}.")
     if not space.identity:
         pix, sc = space.lut[pix], space.lut[sc]
-    pix = pix.permute(0, 2, 3, 1).contiguous()
     sc1h = torch.zeros(B, L, dtype=torch.long, device=dev)
     if sc.shape[1]:
         sc1h.scatter_add_(1, sc, torch.ones_like(sc))
     sc1h[:, 0] = 0
-    return images, pix, sc1h
+    return images, _pack_labels(pix, L), sc1h, _label_pixels(pix, sc1h, L)
 
 
-def _label_pixels(pix_k: torch.Tensor, sc1h: torch.Tensor, L: int) -> torch.Tensor:
-    g = torch.bincount(pix_k.flatten(), minlength=L) if pix_k.numel() else torch.zeros(L, dtype=torch.long,
-                                                                                         device=sc1h.device)
-    g = g + sc1h.sum(dim=0) * (pix_k.shape[1] * pix_k.shape[2])
+def _label_pixels(pix: torch.Tensor, sc1h: torch.Tensor, L: int) -> torch.Tensor:
+    g = torch.bincount(pix.flatten(), minlength=L) if pix.numel() else torch.zeros(L, dtype=torch.long,
+                                                                                     device=sc1h.device)
+    g = g + sc1h.sum(dim=0) * (pix.shape[2] * pix.shape[3])
     g[0] = 0
     return g
 
@@ -870,21 +937,21 @@ def dissect(source: nn.Module | np.ndarray | torch.Tensor | Mapping[str, Any], d
         label_px = torch.zeros(space.num_labels, dtype=torch.long, device=dev)
         for s in tqdm(starts, desc="dissect: tally", disable=not progress, leave=False):
             idx = list(range(s, min(s + batch_size, n)))
-            images, pix_k, sc1h = _label_batch(dataset, idx, space, dev)
+            images, packed, sc1h, batch_px = _label_batch(dataset, idx, space, dev)
             if spools:
                 out = {nm: spools[nm].read((len(idx), *shapes[nm])).to(dev) for nm in names}
             elif model is not None:
-                out = forward(idx, torch.as_tensor(images))
+                out = forward(idx, None if images is None else torch.as_tensor(images))
                 check(out, s)
             else:
                 out = from_arrays(s, idx[-1] + 1)
                 if not need:
                     check(out, s)
-            label_px += _label_pixels(pix_k, sc1h, space.num_labels)
+            label_px += batch_px
             for nm, a in out.items():
                 if nm not in tallies:
                     tallies[nm] = _Tally(a.shape[1], space, seg_shape, dev, chunk_pixels)
-                tallies[nm].update(a, thr[nm].to(dev), pix_k, sc1h)
+                tallies[nm].update(a, thr[nm].to(dev), packed, sc1h)
     finally:
         for sp in spools.values():
             sp.close()

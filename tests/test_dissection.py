@@ -430,9 +430,10 @@ def test_sparse_masks_equal_dense_interpolation(h, w, sh, sw):
         thr = torch.quantile(a.transpose(0, 1).reshape(7, -1), 0.8, dim=1)
         thr[0] = a[:, 0].max()                                                   # threshold at the maximum
         geom = nd._Geometry(h, w, sh, sw, torch.device("cpu"))
-        b, u, y, x = nd._active_pixels(a, thr, geom, chunk_pixels=997 if sh * sw < 1000 else 1 << 16)
-        got = torch.zeros(6, 7, sh, sw, dtype=torch.bool)
-        got[b, u, y, x] = True
+        b, u, pos = nd._active_pixels(a, thr, geom, chunk_pixels=997 if sh * sw < 1000 else 1 << 16)
+        got = torch.zeros(6, 7, sh * sw, dtype=torch.bool)
+        got[b, u, pos] = True
+        got = got.view(6, 7, sh, sw)
         assert len(b) == int(got.sum())  # no duplicates
         dense = F.interpolate(a.reshape(-1, 1, h, w), size=(sh, sw), mode="bilinear",
                               align_corners=False).reshape(6, 7, sh, sw) > thr[None, :, None, None]
