@@ -5,7 +5,8 @@ mode and left in ``.cache/executed/``, serves it on 127.0.0.1, and loads every p
 Debian ``chromium`` with the network cut off (every host but 127.0.0.1 goes to a dead proxy and does
 not resolve). Chromium is driven over the Chrome DevTools Protocol with ``websocket-client``. Checks:
 no JavaScript error, every ``<img>`` decoded, MathJax typeset every formula, the widgets render from
-the vendored scripts, and no request left the machine. A screenshot of every chapter goes to
+the vendored scripts, and no request left the machine; pages with widgets are also opened as files
+(``file://``, as the README suggests). A screenshot of every chapter goes to
 ``.cache/screenshots/`` (or ``$INTERPKIT_SCREENSHOTS_DIR``).
 
 Skips, saying why, when chromium or websocket-client is missing, when the executed notebooks are
@@ -296,11 +297,13 @@ def visits(built_book, tmp_path_factory):
             chapter = rel.startswith(("notebooks/", "book/"))
             shot = SCREENSHOTS / (rel.replace("/", "__").removesuffix(".html") + ".png") if chapter else None
             results[rel] = visit(page, base + rel, shot)
+        # the README's way: open the HTML files directly (file://), no server
+        from_files = {rel: visit(page, (html / rel).as_uri()) for rel, v in results.items() if v["state"]["views"]}
         page.close()
     finally:
         browser.stop()
         server.shutdown()
-    return {"base": base, "pages": results, "server_log": list(log), "probe": probe,
+    return {"base": base, "pages": results, "from_files": from_files, "server_log": list(log), "probe": probe,
             "index": (html / "index.html").read_text()}
 
 
@@ -358,6 +361,20 @@ def test_widgets_render_from_the_vendored_scripts(visits):
     served = {path.split("?")[0] for path, code in visits["server_log"] if code == 200}
     for script in ("/_static/vendor/require.js", "/_static/vendor/embed-amd.js", "/_static/interpkit-widgets.js"):
         assert script in served, f"{script} was never loaded from the book"
+
+
+def test_pages_opened_as_files_render_widgets_and_maths(visits):
+    assert visits["from_files"], "no page with widgets to open from disk"
+    bad = {}
+    for p, v in visits["from_files"].items():
+        s = v["state"]
+        problems = v["errors"] + v["failed"] + s["brokenImages"] + s["mathUnrendered"]
+        if not s["widgets"] or (s["math"] and s["mathjax"] != "typeset") or problems:
+            bad[p] = {"widgets": s["widgets"], "mathjax": s["mathjax"], "problems": problems}
+    assert not bad, f"pages opened from disk (file://):\n{_report(bad)}"
+    remote = {p: [u for u in v["requests"] if not u.startswith(("file:", "data:", "blob:", "about:"))]
+              for p, v in visits["from_files"].items()}
+    assert not any(remote.values()), f"requests that left the machine: {remote}"
 
 
 def test_root_redirects_to_the_introduction(visits):

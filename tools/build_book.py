@@ -16,7 +16,8 @@ MathJax from CDNs. This script downloads them once from the npm registry (``npm 
 * ``@jupyter-widgets/html-manager``: the 1.x release whose dependency on ``@jupyter-widgets/controls``
   matches the one of the installed ``jupyterlab_widgets`` (the front end that ships with the installed
   ipywidgets), read from ``share/jupyter/labextensions/@jupyter-widgets/jupyterlab-manager/package.json``;
-  ``dist/embed-amd.js`` and the fonts it loads beside itself;
+  ``dist/embed-amd.js`` and the icon fonts it loads (relative to its AMD module URLs, which
+  ``book/_static/interpkit-widgets.js`` roots in the vendor folder);
 * ``requirejs@2``: ``require.js``;
 * ``mathjax@3`` (the major version Sphinx uses): ``es5/`` without the speech engine and SVG output.
 
@@ -49,7 +50,11 @@ HTML_MANAGER = "@jupyter-widgets/html-manager"
 CONTROLS = "@jupyter-widgets/controls"
 REQUIREJS_SPEC = "requirejs@2"
 MATHJAX_SPEC = "mathjax@3"
-FONT_SUFFIXES = (".woff", ".woff2", ".ttf", ".eot", ".svg")
+FONT_SUFFIXES = (".woff", ".woff2", ".ttf")  # what browsers ask for; .eot/.svg fonts were for IE/old iOS
+# embed-amd.js loads its icon fonts relative to the URLs of its AMD modules (module.uri), which
+# book/_static/interpkit-widgets.js roots in vendor/ (RequireJS baseUrl); these are the two folders.
+FONT_DIRS = ("@jupyter-widgets", "@jupyter-widgets/html-manager/dist")
+LAYOUT = 2  # bump when the vendored file layout changes
 # MathJax es5 parts left out: the speech rule engine (loaded only when a reader turns speech on in
 # MathJax's menu), SVG output and the Node entry point. Everything TeX/CHTML can autoload stays.
 MATHJAX_SKIP = re.compile(r"^es5/(sre/|node-main\.js|.*svg.*|tex-chtml-full-speech\.js)")
@@ -73,7 +78,7 @@ def installed_controls_range(prefix: Path = Path(sys.prefix)) -> str:
 
 def vendor_requirements() -> dict:
     return {"html-manager": f"1.x with {CONTROLS} {installed_controls_range()}",
-            "requirejs": REQUIREJS_SPEC, "mathjax": MATHJAX_SPEC}
+            "requirejs": REQUIREJS_SPEC, "mathjax": MATHJAX_SPEC, "layout": LAYOUT}
 
 
 def _npm(*args: str, cwd: Path | None = None, timeout: int = 300) -> str:
@@ -174,9 +179,11 @@ def vendor(force: bool = False) -> dict:
         with _pack(f"{HTML_MANAGER}@{resolved['html-manager']}", tmp) as tf:
             for m in tf.getmembers():
                 name = m.name.removeprefix("package/")
-                if m.isfile() and (name == "dist/embed-amd.js" or
-                                   (name.startswith("dist/") and name.endswith(FONT_SUFFIXES))):
-                    files.append(_copy_member(tf, m, new / Path(name).name))
+                if m.isfile() and name == "dist/embed-amd.js":
+                    files.append(_copy_member(tf, m, new / "embed-amd.js"))
+                elif m.isfile() and name.startswith("dist/") and name.endswith(FONT_SUFFIXES):
+                    for folder in FONT_DIRS:
+                        files.append(_copy_member(tf, m, new / folder / Path(name).name))
         with _pack(f"requirejs@{resolved['requirejs']}", tmp) as tf:
             files.append(_copy_member(tf, tf.getmember("package/require.js"), new / "require.js"))
         with _pack(f"mathjax@{resolved['mathjax']}", tmp) as tf:
@@ -228,6 +235,16 @@ def toc_files(toc: Path) -> list[str]:
     return files
 
 
+def _copy_hiding_injected_parameters(src: Path, dest: Path) -> None:
+    """Copy a notebook executed by papermill; its injected parameters cell is not shown in the book."""
+    nb = json.loads(src.read_text())
+    for cell in nb.get("cells", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell["metadata"]["tags"] = [*tags, "remove-cell"]
+    dest.write_text(json.dumps(nb))
+
+
 def stage_executed(notebooks_from: Path, dest: Path, toc: Path) -> Path:
     """A copy of the book sources whose notebooks come from ``notebooks_from``, execution off."""
     import yaml
@@ -247,7 +264,7 @@ def stage_executed(notebooks_from: Path, dest: Path, toc: Path) -> Path:
                 missing.append(nb.name)
                 continue
             (src / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(nb, src / f"{f}.ipynb")
+            _copy_hiding_injected_parameters(nb, src / f"{f}.ipynb")
     if missing:
         raise SystemExit(f"build_book: {notebooks_from} lacks executed notebooks: {', '.join(missing)}")
     config = yaml.safe_load((ROOT / "_config.yml").read_text())

@@ -176,10 +176,12 @@ class BenchmarksDirective(SphinxDirective):
             title = f"{script.name}"
             section += nodes.title(title, "", nodes.literal(title, title))
             doc = ast.get_docstring(ast.parse(script.read_text())) or "(no description)"
-            section += _docstring_nodes(doc)
+            described = _docstring_nodes(doc)
+            section += described
             cmd = f"python benchmarks/{script.name}"
-            section += nodes.paragraph("", "Run it with:")
-            section += nodes.literal_block(cmd, cmd, language="bash")
+            if not any(isinstance(n, nodes.literal_block) for n in described):  # no usage line
+                section += nodes.paragraph("", "Run it with:")
+                section += nodes.literal_block(cmd, cmd, language="bash")
             if result is None:
                 section += nodes.paragraph("", "", nodes.Text("Not run on this machine yet: "),
                                            nodes.literal(cmd, cmd), nodes.Text(" (or "),
@@ -208,6 +210,23 @@ def _undo_prose_type(app, what, name, obj, options, lines):
             lines.pop()
 
 
+def _dedupe_scripts(app, pagename, templatename, context, doctree):
+    """Drop scripts that appear twice on a page (sphinx-thebe's inline ``const THEBE_JS_URL = ...``
+    is added once with filename None and once with '', a SyntaxError in the browser)."""
+    files = context.get("script_files")
+    if not isinstance(files, list):
+        return
+    seen, unique = set(), []
+    for js in files:
+        attrs = getattr(js, "attributes", {})
+        key = (getattr(js, "filename", str(js)) or "", json.dumps(attrs, sort_keys=True, default=str))
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    if len(unique) != len(files):
+        context["script_files"] = unique
+
+
 def _outdated(app, env, added, changed, removed):
     fingerprints = getattr(env, _ENV_KEY, {})
     now = _fingerprint(app)
@@ -224,4 +243,5 @@ def setup(app):
     app.connect("env-get-outdated", _outdated)
     app.connect("env-purge-doc", _purge)
     app.connect("autodoc-process-docstring", _undo_prose_type, priority=900)  # after napoleon (500)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)  # after per-page scripts (500)
     return {"version": __version__, "parallel_read_safe": False, "parallel_write_safe": True}
