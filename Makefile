@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.installed
 # torch/torchvision releases known to work (on this project's machines they install from local disk)
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup book test test-fast bench clean-book clean lock help
+.PHONY: setup book book-smoke test test-fast bench clean-book clean lock help
 
 help:
 	@echo "make book   set up .venv, execute every notebook and build the HTML book into _build/html"
+	@echo "make book-smoke  the same with every notebook in smoke mode (quick), into _build/smoke"
 	@echo "make test   set up .venv and run the whole test suite (unit tests + notebook regression)"
 	@echo "make bench  run the benchmarks (results/bench_*.json)"
 
@@ -27,6 +28,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 book: setup
 	$(BIN)/python tools/build_book.py
+
+# Quick check of the book: every notebook in smoke mode, into _build/smoke (its own execution cache).
+book-smoke: setup
+	$(BIN)/python tools/build_book.py --smoke
 
 test: setup
 	$(BIN)/python -m pytest
