@@ -101,7 +101,7 @@ def torchvision_set(name: str, root: str | Path, train: bool = True, download: b
             "interpkit.data.sklearn_digits(), or interpkit.data.ConceptWorld.") from None
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    tensor = torch.from_numpy(np.ascontiguousarray(images)).float() / 255.0
+    tensor = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).float() / 255.0
     tensor = tensor[:, None] if tensor.ndim == 3 else tensor
     return ImageSet(tensor, torch.from_numpy(labels.astype(np.int64)), classes,
                     f"{cls_name.lower()}-{'train' if train else 'test'}")
