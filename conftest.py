@@ -15,3 +15,5 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if str(item.fspath).endswith(".ipynb"):
             item.add_marker(pytest.mark.notebook)
+    # the browser test builds the book from the notebooks that tests/test_notebooks.py executed
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
