@@ -47,7 +47,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Literal, Mapping, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,9 @@ from torch import nn
 from .capture import capture
 from .device import resolve_device
 
+if TYPE_CHECKING:
+    from .data.base import ImageSet
+
 __all__ = [
     "ActivationMatrices", "CoupledNMF", "Factors", "KNNImpurity",
     "activation_matrices", "pixel_matrices", "init_factors", "nndsvd", "coupled_nmf", "layer_nmf",
@@ -65,8 +68,10 @@ __all__ = [
     "factor_purity", "purity_summary",
 ]
 
-Matrix = "torch.Tensor | np.ndarray"
+Matrix = Union[torch.Tensor, np.ndarray]          # a 2-D data matrix (rows x examples); np.memmap works
+FactorsLike = Union["CoupledNMF", torch.Tensor, np.ndarray]   # a result, or F itself (R x N)
 Mode = Literal["monotone", "faithful"]
+Labels = Union[torch.Tensor, np.ndarray, Sequence[int]]  # one integer label per example
 _CHANNEL_NAMES = {1: ["grey"], 3: ["red", "green", "blue"]}
 
 
@@ -85,7 +90,7 @@ class ActivationMatrices(dict):
         self.shapes: dict[str, tuple[int, ...]] = {}
 
 
-def pixel_matrices(images: "torch.Tensor | object") -> dict[str, torch.Tensor]:
+def pixel_matrices(images: "torch.Tensor | ImageSet") -> dict[str, torch.Tensor]:
     """One (pixels x N) matrix per colour channel from images (N, C, H, W) in [0, 1] (or an ImageSet).
 
     Keys are ``red, green, blue`` for three channels, ``grey`` for one, ``channel<i>`` otherwise.
@@ -107,7 +112,7 @@ def pixel_matrices(images: "torch.Tensor | object") -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def activation_matrices(model: nn.Module, images: "torch.Tensor | object", layers: Sequence[str] | str, *,
+def activation_matrices(model: nn.Module, images: "torch.Tensor | ImageSet", layers: Sequence[str] | str, *,
                         batch_size: int = 128, device: str | torch.device | None = None,
                         relu: bool = False, memmap_dir: str | os.PathLike | None = None,
                         progress: bool = False) -> ActivationMatrices:
@@ -186,7 +191,7 @@ def activation_matrices(model: nn.Module, images: "torch.Tensor | object", layer
 # ================================================================================================
 # Validation and streaming access
 # ================================================================================================
-def _as_named(mats, prefix: str) -> dict[str, object]:
+def _as_named(mats: Mapping[str, Matrix] | Sequence[Matrix] | None, prefix: str) -> dict[str, Matrix]:
     if mats is None:
         return {}
     if isinstance(mats, Mapping):
@@ -352,7 +357,7 @@ def _nndsvd_from_svd(u: torch.Tensor, s: torch.Tensor, vh: torch.Tensor, rank: i
     return w, h
 
 
-def nndsvd(x: "torch.Tensor | np.ndarray", rank: int, *, seed: int = 0, fill: Literal["zeros", "mean"] = "zeros",
+def nndsvd(x: Matrix, rank: int, *, seed: int = 0, fill: Literal["zeros", "mean"] = "zeros",
            device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """NNDSVD initialisation ``x ~ W H`` (Boutsidis and Gallopoulos 2008), as in the authors' code.
 
@@ -391,9 +396,10 @@ def _init(data: list[_Data], pix_names: list[str], act_names: list[str], rank: i
     return Factors(f, {k: ws[f"pixel:{k}"] for k in pix_names}, {k: ws[f"activation:{k}"] for k in act_names})
 
 
-def init_factors(activations, pixels=None, rank: int = 20, *, method: str = "nndsvd", seed: int = 0,
-                 device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                 chunk_rows: int | None = None) -> Factors:
+def init_factors(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
+                 pixels: Mapping[str, Matrix] | Sequence[Matrix] | None = None, rank: int = 20, *,
+                 method: str = "nndsvd", seed: int = 0, device: str | torch.device | None = None,
+                 dtype: torch.dtype = torch.float32, chunk_rows: int | None = None) -> Factors:
     """The initial factors :func:`coupled_nmf` would use (F uniform in [0,1), W by NNDSVD per matrix).
 
     Pass the result back as ``coupled_nmf(..., init=factors)`` (or ``.numpy()`` to the NumPy
@@ -472,8 +478,8 @@ class CoupledNMF:
         return self.F.T.double().numpy()
 
 
-def coupled_nmf(activations: "Mapping[str, Matrix] | Sequence[Matrix] | None",
-                pixels: "Mapping[str, Matrix] | Sequence[Matrix] | None" = None, rank: int = 20, *,
+def coupled_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
+                pixels: Mapping[str, Matrix] | Sequence[Matrix] | None = None, rank: int = 20, *,
                 n_iter: int = 50, lambda_f: float = 1.0, mode: Mode = "monotone",
                 init: "str | Factors" = "nndsvd", tol: float = 1e-8, eps: float = 1e-9, seed: int = 0,
                 device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
@@ -533,7 +539,8 @@ def coupled_nmf(activations: "Mapping[str, Matrix] | Sequence[Matrix] | None",
             num += wtx
             gram += wtw
             if first:
-                err0[d.key] = sq[d.key] - 2 * float((wtx.double() * F.double()).sum()) + float((wtw.double() * fft_old).sum())
+                err0[d.key] = (sq[d.key] - 2 * float((wtx.double() * F.double()).sum())
+                               + float((wtw.double() * fft_old).sum()))
         if first:
             record(0, err0)
         F = F * num / (gram @ F + lambda_f * (1 + F) + eps)
@@ -575,7 +582,7 @@ def coupled_nmf(activations: "Mapping[str, Matrix] | Sequence[Matrix] | None",
                       converged=converged, shapes=shapes)
 
 
-def layer_nmf(activations: "Mapping[str, Matrix] | Sequence[Matrix]", rank: int = 20,
+def layer_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix], rank: int = 20,
               **kwargs) -> dict[str, CoupledNMF]:
     """Per-layer NMF (no pixel matrices): one :func:`coupled_nmf` per activation matrix."""
     acts = _as_named(activations, "layer")
@@ -641,13 +648,13 @@ def _reference_coupled_nmf(D: Sequence[np.ndarray], A: Sequence[np.ndarray], F: 
 # ================================================================================================
 # Summaries
 # ================================================================================================
-def _np(x) -> np.ndarray:
+def _np(x: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=float)
 
 
-def _F(result_or_F) -> np.ndarray:
+def _F(result_or_F: FactorsLike) -> np.ndarray:
     return _np(result_or_F.F if isinstance(result_or_F, CoupledNMF) else result_or_F)
 
 
@@ -658,14 +665,14 @@ def _entropy(p: np.ndarray, axis: int = -1, base: float = 2.0) -> np.ndarray:
     return -t.sum(axis) / np.log(base)
 
 
-def _labels(labels, n: int, what: str = "labels") -> np.ndarray:
+def _labels(labels: Labels, n: int, what: str = "labels") -> np.ndarray:
     lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     if lab.shape != (n,):
         raise ValueError(f"{what} has shape {lab.shape}, expected ({n},): one label per example (column of F).")
     return lab
 
 
-def class_weights(result: "CoupledNMF | torch.Tensor | np.ndarray", labels, classes: Sequence[str] | None = None) -> pd.DataFrame:
+def class_weights(result: FactorsLike, labels: Labels, classes: Sequence[str] | None = None) -> pd.DataFrame:
     """Per concept ``r`` and class ``c``: ``w_c = sum_{n in c} F[r, n] / sum_n F[r, n]`` (rows sum to 1).
 
     Index ``concept``; columns the class names (``classes[label]``) or the label values. A dead
@@ -681,14 +688,14 @@ def class_weights(result: "CoupledNMF | torch.Tensor | np.ndarray", labels, clas
     return pd.DataFrame(w, index=pd.RangeIndex(F.shape[0], name="concept"), columns=names)
 
 
-def top_examples(result: "CoupledNMF | torch.Tensor | np.ndarray", k: int = 8) -> np.ndarray:
+def top_examples(result: FactorsLike, k: int = 8) -> np.ndarray:
     """(R x k) indices of the examples with the largest ``F[r, n]`` per concept, largest first."""
     F = _F(result)
     k = min(int(k), F.shape[1])
     return np.argsort(-F, axis=1, kind="stable")[:, :k]
 
 
-def concept_table(result: "CoupledNMF | torch.Tensor | np.ndarray", labels, classes: Sequence[str] | None = None,
+def concept_table(result: FactorsLike, labels: Labels, classes: Sequence[str] | None = None,
                   k: int = 8) -> pd.DataFrame:
     """One row per concept: ``mass`` (share of the total F), ``top_class``, ``top_weight``,
     ``entropy`` (bits, of the class weights), ``top_examples`` (k indices) and their labels.
@@ -706,14 +713,16 @@ def concept_table(result: "CoupledNMF | torch.Tensor | np.ndarray", labels, clas
         "top_weight": np.where(alive, wv.max(1), np.nan),
         "entropy": np.where(alive, _entropy(wv, 1), np.nan),
         "top_examples": [list(map(int, t)) for t in top],
-        "top_example_labels": [[classes[int(lab[i])] if classes is not None else lab[i].item() for i in t] for t in top],
+        "top_example_labels": [[classes[int(lab[i])] if classes is not None else lab[i].item() for i in t]
+                               for t in top],
     }, index=pd.RangeIndex(F.shape[0], name="concept"))
 
 
 def concept_pixel_image(result: CoupledNMF, concept: int, image_size: tuple[int, int]) -> np.ndarray:
     """``P_i[:, r]`` of every channel reshaped to (C, H, W), scaled to max 1 (zeros if none)."""
     if not result.P:
-        raise ValueError("this factorisation has no pixel matrices; run coupled_nmf with pixels=pixel_matrices(images).")
+        raise ValueError("this factorisation has no pixel matrices; run coupled_nmf with "
+                         "pixels=pixel_matrices(images).")
     h, w = image_size
     img = np.stack([_np(p[:, concept]).reshape(h, w) for p in result.P.values()])
     m = img.max()
@@ -790,7 +799,7 @@ class KNNImpurity:
     k: int                 # neighbours including the example itself (authors' convention)
 
 
-def knn_impurity(result: "CoupledNMF | torch.Tensor | np.ndarray", n_classes: int | None = None, *,
+def knn_impurity(result: FactorsLike, n_classes: int | None = None, *,
                  k: int | None = None) -> KNNImpurity:
     """For every example, the entropy (bits) of the argmax concepts of its nearest neighbours in F^T.
 
@@ -816,7 +825,7 @@ def knn_impurity(result: "CoupledNMF | torch.Tensor | np.ndarray", n_classes: in
     return KNNImpurity(_entropy(tally / tally.sum(1, keepdims=True), 1), tally, k)
 
 
-def accuracy_vs_impurity(impurity: np.ndarray, correct) -> pd.DataFrame:
+def accuracy_vs_impurity(impurity: np.ndarray, correct: Labels) -> pd.DataFrame:
     """Examples sorted by impurity (purest first) with the network's cumulative accuracy.
 
     Columns: ``example``, ``impurity``, ``correct``, ``fraction`` (share of examples so far),
@@ -831,7 +840,7 @@ def accuracy_vs_impurity(impurity: np.ndarray, correct) -> pd.DataFrame:
                          "cumulative_accuracy": np.cumsum(c) / np.arange(1, len(c) + 1)})
 
 
-def factor_purity(result: "CoupledNMF | torch.Tensor | np.ndarray", factors: Mapping[str, object],
+def factor_purity(result: FactorsLike, factors: Mapping[str, Labels],
                   names: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """How pure each concept is with respect to known per-example factors (ground truth).
 
@@ -865,7 +874,7 @@ def factor_purity(result: "CoupledNMF | torch.Tensor | np.ndarray", factors: Map
     return pd.DataFrame(rows)
 
 
-def purity_summary(result: "CoupledNMF | torch.Tensor | np.ndarray", factors: Mapping[str, object]) -> pd.DataFrame:
+def purity_summary(result: FactorsLike, factors: Mapping[str, Labels]) -> pd.DataFrame:
     """Per factor, over the live concepts: ``concepts`` (how many), ``mean_purity``,
     ``weighted_purity`` (concepts weighted by their share of F), ``mean_chance`` (share of each
     concept's top value among all examples) and ``mean_norm_entropy``."""
