@@ -22,6 +22,7 @@ Everything here returns tidy pandas tables or a small dataclass; nothing prints 
 """
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from contextlib import contextmanager
@@ -90,12 +91,21 @@ def perturb(images: torch.Tensor, n: int = 50, sigma: float = 0.1, *, scheme: st
     ``(B, n, C, H, W)``). ``clip=True`` clamps the copies to ``[0, 1]`` (the authors do not).
     The noise is drawn on the CPU from ``seed``, so it is the same on every device.
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown perturbation scheme {scheme!r}; choose one of {', '.join(SCHEMES)}.")
     single = isinstance(images, torch.Tensor) and images.ndim == 3
     x = images[None] if single else images
     check_images(x)
-    s = noise_scales(n, sigma, ramp).to(torch.float32)
+    _check_n_sigma(n, sigma)
+    out = _perturb(x, n, sigma, scheme, ramp, patch, fill, clip, seed)
+    return out[0] if single else out
+
+
+def _perturb(x: torch.Tensor, n: int, sigma: float, scheme: str, ramp: bool, patch: int, fill: float,
+             clip: bool, seed: int) -> torch.Tensor:
+    """:func:`perturb` of a checked batch ``x`` (B, C, H, W) -> (B, n, C, H, W)."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown perturbation scheme {scheme!r}; choose one of {', '.join(SCHEMES)}.")
+    k = torch.arange(n, dtype=torch.float32)
+    s = float(sigma) * (k if ramp else (k > 0).to(torch.float32))
     b, c, h, w = x.shape
     gen = torch.Generator().manual_seed(int(seed))
     if scheme == "occlusion":
@@ -108,11 +118,11 @@ def perturb(images: torch.Tensor, n: int = 50, sigma: float = 0.1, *, scheme: st
         out = x[:, None] * (1 - mask) + float(fill) * mask
     else:
         e = torch.randn((b, n, c, h, w), generator=gen).to(device=x.device, dtype=x.dtype)
-        noise = s.to(x.device).view(1, n, 1, 1, 1) * e
-        out = x[:, None] * (1 + noise) if scheme == "multiplicative" else x[:, None] + noise
+        noise = e.mul_(s.to(x.device).view(1, n, 1, 1, 1))
+        out = noise.add_(1).mul_(x[:, None]) if scheme == "multiplicative" else noise.add_(x[:, None])
     if clip:
         out = out.clamp(0, 1)
-    return out[0] if single else out
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,7 +155,7 @@ def channel_scores(acts: torch.Tensor, outputs: torch.Tensor, *,
     if outputs.shape != (b, n):
         raise ValueError(f"outputs must have shape {(b, n)} to match the activations, got {tuple(outputs.shape)}.")
     ones_u, y_varies = _unit_outputs(outputs.to(acts.device))
-    out = _layer_stats(acts.reshape(b, n, c, -1), ones_u, y_varies, min_activation)
+    out = _fused_stats([acts.reshape(b, n, c, -1)], ones_u, y_varies, min_activation)
     return {k: v[0] for k, v in out.items()} if single else out
 
 
@@ -162,36 +172,58 @@ def _unit_outputs(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([torch.ones_like(u), u], 1), y_varies
 
 
-def _layer_stats(a: torch.Tensor, ones_u: torch.Tensor, y_varies: torch.Tensor,
+@functools.lru_cache(maxsize=64)
+def _positions(chans: tuple[int, ...], positions: tuple[int, ...], device: str) -> torch.Tensor:
+    """The number of positions of every channel of layers with ``chans[l]`` channels of ``positions[l]``."""
+    return torch.tensor([p for c, p in zip(chans, positions) for _ in range(c)], device=device)
+
+
+def _fused_stats(acts: Sequence[torch.Tensor], ones_u: torch.Tensor, y_varies: torch.Tensor,
                  min_activation: float) -> dict[str, torch.Tensor]:
-    """The statistics of :func:`channel_scores` from ``a`` (B, N, C, P) and :func:`_unit_outputs`."""
-    b, n, c, _ = a.shape
-    if a.dtype not in (torch.float32, torch.float64):
-        a = a.float()
-    ones_u = ones_u.to(device=a.device, dtype=a.dtype)
+    """The statistics of :func:`channel_scores` for several layers at once.
+
+    ``acts``: one ``(B, N, C_l, P_l)`` tensor per layer; ``ones_u``, ``y_varies`` from
+    :func:`_unit_outputs`. All layers are flattened into one ``(B, N, T)`` tensor, so every step
+    below is a single operation whatever the number of layers (only the final per-channel sums over
+    positions go layer by layer). Returns ``(B, sum_l C_l)`` tensors, the
+    channels of the layers one after the other.
+    """
+    b, n = acts[0].shape[:2]
+    dtype = torch.float64 if any(a.dtype == torch.float64 for a in acts) else torch.float32
+    chans = tuple(int(a.shape[2]) for a in acts)
+    flat = torch.cat([a.reshape(b, n, -1).to(dtype) for a in acts], 2) if len(acts) > 1 else \
+        acts[0].reshape(b, n, -1).to(dtype)
+    positions = tuple(int(a.shape[3]) for a in acts)
+    npos = _positions(chans, positions, str(flat.device)).to(dtype)
     # Shift by the clean copy: d is exactly 0 where an activation never changes (an exact test,
     # free of the rounding of a mean), and the shift keeps the one-pass variance accurate
     # (its relative error is at most about n * float eps, since copy 0 lies within sqrt(n) sd).
-    a0 = a[:, 0]
-    d = (a - a[:, :1]).view(b, n, -1)                    # (B, N, C*P)
-    s1, cov = torch.bmm(ones_u, d).unbind(1)             # sum_k d_k and sum_k d_k u_k (= cov, as sum u = 0)
-    s2 = d.square().sum(1)
-    varies = (s2 > 0).view(b, c, -1)
-    ss = torch.addcmul(s2, s1, s1, value=-1.0 / n).clamp_min_(0).view(b, c, -1)  # sum of squared deviations
-    r = cov.view(b, c, -1) * torch.rsqrt(ss)            # Pearson; 0 * inf = NaN where nothing varies
-    r.masked_fill_(~varies, 0.0)
-    count = varies.sum(-1)
-    signed = r.sum(-1) / count                           # mean over varying positions; 0/0 = NaN
-    correlation = r.abs_().sum(-1) / count
-    correlation.masked_fill_(~y_varies.view(b, 1), math.nan)
-    signed.masked_fill_(~y_varies.view(b, 1), math.nan)
-    mean_var = ss.mean(-1) / n
-    mean_clean = a0.mean(-1)
-    mean_all = mean_clean + s1.view(b, c, -1).mean(-1) / n
+    if len(acts) == 1 and flat.data_ptr() == acts[0].data_ptr():
+        flat = flat.clone()                              # the caller's tensor is not changed
+    a0 = flat[:, 0].clone()
+    d = flat.sub_(a0[:, None])                           # (B, N, T), in place: one large buffer in all
+    s1, cov = torch.bmm(ones_u.to(device=flat.device, dtype=dtype), d).unbind(1)  # sum_k d_k, sum_k d_k u_k
+    s2 = d.square_().sum(1)                              # d is not needed any more
+    varies = s2 > 0
+    ss = torch.addcmul(s2, s1, s1, value=-1.0 / n).clamp_min_(0)  # sum of squared deviations over copies
+    r = cov * torch.rsqrt(ss)                            # Pearson (cov uses the centred, unit-norm y)
+    r.masked_fill_(~varies, 0.0)                         # 0 * inf = NaN where nothing varies
+    parts = torch.stack([r, r.abs(), varies.to(dtype), ss, a0, s1], -1)          # (B, T, 6)
+    # sums over the positions of each channel: every layer is a contiguous (C_l, P_l) block
+    sums = torch.cat([blk.reshape(b, c, -1, 6).sum(2) for blk, c in
+                      zip(parts.split([c * p for c, p in zip(chans, positions)], 1), chans)], 1)
+    count = sums[..., 2]
+    no_y = ~y_varies.to(flat.device).view(b, 1)
+    signed = (sums[..., 0] / count).masked_fill_(no_y, math.nan)   # mean over varying positions; 0/0 = NaN
+    correlation = (sums[..., 1] / count).masked_fill_(no_y, math.nan)
+    mean_var = sums[..., 3] / npos / n
+    mean_clean = sums[..., 4] / npos
+    mean_all = mean_clean + sums[..., 5] / npos / n
     precision = torch.reciprocal(mean_var).masked_fill_(mean_all < float(min_activation), math.nan)
-    return {"correlation": correlation, "precision": precision, "mean_activation": mean_clean,
-            "signed_correlation": signed, "mean_activation_copies": mean_all, "mean_variance": mean_var,
-            "valid_positions": count}
+    out = {"correlation": correlation, "precision": precision, "mean_activation": mean_clean,
+           "signed_correlation": signed, "mean_activation_copies": mean_all, "mean_variance": mean_var,
+           "valid_positions": count.round().long()}
+    return out
 
 
 def weight_norms(model: nn.Module, layer: str | nn.Module, num_channels: int | None = None,
@@ -211,32 +243,48 @@ def weight_norms(model: nn.Module, layer: str | nn.Module, num_channels: int | N
 _WN_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
 
 
-@torch.no_grad()
-def _weight_norms_of(module: nn.Module, num_channels: int | None, fold_batchnorm: bool = True) -> np.ndarray:
+def _conv_and_bn(module: nn.Module, fold_batchnorm: bool) -> tuple[nn.Conv2d | None, nn.BatchNorm2d | None]:
     subs = list(module.modules())
     convs = [i for i, m in enumerate(subs) if isinstance(m, nn.Conv2d)]
-    nan = np.full(num_channels or 0, np.nan)
-    if not convs or (num_channels is not None and subs[convs[-1]].out_channels != num_channels):
-        return nan
+    if not convs:
+        return None, None
     i = convs[-1]
     conv = subs[i]
     bn = next((m for m in subs[i + 1:] if isinstance(m, nn.BatchNorm2d) and m.num_features == conv.out_channels),
               None) if fold_batchnorm else None
-    tensors = [conv.weight] + ([t for t in (bn.weight, bn.running_var) if t is not None] if bn is not None else [])
-    # cached per module; a tensor's version counter changes on every in-place update (training
-    # steps, load_state_dict), so a stale entry is never used
-    key = (fold_batchnorm, tuple((id(t), t._version) for t in tensors))
+    return conv, bn
+
+
+@torch.no_grad()
+def _weight_norms_of(module: nn.Module, num_channels: int | None, fold_batchnorm: bool = True) -> np.ndarray:
+    # Cached per module. The key holds the identity of the submodules and of their tensors and the
+    # tensors' version counters, which change on every in-place update (training steps,
+    # load_state_dict): a stale entry is never used.
     hit = _WN_CACHE.get(module)
-    if hit is not None and hit[0] == key:
-        return hit[1].copy()
+    if hit is not None and hit[0] == fold_batchnorm and all(
+            getattr(owner, attr) is t and t._version == v for owner, attr, t, v in hit[1]) and \
+            [id(m) for m in module.modules()] == hit[2]:
+        norms = hit[3]
+    else:
+        conv, bn = _conv_and_bn(module, fold_batchnorm)
+        norms = None if conv is None else _filter_norms(conv, bn)
+        watched = [] if conv is None else [(conv, "weight", conv.weight, conv.weight._version)] + (
+            [(bn, a, getattr(bn, a), getattr(bn, a)._version) for a in ("weight", "running_var")
+             if getattr(bn, a) is not None] if bn is not None else [])
+        _WN_CACHE[module] = (fold_batchnorm, watched, [id(m) for m in module.modules()], norms)
+    if norms is None or (num_channels is not None and len(norms) != num_channels):
+        return np.full(num_channels or 0, np.nan)
+    return norms.copy()
+
+
+def _filter_norms(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> np.ndarray:
     norms = torch.linalg.vector_norm(conv.weight.flatten(1), dim=1).cpu().numpy().astype(np.float64)
     if bn is not None:
         if bn.weight is not None:
             norms = norms * np.abs(bn.weight.cpu().numpy().astype(np.float64))
         if bn.running_var is not None:
             norms = norms / np.sqrt(bn.running_var.cpu().numpy().astype(np.float64) + bn.eps)
-    _WN_CACHE[module] = (key, norms)
-    return norms.copy()
+    return norms
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,16 +299,45 @@ class ResamplingResult:
     level, ``output`` (``y_k``) and the class predicted on that copy. ``images``: one row per image:
     ``target`` (the explained class), ``probability`` on the clean image, ``output_constant``
     (``y`` did not change over the copies, so no correlation is defined). ``maps``: the clean-image
-    activation maps, ``{layer: (B, C, H, W)}`` on the CPU (when ``keep_maps``).
+    activation maps, ``{layer: (B, C, H, W)}`` on the CPU (when ``keep_maps``). ``outputs`` and
+    ``images`` are built from stored arrays when first used.
     """
 
     scores: pd.DataFrame
-    outputs: pd.DataFrame
-    images: pd.DataFrame
     layers: list[str]
     num_channels: dict[str, int]
     params: dict[str, Any]
     maps: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    raw: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _tables: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.raw["target"])
+
+    @property
+    def targets(self) -> np.ndarray:
+        """The explained class of each image (predicted on the clean image unless given)."""
+        return self.raw["target"]
+
+    @property
+    def outputs(self) -> pd.DataFrame:
+        if "outputs" not in self._tables:
+            b, n = self.raw["output"].shape
+            self._tables["outputs"] = pd.DataFrame({
+                "image": np.repeat(np.arange(b), n), "copy": np.tile(np.arange(n), b),
+                "noise_scale": np.tile(self.raw["noise_scale"], b), "output": self.raw["output"].reshape(-1),
+                "predicted": self.raw["predicted"].reshape(-1)})
+        return self._tables["outputs"]
+
+    @property
+    def images(self) -> pd.DataFrame:
+        if "images" not in self._tables:
+            y = self.raw["output"]
+            self._tables["images"] = pd.DataFrame({
+                "image": np.arange(len(y)), "target": self.raw["target"], "probability": self.raw["probability"],
+                "output_constant": y.max(1) == y.min(1)})
+        return self._tables["images"]
 
     def top_k(self, metric: str = "correlation", k: int = 5) -> pd.DataFrame:
         """The ``k`` highest-scoring channels per (image, layer); see :func:`top_k`."""
@@ -268,8 +345,8 @@ class ResamplingResult:
 
     def selected(self, metric: str = "correlation", k: int = 5, image: int = 0) -> dict[str, list[int]]:
         """``{layer: [channels]}`` chosen by ``metric`` for one image (best first)."""
-        if image not in set(self.images["image"]):
-            raise KeyError(f"no image {image}; this result holds images {sorted(self.images['image'])}.")
+        if not 0 <= image < self.n_images:
+            raise KeyError(f"no image {image}; this result holds images 0 to {self.n_images - 1}.")
         t = self.top_k(metric, k)
         t = t[t["image"] == image]
         return {layer: t.loc[t["layer"] == layer, "channel"].tolist() for layer in self.layers}
@@ -284,18 +361,28 @@ class ResamplingResult:
         and ``chance_dice``: the Dice coefficient expected for random sets of the same sizes.
         """
         ta, tb = self.top_k(a, k), self.top_k(b, k)
-        rows = []
-        for img in self.images["image"]:
-            sa = ta[ta["image"] == img].groupby("layer")["channel"].apply(set).to_dict()
-            sb = tb[tb["image"] == img].groupby("layer")["channel"].apply(set).to_dict()
-            groups = [[layer] for layer in self.layers] if per_layer else [self.layers]
-            for g in groups:
-                ma = {layer: sa.get(layer, set()) for layer in g}
-                mb = {layer: sb.get(layer, set()) for layer in g}
-                row = {"image": img, **({"layer": g[0]} if per_layer else {}), **set_overlap(ma, mb)}
-                row.update(chance_overlap(ma, mb, {layer: self.num_channels[layer] for layer in g}))
-                rows.append(row)
-        return pd.DataFrame(rows)
+        keys = ["image", "layer"]
+        idx = pd.MultiIndex.from_product([np.arange(self.n_images), self.layers], names=keys)
+
+        def count(t: pd.DataFrame) -> pd.Series:
+            t = t.assign(layer=t["layer"].astype(str))
+            return t.groupby(keys).size().reindex(idx, fill_value=0)
+
+        size_a, size_b = count(ta), count(tb)
+        inter = count(ta.merge(tb, on=["image", "layer", "channel"]))
+        channels = np.array([self.num_channels[layer] for layer in idx.get_level_values("layer")])
+        df = pd.DataFrame({"intersection": inter, "size_a": size_a, "size_b": size_b,
+                           "union": size_a + size_b - inter, "expected_intersection": size_a * size_b / channels})
+        if not per_layer:
+            df = df.groupby(level="image").sum()
+        total = (df["size_a"] + df["size_b"]).astype(float).replace(0, np.nan)
+        df["authors_similarity"] = df["intersection"] / total
+        df["dice"] = 2 * df["authors_similarity"]
+        df["jaccard"] = df["intersection"] / df["union"].astype(float).replace(0, np.nan)
+        df["chance_dice"] = 2 * df["expected_intersection"] / total
+        cols = ["intersection", "size_a", "size_b", "union", "authors_similarity", "dice", "jaccard",
+                "expected_intersection", "chance_dice"]
+        return df[cols].reset_index()
 
 
 def top_k(scores: pd.DataFrame, metric: str = "correlation", k: int = 5) -> pd.DataFrame:
@@ -351,7 +438,7 @@ def chance_overlap(a: Mapping[str, Iterable[int]], b: Mapping[str, Iterable[int]
                    num_channels: Mapping[str, int]) -> dict[str, float]:
     """Expected overlap of two *random* selections with the sizes of ``a`` and ``b`` per layer
     (uniform subsets of the layer's ``num_channels``): ``expected_intersection`` and
-    ``chance_dice`` = 2 E|A & B| / (|A| + |B|) (exact, as the sizes are fixed)."""
+    ``chance_dice`` = ``2 E|A & B| / (|A| + |B|)`` (exact, as the sizes are fixed)."""
     sa, sb = _as_layer_sets(a), _as_layer_sets(b)
     e = sum(len(sa.get(layer, ())) * len(sb.get(layer, ())) / num_channels[layer] for layer in set(sa) | set(sb))
     total = sum(len(v) for v in sa.values()) + sum(len(v) for v in sb.values())
@@ -417,14 +504,14 @@ def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str 
     names = list(modules)
     b = len(x)
     per_pass = max(1, int(batch_size) // n)
-    stats: dict[str, list[dict[str, torch.Tensor]]] = {name: [] for name in names}
+    stats: list[dict[str, torch.Tensor]] = []
     maps: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     ys, preds, targets, p_clean = [], [], [], []
     for start in range(0, b, per_pass):
         xb = x[start:start + per_pass]
         nb = len(xb)
-        copies = torch.cat([perturb(xb[i], n, sigma, scheme=scheme, ramp=ramp, patch=patch, clip=clip,
-                                    seed=seed + start + i) for i in range(nb)])
+        copies = torch.cat([_perturb(xb[i:i + 1], n, sigma, scheme, ramp, patch, 0.0, clip, seed + start + i)[0]
+                            for i in range(nb)])
         with capture(model, names) as acts:
             logits = model(copies)
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
@@ -436,7 +523,6 @@ def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str 
         scores = F.softmax(logits, -1) if output == "probability" else logits
         y = scores.gather(2, t.view(nb, 1, 1).expand(nb, n, 1))[..., 0]          # (nb, n) float64
         ones_u, y_varies = _unit_outputs(y)
-        ones_u = ones_u.float()
         ys.append(y)
         preds.append(logits.argmax(-1))
         targets.append(t)
@@ -447,40 +533,33 @@ def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str 
                 raise ValueError(f"layer {name!r} outputs shape {tuple(getattr(a, 'shape', ()))}, not a conv map "
                                  "(N, C, H, W) with a channel axis; choose conv layers, for example "
                                  "interpkit.models.conv_layer_names(model).")
-            a = a.view(nb, n, a.shape[1], -1)
-            stats[name].append(_layer_stats(a, ones_u, y_varies, min_activation))
             if keep_maps:
-                maps[name].append(acts[name].view(nb, n, *acts[name].shape[1:])[:, 0].clone())
-    # tidy tables: one constructor call, columns concatenated over layers
+                maps[name].append(a.view(nb, n, *a.shape[1:])[:, 0].clone())
+        stats.append(_fused_stats([acts[name].view(nb, n, acts[name].shape[1], -1) for name in names], ones_u,
+                                  y_varies, min_activation))
+        num_channels = {name: int(acts[name].shape[1]) for name in names}
+    # the tidy table: one row per (image, layer, channel), built from whole arrays in one call
     keys = ("correlation", "precision", "mean_activation", "signed_correlation", "mean_activation_copies",
             "mean_variance", "valid_positions")
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("image", "layer", "channel", "weight_norm") + keys}
-    num_channels = {}
-    for name in names:
-        st = {k: torch.cat([s[k] for s in stats[name]]) if len(stats[name]) > 1 else stats[name][0][k] for k in keys}
-        c = st["correlation"].shape[1]
-        num_channels[name] = c
-        cols["image"].append(np.repeat(np.arange(b), c))
-        cols["layer"].append(np.full(b * c, name, dtype=object))
-        cols["channel"].append(np.tile(np.arange(c), b))
-        cols["weight_norm"].append(np.tile(_weight_norms_of(modules[name], c), b))
-        for k in keys:
-            v = st[k].reshape(-1).cpu().numpy()
-            cols[k].append(v.astype(np.float64) if k != "valid_positions" else v)
-    order = ("image", "layer", "channel") + METRICS + keys[3:]
-    scores = pd.DataFrame({k: np.concatenate(cols[k]) for k in order})
-    y_all = torch.cat(ys).cpu().numpy()
-    s_k = noise_scales(n, sigma, ramp).numpy()
-    outputs = pd.DataFrame({"image": np.repeat(np.arange(b), n), "copy": np.tile(np.arange(n), b),
-                            "noise_scale": np.tile(s_k, b), "output": y_all.reshape(-1),
-                            "predicted": torch.cat(preds).cpu().numpy().reshape(-1)})
-    imgs = pd.DataFrame({"image": np.arange(b), "target": torch.cat(targets).cpu().numpy(),
-                         "probability": torch.cat(p_clean).cpu().numpy(),
-                         "output_constant": y_all.max(1) == y_all.min(1)})
+    chans = np.array([num_channels[name] for name in names])
+    total = int(chans.sum())
+    cols: dict[str, Any] = {
+        "image": np.repeat(np.arange(b), total),
+        "layer": pd.Categorical.from_codes(np.tile(np.repeat(np.arange(len(names)), chans), b), categories=names),
+        "channel": np.tile(np.concatenate([np.arange(c) for c in chans]), b),
+        "weight_norm": np.tile(np.concatenate([_weight_norms_of(modules[nm], num_channels[nm]) for nm in names]), b)}
+    for k in keys:
+        v = torch.cat([st[k] for st in stats]) if len(stats) > 1 else stats[0][k]
+        v = v.reshape(-1).cpu().numpy()
+        cols[k] = v.astype(np.float64) if k != "valid_positions" else v
+    scores = pd.DataFrame({k: cols[k] for k in ("image", "layer", "channel") + METRICS + keys[3:]})
+    raw = {"output": torch.cat(ys).cpu().numpy(), "predicted": torch.cat(preds).cpu().numpy(),
+           "target": torch.cat(targets).cpu().numpy(), "probability": torch.cat(p_clean).cpu().numpy(),
+           "noise_scale": noise_scales(n, sigma, ramp).numpy()}
     params = dict(n=n, sigma=float(sigma), scheme=scheme, ramp=ramp, patch=patch, clip=clip, output=output,
                   min_activation=float(min_activation), seed=seed)
     kept = {name: torch.cat(maps[name]).cpu() for name in names} if keep_maps else None
-    return ResamplingResult(scores, outputs, imgs, names, num_channels, params, kept)
+    return ResamplingResult(scores, names, num_channels, params, kept, raw)
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,13 +651,13 @@ def ablation_study(model: nn.Module, images: torch.Tensor, labels: torch.Tensor 
             raise ValueError(f"{b} images but {labels.numel()} labels; pass one label per image.")
     if result is None:
         result = analyze(model, x, layers, device=dev, keep_maps=False, **analyze_kwargs)
-    elif len(result.images) != b:
-        raise ValueError(f"result holds {len(result.images)} images but {b} were passed; analyze these images.")
+    elif result.n_images != b:
+        raise ValueError(f"result holds {result.n_images} images but {b} were passed; analyze these images.")
     layers = list(result.layers if layers is None else resolve_modules(model, layers))
     missing = [layer for layer in layers if layer not in result.num_channels]
     if missing:
         raise KeyError(f"layers {missing} were not analysed in `result`; analyze them first.")
-    target = torch.tensor(result.images["target"].to_numpy(), dtype=torch.long)
+    target = torch.tensor(result.targets, dtype=torch.long)
 
     def probs(masks: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Softmax outputs of all images, zeroing ``masks`` (``{layer: (B, C) bool}``) if given."""

@@ -335,6 +335,11 @@ def test_result_overlap_tables():
     np.testing.assert_allclose(pooled["dice"], 2 * pooled["authors_similarity"])
     summed = per_layer.groupby("image")["intersection"].sum().to_numpy()
     np.testing.assert_array_equal(summed, pooled["intersection"].to_numpy())
+    for i in range(3):  # the vectorised table agrees with set_overlap on the selections
+        want = rs.set_overlap(res.selected("correlation", 3, image=i), res.selected("precision", 3, image=i))
+        got = pooled.loc[pooled["image"] == i].iloc[0]
+        for key, v in want.items():
+            assert got[key] == pytest.approx(v, nan_ok=True)
     sel = res.selected("mean_activation", 2, image=1)
     assert set(sel) == {"block1", "block2"} and all(len(v) == 2 for v in sel.values())
     with pytest.raises(KeyError):
