@@ -10,4 +10,9 @@ EXPECTED: dict[str, dict] = {
     "00_concept_world": {"keys": ["broden_round_trip_lossless", "n_object_classes", "n_parts"],
                          "checks": [lambda r: r["broden_round_trip_lossless"] is True,
                                     lambda r: 8 <= r["n_object_classes"] <= 12]},
+    "03_input_resampling": {"keys": ["ablation_mean_drop", "dice_by_epoch", "correlation_minus_random", "claims"]},
+    "04_activation_clustering": {"keys": ["objective_monotone", "objective_faithful", "probe_accuracy"],
+                                 "checks": [lambda r: r["objective_monotone"] < r["objective_faithful"]]},
+    "06_five_lenses": {"keys": ["agreements", "detectors", "nmf_object_purity", "explainer_part_iou"],
+                       "checks": [lambda r: sum(v is True for v in r["agreements"].values()) >= 2]},
 }

@@ -551,7 +551,7 @@ ik.nb.paper_vs_measured([
 ])
 """),
 ("md", r"""
-## What reproduced and what did not
+## Paper vs measured: what reproduced and what did not
 
 Numbers quoted here are from the full run on a 2-core CPU (200 test images for the ablation, 40 for
 the overlap curves); the tables above are recomputed on every run and the smoke run uses fewer images
@@ -588,6 +588,18 @@ and a smaller, shorter-trained model.
   a VGG-16 on photographs; 8 epochs, not 62. The first epoch already reaches 93% test accuracy,
   which is why we added the slower run; the untrained network (epoch 0) has hardly any channel above
   the precision threshold.
+"""),
+("md", r"""
+## Exercises
+
+1. Replace the paper's multiplicative noise by additive Gaussian noise of the same average strength
+   (`scheme="additive"`) and recompute the overlap curve. Does the convergence claim depend on the noise design?
+2. The precision metric skips channels whose mean activation is below 0.1. Lower the threshold to 0 and
+   explain which channels now win and why they say little about generalisable features.
+3. Ablate the top-k *precision* channels instead of the correlation channels. Which set matters more to the
+   predicted-class probability, and does that match the paper's description of the two metrics?
+4. Repeat the analysis on a concept-world classifier and check whether the selected neurons respond to a
+   known factor (colour, part) using the world's masks.
 """),
 ]
 
