@@ -47,7 +47,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Literal, Mapping, Sequence, Union
+from typing import Iterator, Literal, Mapping, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -55,10 +55,8 @@ import torch
 from torch import nn
 
 from .capture import capture
+from .data.base import ImageSet
 from .device import resolve_device
-
-if TYPE_CHECKING:
-    from .data.base import ImageSet
 
 __all__ = [
     "ActivationMatrices", "CoupledNMF", "Factors", "KNNImpurity",
@@ -90,7 +88,7 @@ class ActivationMatrices(dict):
         self.shapes: dict[str, tuple[int, ...]] = {}
 
 
-def pixel_matrices(images: "torch.Tensor | ImageSet") -> dict[str, torch.Tensor]:
+def pixel_matrices(images: torch.Tensor | ImageSet) -> dict[str, torch.Tensor]:
     """One (pixels x N) matrix per colour channel from images (N, C, H, W) in [0, 1] (or an ImageSet).
 
     Keys are ``red, green, blue`` for three channels, ``grey`` for one, ``channel<i>`` otherwise.
@@ -112,7 +110,7 @@ def pixel_matrices(images: "torch.Tensor | ImageSet") -> dict[str, torch.Tensor]
 
 
 @torch.no_grad()
-def activation_matrices(model: nn.Module, images: "torch.Tensor | ImageSet", layers: Sequence[str] | str, *,
+def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layers: Sequence[str] | str, *,
                         batch_size: int = 128, device: str | torch.device | None = None,
                         relu: bool = False, memmap_dir: str | os.PathLike | None = None,
                         progress: bool = False) -> ActivationMatrices:
