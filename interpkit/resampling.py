@@ -498,8 +498,9 @@ def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str 
     if model_device(model) != dev:
         model = model.to(dev)
     x = _as_batch(images)
-    check_images(x, model)
+    check_images(x)
     x = x.to(dev)
+    check_images(x, model)
     modules = resolve_modules(model, conv_layer_names(model) if layers is None else layers)
     names = list(modules)
     b = len(x)
@@ -643,6 +644,8 @@ def ablation_study(model: nn.Module, images: torch.Tensor, labels: torch.Tensor 
     dev = resolve_device(device)
     model = model.to(dev)
     x = _as_batch(images)
+    check_images(x)
+    x = x.to(dev)
     check_images(x, model)
     b = len(x)
     if labels is not None:
