@@ -74,7 +74,7 @@ if cpu_threads:
     torch.set_num_threads(cpu_threads)
 if smoke:
     n_train, n_test, epochs = 1500, 500, 3   # the chapter-0 smoke model
-    n_overlap_images, n_ablation_images, n_random, n_variant_images = 16, 60, 4, 20
+    n_overlap_images, n_ablation_images, n_random, n_variant_images = 12, 50, 4, 12
 ik.models.seed_everything(seed)
 dev = ik.resolve_device(device)
 pd.set_option("display.precision", 4)
