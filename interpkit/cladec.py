@@ -605,7 +605,8 @@ def evaluate_explainers(classifier: nn.Module, explainers: Mapping[Any, nn.Modul
     Columns: ``layer``, ``depth`` (position in ``named_modules``), ``act_shape``, ``method``,
     ``alpha``, ``mse`` (test reconstruction MSE), ``mean_image_mse`` (predicting the mean training
     image), ``relative_mse`` (their ratio), ``classifier_accuracy`` / ``classifier_loss`` (the
-    original classifier on the reconstructed test images), ``fresh_accuracy`` (a freshly
+    original classifier on the reconstructed test images), ``classifier_loss_train`` (the same loss on
+    the reconstructed training images, which the trade-off loss optimises), ``fresh_accuracy`` (a freshly
     initialised classifier of the same architecture trained on the reconstructed training images
     with :func:`interpkit.models.train`, cached, and tested on the reconstructed test images;
     NaN if ``fresh`` is False). With ``include_original`` a first row ``method="original"``
@@ -632,22 +633,24 @@ def evaluate_explainers(classifier: nn.Module, explainers: Mapping[Any, nn.Modul
     rows = []
     if include_original:
         ev = evaluate(classifier, test, device=dev)
+        ev_tr = evaluate(classifier, train, device=dev)
         rows.append({"layer": "(input)", "depth": 0, "act_shape": tuple(test.images.shape[1:]), "method": "original",
                      "alpha": float("nan"), "mse": 0.0, "mean_image_mse": base, "relative_mse": 0.0,
                      "classifier_accuracy": ev["accuracy"], "classifier_loss": ev["loss"],
+                     "classifier_loss_train": ev_tr["loss"],
                      "fresh_accuracy": fresh_acc(train.images, test.images, "original")})
     for ex in explainers.values():
         if not isinstance(ex, (ClaDec, RefAE)):
             raise TypeError(f"explainers must map to ClaDec or RefAE objects, got {type(ex).__name__}.")
         rec_te = reconstruct(ex, test.images, device=dev)
+        rec_tr = reconstruct(ex, train.images, device=dev)
         mse = float(((rec_te - test.images) ** 2).mean())
         ev = evaluate(classifier, ImageSet(rec_te, test.labels, list(test.classes)), device=dev)
-        fa = float("nan")
-        if fresh:
-            rec_tr = reconstruct(ex, train.images, device=dev)
-            fa = fresh_acc(rec_tr, rec_te, f"{ex.method}-{ex.layer}-{ex.alpha:g}")
+        ev_tr = evaluate(classifier, ImageSet(rec_tr, train.labels, list(train.classes)), device=dev)
+        fa = fresh_acc(rec_tr, rec_te, f"{ex.method}-{ex.layer}-{ex.alpha:g}") if fresh else float("nan")
         rows.append({"layer": ex.layer, "depth": _layer_depth(classifier, ex.layer),
                      "act_shape": tuple(ex.decoder.in_shape), "method": ex.method, "alpha": ex.alpha, "mse": mse,
                      "mean_image_mse": base, "relative_mse": mse / base,
-                     "classifier_accuracy": ev["accuracy"], "classifier_loss": ev["loss"], "fresh_accuracy": fa})
+                     "classifier_accuracy": ev["accuracy"], "classifier_loss": ev["loss"],
+                     "classifier_loss_train": ev_tr["loss"], "fresh_accuracy": fa})
     return pd.DataFrame(rows)

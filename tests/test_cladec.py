@@ -64,7 +64,7 @@ def test_decoder_maps_any_decodable_shape_to_the_image(act_shape, n_up):
 def test_decoder_non_square_and_mean_init():
     dec = cladec.build_decoder((4, 2, 3), (1, 8, 12), mean_pixel=0.1)
     assert dec(torch.rand(3, 4, 2, 3)).shape == (3, 1, 8, 12)
-    assert math.isclose(float(dec.output_layer.bias), math.log(0.1 / 0.9), rel_tol=1e-5)
+    assert math.isclose(float(dec.output_layer.bias.detach()), math.log(0.1 / 0.9), rel_tol=1e-5)
     dec3 = cladec.build_decoder((4, 2, 2), (3, 8, 8), mean_pixel=[0.2, 0.5, 0.8])
     torch.testing.assert_close(torch.sigmoid(dec3.output_layer.bias), torch.tensor([0.2, 0.5, 0.8]))
     with pytest.raises(ValueError, match="one per image channel"):
@@ -224,7 +224,7 @@ def test_evaluate_explainers_table(frozen, data16):
                                     device="cpu")
     assert len(df) == 5 and df.iloc[0]["method"] == "original" and df.iloc[0]["mse"] == 0
     assert {"layer", "depth", "method", "alpha", "mse", "mean_image_mse", "relative_mse", "classifier_accuracy",
-            "classifier_loss", "fresh_accuracy"} <= set(df.columns)
+            "classifier_loss", "classifier_loss_train", "fresh_accuracy"} <= set(df.columns)
     assert df["fresh_accuracy"].between(0, 1).all() and (df["mse"] >= 0).all()
     d1 = df.loc[df.layer == "features.1", "depth"].iloc[0]
     assert d1 < df.loc[df.layer == "features.3", "depth"].iloc[0]
