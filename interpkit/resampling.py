@@ -173,9 +173,10 @@ def _unit_outputs(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @functools.lru_cache(maxsize=64)
-def _positions(chans: tuple[int, ...], positions: tuple[int, ...], device: str) -> torch.Tensor:
-    """The number of positions of every channel of layers with ``chans[l]`` channels of ``positions[l]``."""
-    return torch.tensor([p for c, p in zip(chans, positions) for _ in range(c)], device=device)
+def _inverse_positions(chans: tuple[int, ...], positions: tuple[int, ...], device: str,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """``1 / (number of positions)`` of every channel of layers with ``chans[l]`` channels of ``positions[l]``."""
+    return 1.0 / torch.tensor([p for c, p in zip(chans, positions) for _ in range(c)], device=device, dtype=dtype)
 
 
 def _fused_stats(acts: Sequence[torch.Tensor], ones_u: torch.Tensor, y_varies: torch.Tensor,
@@ -185,45 +186,53 @@ def _fused_stats(acts: Sequence[torch.Tensor], ones_u: torch.Tensor, y_varies: t
     ``acts``: one ``(B, N, C_l, P_l)`` tensor per layer; ``ones_u``, ``y_varies`` from
     :func:`_unit_outputs`. All layers are flattened into one ``(B, N, T)`` tensor, so every step
     below is a single operation whatever the number of layers (only the final per-channel sums over
-    positions go layer by layer). Returns ``(B, sum_l C_l)`` tensors, the
-    channels of the layers one after the other.
+    positions go layer by layer). Returns ``(B, sum_l C_l)`` tensors, the channels of the layers one
+    after the other.
     """
     b, n = acts[0].shape[:2]
     dtype = torch.float64 if any(a.dtype == torch.float64 for a in acts) else torch.float32
     chans = tuple(int(a.shape[2]) for a in acts)
-    flat = torch.cat([a.reshape(b, n, -1).to(dtype) for a in acts], 2) if len(acts) > 1 else \
-        acts[0].reshape(b, n, -1).to(dtype)
     positions = tuple(int(a.shape[3]) for a in acts)
-    npos = _positions(chans, positions, str(flat.device)).to(dtype)
+    if len(acts) > 1:
+        flat = torch.cat([a.reshape(b, n, -1).to(dtype) for a in acts], 2)
+    else:
+        flat = acts[0].reshape(b, n, -1).to(dtype)
+        if flat.data_ptr() == acts[0].data_ptr():
+            flat = flat.clone()                          # the caller's tensor is not changed
     # Shift by the clean copy: d is exactly 0 where an activation never changes (an exact test,
     # free of the rounding of a mean), and the shift keeps the one-pass variance accurate
     # (its relative error is at most about n * float eps, since copy 0 lies within sqrt(n) sd).
-    if len(acts) == 1 and flat.data_ptr() == acts[0].data_ptr():
-        flat = flat.clone()                              # the caller's tensor is not changed
     a0 = flat[:, 0].clone()
     d = flat.sub_(a0[:, None])                           # (B, N, T), in place: one large buffer in all
     s1, cov = torch.bmm(ones_u.to(device=flat.device, dtype=dtype), d).unbind(1)  # sum_k d_k, sum_k d_k u_k
     s2 = d.square_().sum(1)                              # d is not needed any more
-    varies = s2 > 0
     ss = torch.addcmul(s2, s1, s1, value=-1.0 / n).clamp_min_(0)  # sum of squared deviations over copies
-    r = cov * torch.rsqrt(ss)                            # Pearson (cov uses the centred, unit-norm y)
-    r.masked_fill_(~varies, 0.0)                         # 0 * inf = NaN where nothing varies
-    parts = torch.stack([r, r.abs(), varies.to(dtype), ss, a0, s1], -1)          # (B, T, 6)
+    # Pearson (cov uses the centred, unit-norm y). Where an activation never changes, d = 0 gives
+    # cov = 0 and ss = 0, and 0 * inf = NaN, set to 0 here and left out of the mean by `count`.
+    r = (cov * ss.rsqrt()).nan_to_num_(0.0)
+    parts = torch.stack([r, r.abs(), (s2 > 0).to(dtype), ss, a0, s1], 1)       # (B, 6, T)
     # sums over the positions of each channel: every layer is a contiguous (C_l, P_l) block
-    sums = torch.cat([blk.reshape(b, c, -1, 6).sum(2) for blk, c in
-                      zip(parts.split([c * p for c, p in zip(chans, positions)], 1), chans)], 1)
-    count = sums[..., 2]
-    no_y = ~y_varies.to(flat.device).view(b, 1)
-    signed = (sums[..., 0] / count).masked_fill_(no_y, math.nan)   # mean over varying positions; 0/0 = NaN
-    correlation = (sums[..., 1] / count).masked_fill_(no_y, math.nan)
-    mean_var = sums[..., 3] / npos / n
-    mean_clean = sums[..., 4] / npos
-    mean_all = mean_clean + sums[..., 5] / npos / n
-    precision = torch.reciprocal(mean_var).masked_fill_(mean_all < float(min_activation), math.nan)
-    out = {"correlation": correlation, "precision": precision, "mean_activation": mean_clean,
-           "signed_correlation": signed, "mean_activation_copies": mean_all, "mean_variance": mean_var,
-           "valid_positions": count.round().long()}
-    return out
+    sums, off = [], 0
+    for c, p in zip(chans, positions):
+        sums.append(parts[..., off:off + c * p].reshape(b, 6, c, p).sum(-1))
+        off += c * p
+    sums = torch.cat(sums, 2) if len(sums) > 1 else sums[0]                     # (B, 6, C)
+    inv_pos = _inverse_positions(chans, positions, str(flat.device), dtype)
+    count = sums[:, 2]
+    inv_count = count.reciprocal()                       # inf where no position varies: 0 * inf = NaN
+    signed = sums[:, 0] * inv_count
+    correlation = sums[:, 1] * inv_count
+    if not bool(y_varies.all()):
+        no_y = ~y_varies.to(flat.device).view(b, 1)
+        signed.masked_fill_(no_y, math.nan)
+        correlation.masked_fill_(no_y, math.nan)
+    mean_var = sums[:, 3] * inv_pos / n
+    mean_clean = sums[:, 4] * inv_pos
+    mean_all = torch.addcmul(mean_clean, sums[:, 5], inv_pos, value=1.0 / n)
+    precision = mean_var.reciprocal().masked_fill_(mean_all < float(min_activation), math.nan)
+    return {"correlation": correlation, "precision": precision, "mean_activation": mean_clean,
+            "signed_correlation": signed, "mean_activation_copies": mean_all, "mean_variance": mean_var,
+            "valid_positions": count.long()}
 
 
 def weight_norms(model: nn.Module, layer: str | nn.Module, num_channels: int | None = None,
@@ -448,6 +457,11 @@ def chance_overlap(a: Mapping[str, Iterable[int]], b: Mapping[str, Iterable[int]
 # --------------------------------------------------------------------------------------------
 # The analysis
 # --------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def _layer_dtype(names: tuple[str, ...]) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(list(names))
+
+
 def _as_batch(images: torch.Tensor) -> torch.Tensor:
     if isinstance(images, torch.Tensor) and images.ndim == 3:
         return images[None]
@@ -468,7 +482,6 @@ def _targets(target: int | Sequence[int] | torch.Tensor | None, logits_clean: to
     return t.to(logits_clean.device)
 
 
-@torch.no_grad()
 def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str | None = None, *,
             n: int = 50, sigma: float = 0.1, scheme: str = "multiplicative", ramp: bool = True,
             patch: int = 4, clip: bool = False, target: int | Sequence[int] | None = None,
@@ -502,6 +515,19 @@ def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str 
     x = x.to(dev)
     check_images(x, model)
     modules = resolve_modules(model, conv_layer_names(model) if layers is None else layers)
+    # inference mode: no autograd bookkeeping at all (cheaper than no_grad for the many small
+    # operations below); the model was moved above, outside it, so its parameters stay normal tensors
+    with torch.inference_mode():
+        result = _analyze(model, x, modules, n, sigma, scheme, ramp, patch, clip, target, output,
+                          min_activation, seed, batch_size, keep_maps)
+    if result.maps is not None:  # plain tensors, usable with autograd later
+        result.maps = {k: v.clone() for k, v in result.maps.items()}
+    return result
+
+
+def _analyze(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module], n: int, sigma: float, scheme: str,
+             ramp: bool, patch: int, clip: bool, target: Any, output: str, min_activation: float, seed: int,
+             batch_size: int, keep_maps: bool) -> ResamplingResult:
     names = list(modules)
     b = len(x)
     per_pass = max(1, int(batch_size) // n)
@@ -546,13 +572,17 @@ def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str 
     total = int(chans.sum())
     cols: dict[str, Any] = {
         "image": np.repeat(np.arange(b), total),
-        "layer": pd.Categorical.from_codes(np.tile(np.repeat(np.arange(len(names)), chans), b), categories=names),
+        "layer": pd.Categorical.from_codes(np.tile(np.repeat(np.arange(len(names)), chans), b),
+                                           dtype=_layer_dtype(tuple(names))),
         "channel": np.tile(np.concatenate([np.arange(c) for c in chans]), b),
         "weight_norm": np.tile(np.concatenate([_weight_norms_of(modules[nm], num_channels[nm]) for nm in names]), b)}
-    for k in keys:
-        v = torch.cat([st[k] for st in stats]) if len(stats) > 1 else stats[0][k]
-        v = v.reshape(-1).cpu().numpy()
-        cols[k] = v.astype(np.float64) if k != "valid_positions" else v
+    floats = [k for k in keys if k != "valid_positions"]
+    block = torch.cat([torch.stack([st[k] for k in floats], -1) for st in stats]) if len(stats) > 1 else \
+        torch.stack([stats[0][k] for k in floats], -1)
+    block = block.reshape(-1, len(floats)).cpu().numpy().astype(np.float64)         # (B * C, 6)
+    for i, k in enumerate(floats):
+        cols[k] = block[:, i]
+    cols["valid_positions"] = torch.cat([st["valid_positions"] for st in stats]).reshape(-1).cpu().numpy()
     scores = pd.DataFrame({k: cols[k] for k in ("image", "layer", "channel") + METRICS + keys[3:]})
     raw = {"output": torch.cat(ys).cpu().numpy(), "predicted": torch.cat(preds).cpu().numpy(),
            "target": torch.cat(targets).cpu().numpy(), "probability": torch.cat(p_clean).cpu().numpy(),
