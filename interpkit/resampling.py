@@ -277,10 +277,11 @@ def _weight_norms_of(module: nn.Module, num_channels: int | None, fold_batchnorm
     else:
         conv, bn = _conv_and_bn(module, fold_batchnorm)
         norms = None if conv is None else _filter_norms(conv, bn)
-        watched = [] if conv is None else [(conv, "weight", conv.weight, conv.weight._version)] + (
-            [(bn, a, getattr(bn, a), getattr(bn, a)._version) for a in ("weight", "running_var")
-             if getattr(bn, a) is not None] if bn is not None else [])
-        _WN_CACHE[module] = (fold_batchnorm, watched, [id(m) for m in module.modules()], norms)
+        tensors = [] if conv is None else [(conv, "weight")] + (
+            [(bn, a) for a in ("weight", "running_var") if getattr(bn, a) is not None] if bn is not None else [])
+        if not any(getattr(owner, a).is_inference() for owner, a in tensors):  # those have no version counter
+            watched = [(owner, a, getattr(owner, a), getattr(owner, a)._version) for owner, a in tensors]
+            _WN_CACHE[module] = (fold_batchnorm, watched, [id(m) for m in module.modules()], norms)
     if norms is None or (num_channels is not None and len(norms) != num_channels):
         return np.full(num_channels or 0, np.nan)
     return norms.copy()

@@ -300,6 +300,10 @@ def test_weight_norms_fold_batchnorm():
     with torch.no_grad():  # the cache notices in-place changes of the weights
         conv.weight.mul_(2)
     np.testing.assert_allclose(rs.weight_norms(net, "block2"), 2 * got, rtol=1e-6)
+    with torch.inference_mode():  # a model built in inference mode (no version counters) also works
+        inf_net = tiny_net()
+        res = rs.analyze(inf_net, images(1), ["block1", "block2"], n=5, device="cpu")
+    assert res.scores["weight_norm"].notna().all()
 
 
 # --------------------------------------------------------------------------------------------
