@@ -521,7 +521,7 @@ def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str 
     with torch.inference_mode():
         result = _analyze(model, x, modules, n, sigma, scheme, ramp, patch, clip, target, output,
                           min_activation, seed, batch_size, keep_maps)
-    if result.maps is not None:  # plain tensors, usable with autograd later
+    if result.maps is not None:  # own memory, and plain tensors usable with autograd later
         result.maps = {k: v.clone() for k, v in result.maps.items()}
     return result
 
@@ -562,7 +562,7 @@ def _analyze(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module], n
                                  "(N, C, H, W) with a channel axis; choose conv layers, for example "
                                  "interpkit.models.conv_layer_names(model).")
             if keep_maps:
-                maps[name].append(a.view(nb, n, *a.shape[1:])[:, 0].clone())
+                maps[name].append(a.view(nb, n, *a.shape[1:])[:, 0])  # a view; copied once, at the end
         stats.append(_fused_stats([acts[name].view(nb, n, acts[name].shape[1], -1) for name in names], ones_u,
                                   y_varies, min_activation))
         num_channels = {name: int(acts[name].shape[1]) for name in names}
@@ -590,7 +590,8 @@ def _analyze(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module], n
            "noise_scale": noise_scales(n, sigma, ramp).numpy()}
     params = dict(n=n, sigma=float(sigma), scheme=scheme, ramp=ramp, patch=patch, clip=clip, output=output,
                   min_activation=float(min_activation), seed=seed)
-    kept = {name: torch.cat(maps[name]).cpu() for name in names} if keep_maps else None
+    kept = {name: (torch.cat(maps[name]) if len(maps[name]) > 1 else maps[name][0]).cpu() for name in names} \
+        if keep_maps else None
     return ResamplingResult(scores, names, num_channels, params, kept, raw)
 
 
