@@ -15,7 +15,7 @@ auto-encoder on the feature maps ``f`` of one middle layer of the performer::
     f_hat    = decoder(x)          reconstructs the performer's features of higher layer(s)
 
     loss = sum_targets ||f_hat - f_target||^2 / E||f_target||^2          (distillation)
-           + filter_weight * mean_filters Loss_f                          (ICNN, both interp. layers)
+           + filter_weight * mean_filters Loss_f                          (ICNN, last interp. layer)
            + p_weight * mean_images (-log p)
 
 No annotations are used: the performer's own features are the only training signal.
@@ -206,17 +206,23 @@ class _ScaleNorm(nn.Module):
         return x / torch.sqrt(ms + self.eps)[None, :, None, None]
 
 
+def _cbr(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
+    """conv 3x3 + batch norm + ReLU."""
+    return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True)]
+
+
 def _head(c_in: int, c_out: int, n_in: int, n_out: int, hidden: int, relu_out: bool) -> nn.Sequential:
     """Convolutions from an ``n_in`` to an ``n_out`` grid: stride-2 steps while halving fits, then resize."""
     layers: list[nn.Module] = []
     size, c = n_in, c_in
     while size > n_out and (size + 1) // 2 >= n_out:
-        layers += [nn.Conv2d(c, hidden, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
+        layers += _cbr(c, hidden, stride=2)
         size, c = (size + 1) // 2, hidden
     if size != n_out:
         layers.append(nn.Upsample(size=(n_out, n_out), mode="bilinear", align_corners=False)
                       if n_out > size else nn.AdaptiveAvgPool2d(n_out))
-    layers += [nn.Conv2d(c, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, c_out, 3, padding=1)]
+    layers += [*_cbr(c, hidden), nn.Conv2d(hidden, c_out, 3, padding=1)]
     if relu_out:
         layers.append(nn.ReLU())
     return nn.Sequential(*layers)
@@ -237,12 +243,12 @@ class Explainer(nn.Module):
     """Two-track encoder + decoder on a performer's ``input_layer`` features (C, n, n).
 
     ``targets`` maps each reconstructed layer name to its feature shape (C, H, W). ``n_filters`` is
-    the number K of filters per interpretable layer (and of the ordinary track); ``hidden`` the width
-    of the decoder. ``relu_out`` (one bool per target or one for all) ends a head with a ReLU, right
+    the number K of filters per interpretable layer and of the ordinary track (default: the input
+    channels); ``hidden`` the width of the decoder. ``relu_out`` (one bool per target or one for all) ends a head with a ReLU, right
     for post-ReLU targets.
     """
 
-    def __init__(self, in_shape: Sequence[int], targets: Mapping[str, Sequence[int]], *, n_filters: int = 32,
+    def __init__(self, in_shape: Sequence[int], targets: Mapping[str, Sequence[int]], *, n_filters: int | None = None,
                  hidden: int | None = None, n_interp_layers: int = 2, beta: float = DEFAULT_BETA,
                  relu_out: bool | Mapping[str, bool] = True, input_layer: str | None = None) -> None:
         super().__init__()
@@ -254,6 +260,7 @@ class Explainer(nn.Module):
         _check_map_size(n, "input feature map")
         if not targets:
             raise ValueError("targets is empty; name at least one higher layer to reconstruct.")
+        n_filters = c_in if n_filters is None else int(n_filters)
         if n_filters < 1 or n_interp_layers < 1:
             raise ValueError(f"n_filters and n_interp_layers must be >= 1, got {n_filters} and {n_interp_layers}.")
         self.in_shape = (c_in, n, n)
@@ -274,7 +281,7 @@ class Explainer(nn.Module):
         K = self.n_filters
         self.interp = nn.ModuleList(nn.Conv2d(c_in if i == 0 else K, K, 3, padding=1) for i in range(n_interp_layers))
         self.mask = FilterMask(beta)
-        self.ordinary = nn.Sequential(nn.Conv2d(c_in, K, 3, padding=1), nn.ReLU(inplace=True))
+        self.ordinary = nn.Sequential(*_cbr(c_in, K))
         self.ratio = nn.Sequential(nn.Conv2d(c_in, 16, 3, stride=2, padding=1), nn.ReLU(inplace=True),
                                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 1))
         self.norm_interp, self.norm_ordinary = _ScaleNorm(K), _ScaleNorm(K)
@@ -430,7 +437,7 @@ def performer_features(performer: nn.Module, images: torch.Tensor, layers: str |
 # Distillation training (seeded, disk-cached)
 # ------------------------------------------------------------------------------------------------
 def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, target_layers: str | Sequence[str], *,
-                    n_filters: int = 32, hidden: int | None = None, n_interp_layers: int = 2,
+                    n_filters: int | None = None, hidden: int | None = None, n_interp_layers: int = 2,
                     epochs: int = 20, lr: float = 1e-3, batch_size: int = 64, filter_weight: float = 0.1,
                     p_weight: float = 0.05, loss_peak: float | str | None = "auto", weight_decay: float = 0.0,
                     beta: float = DEFAULT_BETA, seed: int = 0,
@@ -519,12 +526,15 @@ def training_step(explainer: Explainer, f_in: torch.Tensor, targets: Mapping[str
                   loss_peak: float | None = None) -> tuple[torch.Tensor, dict]:
     """One forward pass of the explainer's loss; returns ``(loss, parts)`` (parts: floats for logging).
 
+    ``Loss_f`` acts on the filters of the last interpretable layer (those read as part detectors,
+    as ICNN puts the loss on its top conv-layer); earlier interpretable layers are masked only.
+
     ``loss_peak``: the filter loss sees maps rescaled by :func:`rescale_maps` (None: raw maps).
     """
     out = explainer(f_in)
     rec = explainer.distillation_loss(out, targets, scales)
-    maps = out.interp_maps if loss_peak is None else [rescale_maps(m, loss_peak) for m in out.interp_maps]
-    floss = torch.stack([filter_loss(m, beta=explainer.beta) for m in maps]).mean()
+    maps = out.interp_maps[-1]
+    floss = filter_loss(maps if loss_peak is None else rescale_maps(maps, loss_peak), beta=explainer.beta)
     ploss = -torch.log(out.p.clamp_min(1e-6)).mean()
     loss = rec + filter_weight * floss + p_weight * ploss
     return loss, {"recon": rec.item(), "filter": floss.item(), "neg_log_p": ploss.item(), "p": out.p.mean().item()}
@@ -728,23 +738,52 @@ def top_activations(maps: torch.Tensor, image_size: int | Sequence[int], *, top:
     return pd.DataFrame(rows, columns=["filter", "rank", "image", "activation", "peak_y", "peak_x"])
 
 
+def _instability_one(peaks: np.ndarray, act: np.ndarray, lm: np.ndarray, top: int) -> tuple[float, int]:
+    """Mean over landmarks of the std (ddof=1) of peak-landmark distances over a filter's top images
+    (images showing the landmark, ranked by peak activation, silent ones skipped). NaN if some shown
+    landmark has fewer than two such images; also returns the mean number of images used."""
+    present = ~np.isnan(lm).any(-1)                                             # (n, P)
+    stds, used = [], []
+    for k in range(lm.shape[1]):
+        idx = np.flatnonzero(present[:, k])
+        if len(idx) == 0:
+            continue
+        order = idx[np.argsort(-act[idx], kind="stable")]
+        order = order[act[order] > 0][:top]
+        if len(order) < 2:
+            return float("nan"), 0
+        d = np.linalg.norm(peaks[order] - lm[order, k], axis=-1)
+        stds.append(float(np.std(d, ddof=1)))
+        used.append(len(order))
+    if not stds:
+        return float("nan"), 0
+    return float(np.mean(stds)), int(round(np.mean(used)))
+
+
 def location_instability(maps: torch.Tensor, landmarks: torch.Tensor, image_size: int | Sequence[int], *,
-                         top: int = 100) -> pd.DataFrame:
+                         labels: torch.Tensor | None = None, top: int = 100) -> pd.DataFrame:
     """Zhang et al.'s location instability of every filter, one row per filter.
 
     As in the ICNN authors' evaluation code: for filter f and landmark k, take the ``top`` images
     with the highest peak activation of f among those that show landmark k (silent images, peak
-    <= 0, are skipped); ``d_I = ||peak_f(I) - landmark_k(I)||`` with the peak mapped to image
-    coordinates (:func:`peak_positions`); the filter's instability is the mean over landmarks of the
-    standard deviation (ddof=1) of ``d_I`` over those images, divided by the image diagonal. A
-    filter with fewer than 2 such images for some landmark gets NaN (``dead``). Lower is better:
-    a filter that fires at one object part keeps a constant distance to every landmark of it.
+    <= 0, are skipped here); ``d_I = ||peak_f(I) - landmark_k(I)||`` with the peak mapped to image
+    coordinates (:func:`peak_positions`); the instability is the mean over landmarks of the standard
+    deviation (ddof=1) of ``d_I`` over those images, divided by the image diagonal.
+
+    With ``labels`` (multi-category data, as the authors' multi-class code) this is computed per
+    category on its own images and landmarks, and each filter keeps the value of the category whose
+    images it fires on most (highest mean peak). A filter that cannot be measured (fewer than two
+    active images for a landmark) gets NaN and ``dead=True``. Lower is better: a filter firing on
+    one object part keeps a constant distance to every landmark of that object.
+    Columns: filter, instability, category (or -1), n_images, mean_peak, dead.
     """
     if maps.ndim != 4:
         raise ValueError(f"maps must be (N, K, n, n), got {tuple(maps.shape)}.")
     if landmarks.ndim != 3 or landmarks.shape[-1] != 2 or landmarks.shape[0] != maps.shape[0]:
         raise ValueError(f"landmarks must be (N, n_parts, 2) with N = {maps.shape[0]} images, got "
                          f"{tuple(landmarks.shape)}.")
+    if labels is not None and tuple(labels.shape) != (maps.shape[0],):
+        raise ValueError(f"labels must be (N,) with N = {maps.shape[0]}, got {tuple(labels.shape)}.")
     if top < 2:
         raise ValueError(f"top must be >= 2 (a standard deviation needs two images), got {top}.")
     H, W = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -752,41 +791,38 @@ def location_instability(maps: torch.Tensor, landmarks: torch.Tensor, image_size
     peaks = peak_positions(maps, (H, W)).numpy()                               # (N, K, 2)
     act = maps.flatten(2).amax(-1).double().numpy()                           # (N, K)
     lm = landmarks.double().numpy()                                           # (N, P, 2)
-    present = ~np.isnan(lm).any(-1)                                           # (N, P)
-    lm_present = [np.flatnonzero(present[:, k]) for k in range(lm.shape[1])]
-    lm_present = [(k, idx) for k, idx in enumerate(lm_present) if len(idx)]
+    groups = [(-1, np.arange(len(lm)))]
+    if labels is not None:
+        lab = labels.numpy()
+        groups = [(int(c), np.flatnonzero(lab == c)) for c in np.unique(lab)]
+        groups = [(c, idx) for c, idx in groups if (~np.isnan(lm[idx]).any(-1)).any()]  # categories with parts
     rows = []
     for f in range(maps.shape[1]):
-        stds, used = [], []
-        for k, idx in lm_present:
-            a = act[idx, f]
-            order = idx[np.argsort(-a, kind="stable")]
-            order = order[act[order, f] > 0][:top]
-            if len(order) < 2:
-                stds = None
-                break
-            d = np.linalg.norm(peaks[order, f] - lm[order, k], axis=-1)
-            stds.append(float(np.std(d, ddof=1)))
-            used.append(len(order))
-        if stds is None or not stds:
-            rows.append({"filter": f, "instability": float("nan"), "n_images": 0, "dead": True})
-        else:
-            rows.append({"filter": f, "instability": float(np.mean(stds)) / diag, "n_images": int(np.mean(used)),
-                         "dead": False})
+        best = None
+        for c, idx in groups:
+            score = float(act[idx, f].mean())
+            if best is None or score > best[1]:
+                best = (c, score, idx)
+        c, score, idx = best
+        inst, used = _instability_one(peaks[idx, f], act[idx, f], lm[idx], top)
+        rows.append({"filter": f, "instability": inst / diag, "category": c, "n_images": used,
+                     "mean_peak": score, "dead": bool(np.isnan(inst))})
     return pd.DataFrame(rows)
 
 
 def part_iou(maps: torch.Tensor, part_mask: torch.Tensor, part_names: Sequence[str], *, quantile: float = 0.95,
-             batch_size: int = 256) -> pd.DataFrame:
+             batch_size: int = 128, sample: int = 200_000, seed: int = 0) -> pd.DataFrame:
     """IoU of each filter's thresholded map with every part's ground-truth mask; one row per filter
     with the best-matching part.
 
     Maps are upsampled (bilinear) to the image size; a filter's threshold is the ``quantile`` of its
-    upsampled activations over the whole set (as in Network Dissection). IoU is accumulated over the
-    set: ``sum |M_f & P| / sum |M_f | P|``. ``part_mask`` (N, H, W) uses the ``WorldSet`` labels:
-    ``j + 1`` where part ``part_names[j]`` is visible, 0 elsewhere.
-    Columns: filter, part, iou, and ``iou_<part>`` for every part.
+    upsampled activations over the whole set (as in Network Dissection; estimated on ``sample``
+    random pixels). IoU is accumulated over the set: ``sum |M_f & P| / sum |M_f | P|``.
+    ``part_mask`` (N, H, W) uses the ``WorldSet`` labels: ``j + 1`` where part ``part_names[j]`` is
+    visible, 0 elsewhere. Columns: filter, part, iou, and ``iou_<part>`` for every part.
     """
+    if maps.ndim != 4:
+        raise ValueError(f"maps must be (N, K, n, n), got {tuple(maps.shape)}.")
     if part_mask.ndim != 3 or part_mask.shape[0] != maps.shape[0]:
         raise ValueError(f"part_mask must be (N, H, W) with N = {maps.shape[0]}, got {tuple(part_mask.shape)}.")
     if not 0.0 < quantile < 1.0:
@@ -794,22 +830,28 @@ def part_iou(maps: torch.Tensor, part_mask: torch.Tensor, part_names: Sequence[s
     H, W = part_mask.shape[-2:]
     N, K = maps.shape[:2]
     P = len(part_names)
-    # thresholds: quantile of upsampled activations (estimated on a strided sample of pixels)
-    sample = []
+
+    def up(i: int) -> torch.Tensor:
+        return F.interpolate(maps[i:i + batch_size].float(), size=(H, W), mode="bilinear", align_corners=False)
+
+    g = torch.Generator().manual_seed(seed)
+    per_batch = max(1, sample * batch_size // N)
+    picks = []
     for i in range(0, N, batch_size):
-        up = F.interpolate(maps[i:i + batch_size].float(), size=(H, W), mode="bilinear", align_corners=False)
-        sample.append(up[:, :, ::2, ::2].permute(1, 0, 2, 3).reshape(K, -1))
-    thr = torch.quantile(torch.cat(sample, 1), quantile, dim=1)                     # (K,)
+        u = up(i).permute(1, 0, 2, 3).reshape(K, -1)
+        picks.append(u[:, torch.randint(0, u.shape[1], (min(per_batch, u.shape[1]),), generator=g)])
+    thr = torch.quantile(torch.cat(picks, 1), quantile, dim=1)                      # (K,)
     inter = torch.zeros(K, P, dtype=torch.float64)
-    union = torch.zeros(K, P, dtype=torch.float64)
+    area_m = torch.zeros(K, dtype=torch.float64)
+    area_p = torch.zeros(P, dtype=torch.float64)
     for i in range(0, N, batch_size):
-        up = F.interpolate(maps[i:i + batch_size].float(), size=(H, W), mode="bilinear", align_corners=False)
-        m = (up > thr[None, :, None, None]) & (up > 0)                               # (b, K, H, W)
-        pm = part_mask[i:i + batch_size].long()
-        for p in range(P):
-            gt = (pm == p + 1)[:, None]                                                 # (b, 1, H, W)
-            inter[:, p] += (m & gt).sum((0, 2, 3)).double()
-            union[:, p] += (m | gt).sum((0, 2, 3)).double()
+        u = up(i)
+        m = ((u > thr[None, :, None, None]) & (u > 0)).float().permute(1, 0, 2, 3).reshape(K, -1)
+        onehot = F.one_hot(part_mask[i:i + batch_size].long().reshape(-1).clamp(0, P), P + 1)[:, 1:].float()
+        inter += (m @ onehot).double()
+        area_m += m.sum(1).double()
+        area_p += onehot.sum(0).double()
+    union = area_m[:, None] + area_p[None, :] - inter
     iou = (inter / union.clamp_min(1)).numpy()
     best = iou.argmax(1)
     df = pd.DataFrame({"filter": np.arange(K), "part": [part_names[b] for b in best], "iou": iou.max(1)})
@@ -858,8 +900,8 @@ def evaluate_explainer(explainer: Explainer, performer: nn.Module, data: ImageSe
     inst = iou = pd.DataFrame()
     landmarks = getattr(data, "landmarks", None)
     if landmarks is not None:
-        inst = pd.concat([location_instability(maps["x_interp"], landmarks, (H, W), top=top).assign(model="explainer"),
-                          location_instability(maps["input"], landmarks, (H, W), top=top).assign(model="performer")],
+        inst = pd.concat([location_instability(maps[key], landmarks, (H, W), labels=data.labels, top=top)
+                          .assign(model=model) for key, model in (("x_interp", "explainer"), ("input", "performer"))],
                          ignore_index=True)
     part_mask, part_names = getattr(data, "part_mask", None), _part_names(data)
     if part_mask is not None and part_names:

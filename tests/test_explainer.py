@@ -238,6 +238,26 @@ def test_location_instability_follows_the_part():
         E.location_instability(maps, lm[:5], H)
 
 
+def test_location_instability_per_category():
+    N, n, H = 40, 8, 32
+    cells, lm = _landmark_world(N, n, H)
+    labels = torch.zeros(N, dtype=torch.long)
+    labels[N // 2:] = 1
+    lm[N // 2:] = float("nan")                      # category 1 shows no part: it is not scored
+    maps = torch.zeros(N, 1, n, n)
+    g = torch.Generator().manual_seed(2)
+    rnd = torch.randint(0, n, (N, 2), generator=g)
+    for i in range(N):
+        if i < N // 2:
+            maps[i, 0, cells[i, 0], cells[i, 1]] = 5.0 + i
+        else:                                       # weaker, random firing on the other category
+            maps[i, 0, rnd[i, 0], rnd[i, 1]] = 1.0
+    df = E.location_instability(maps, lm, H, labels=labels, top=100)
+    assert df.loc[0, "category"] == 0 and df.loc[0, "instability"] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="labels"):
+        E.location_instability(maps, lm, H, labels=labels[:3])
+
+
 def test_part_iou_finds_the_part():
     N, H, n = 20, 32, 8
     part = torch.zeros(N, H, H, dtype=torch.long)
