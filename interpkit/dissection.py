@@ -431,18 +431,19 @@ def _label_space(dataset: Any, categories: Sequence[str] | None, dev: torch.devi
         raise ValueError("dataset.labels must be indexed by label number 0..L-1 (row 0 = unlabeled) and hold "
                          f"at least one label; got index {list(labels.index[:5])}... of length {L}.")
     cat_of = labels["category"].to_numpy()
+    # a label whose primary category is not in dataset.categories (e.g. a Broden label table listing a
+    # category the reader does not load) is treated like a label of an unselected category: its pixels
+    # count as unlabeled, its column of the IoU matrix is 0 and its category is reported as ""
     primary = np.array([cats.index(c) if c in cats else -1 for c in cat_of], dtype=np.int64)
     primary[0] = -1
-    orphan = [labels["name"].iloc[i] for i in range(1, L) if primary[i] < 0]
-    if orphan:
-        raise ValueError(f"labels {orphan[:5]} have a primary category that is not in dataset.categories "
-                         f"({cats}); fix the label table.")
-    selected = np.ones(L, dtype=bool) if categories is None else np.isin(
-        primary, [cats.index(c) for c in categories])
+    selected = primary >= 0
+    if categories is not None:
+        selected &= np.isin(primary, [cats.index(c) for c in categories])
     selected[0] = False
     lut = torch.where(torch.as_tensor(selected), torch.arange(L), torch.zeros(L, dtype=torch.long))
     labelcat = torch.zeros(L, len(cats))
-    labelcat[torch.arange(1, L), torch.as_tensor(primary[1:])] = 1.0
+    known = torch.as_tensor(np.flatnonzero(primary >= 0))
+    labelcat[known, torch.as_tensor(primary[primary >= 0])] = 1.0
     table = pd.DataFrame({"label": np.arange(L), "name": labels["name"].astype(str).to_numpy(),
                           "category": [cats[p] if p >= 0 else "" for p in primary]})
     return _LabelSpace(table, cats, primary, lut.to(dev), labelcat.to(dev), identity=bool(selected[1:].all()))
@@ -803,7 +804,9 @@ def dissect(source: nn.Module | np.ndarray | torch.Tensor | Mapping[str, Any], d
     thresholds are exact (top-tail buffers) when those buffers fit in ``max_exact_bytes`` (or
     ``quantile_method="exact"``), else a :class:`HistogramQuantileSketch` with ``sketch_bins`` bins
     (error bound in ``result.threshold_error``). ``categories`` keeps only labels whose primary
-    category is listed. A model source runs one forward pass per image: pass 1 writes the activations
+    category is listed (a requested category missing from ``dataset.categories`` raises ``KeyError``);
+    labels whose primary category is not in ``dataset.categories`` are treated as unselected (their
+    pixels count as unlabeled, their IoU column is 0, their category is ""). A model source runs one forward pass per image: pass 1 writes the activations
     to a temporary file (``spool_dir``) that pass 2 reads back. ``chunk_pixels`` bounds the
     upsampled maps held at once.
     """
@@ -968,14 +971,28 @@ def dissect(source: nn.Module | np.ndarray | torch.Tensor | Mapping[str, Any], d
 # ----------------------------------------------------------------------------------------------
 # Random rotation of the representation (Sec. 3.2 of the paper)
 # ----------------------------------------------------------------------------------------------
+def _one_blas_thread():
+    """Run small dense linear algebra on one BLAS thread: on a busy 2-core machine OpenBLAS's threads wait
+    on each other and a 128 x 128 Schur form takes seconds instead of milliseconds."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def random_rotation(n: int, seed: int = 0) -> np.ndarray:
     """A Haar-random rotation in SO(n) (float64): QR of a Gaussian matrix with signs fixed, det +1."""
     if n < 1:
         raise ValueError(f"n must be positive, got {n}.")
     rng = np.random.default_rng(seed)
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    with _one_blas_thread():
+        q, r = np.linalg.qr(rng.standard_normal((n, n)))
     q = q * np.sign(np.diag(r))[None, :]
-    if np.linalg.det(q) < 0:
+    with _one_blas_thread():
+        det = np.linalg.det(q)
+    if det < 0:
         q[:, 0] = -q[:, 0]
     return q
 
@@ -992,15 +1009,20 @@ def fractional_rotation(Q: np.ndarray, alpha: float) -> np.ndarray:
     Q = np.asarray(Q, dtype=np.float64)
     if Q.ndim != 2 or Q.shape[0] != Q.shape[1]:
         raise ValueError(f"Q must be a square matrix, got shape {Q.shape}.")
-    n = Q.shape[0]
-    if not np.allclose(Q @ Q.T, np.eye(n), atol=1e-8):
-        raise ValueError("Q is not orthogonal (Q @ Q.T != I); build it with random_rotation(n).")
-    if np.linalg.det(Q) < 0:
-        raise ValueError("Q has determinant -1 (a reflection), which has no real fractional power; "
-                         "use a rotation (det +1), e.g. random_rotation(n).")
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}.")
-    T, Z = scipy.linalg.schur(Q, output="real")
+    with _one_blas_thread():
+        if not np.allclose(Q @ Q.T, np.eye(Q.shape[0]), atol=1e-8):
+            raise ValueError("Q is not orthogonal (Q @ Q.T != I); build it with random_rotation(n).")
+        if np.linalg.det(Q) < 0:
+            raise ValueError("Q has determinant -1 (a reflection), which has no real fractional power; "
+                             "use a rotation (det +1), e.g. random_rotation(n).")
+        return _fractional_rotation(Q, float(alpha), scipy.linalg)
+
+
+def _fractional_rotation(Q: np.ndarray, alpha: float, linalg: Any) -> np.ndarray:
+    n = Q.shape[0]
+    T, Z = linalg.schur(Q, output="real")
     Ta = np.zeros_like(T)
     neg: list[int] = []
     i = 0

@@ -238,6 +238,33 @@ def test_category_filter_keeps_selected_labels_unchanged():
     assert set(obj.units["category"]) == {"object"}
 
 
+def test_labels_of_unknown_category_are_unselected():
+    """A label whose category is not in dataset.categories counts as unlabeled instead of raising."""
+    ds = FakeBroden()
+    acts = _acts()
+    full = nd.dissect(acts, ds, quantile=0.2, progress=False, device="cpu")
+    odd = FakeBroden()
+    odd.labels = ds.labels.copy()
+    odd.labels.loc[[4, 8], "category"] = ["material", "place"]   # "wheel" (part), "street" (scene)
+    r = nd.dissect(acts, odd, quantile=0.2, progress=False, device="cpu")
+    # the same as dissecting the original data with those two labels' pixels erased
+    erased = FakeBroden()
+    erased.masks = {c: [torch.where((m == 4) | (m == 8), torch.zeros_like(m), m) for m in ms]
+                    for c, ms in ds.masks.items()}
+    erased.scalars = {c: [s[(s != 4) & (s != 8)] for s in ss] for c, ss in ds.scalars.items()}
+    ref = nd.dissect(acts, erased, quantile=0.2, progress=False, device="cpu")
+    np.testing.assert_array_equal(r.intersection, ref.intersection)
+    np.testing.assert_array_equal(r.activation, ref.activation)
+    np.testing.assert_allclose(r.iou, ref.iou)
+    assert (r.iou[:, [4, 8]] == 0).all() and (r.label_pixels[[4, 8]] == 0).all()
+    assert list(r.labels.loc[[4, 8], "category"]) == ["", ""]
+    keep = [i for i in range(1, len(ds.labels)) if i not in (4, 8)]
+    assert (r.iou[:, keep] > 0).any() and not np.array_equal(r.iou, full.iou)
+    # with a category filter as well
+    obj = nd.dissect(acts, odd, quantile=0.2, categories=["object"], progress=False, device="cpu")
+    assert set(obj.units["category"]) == {"object"}
+
+
 class TinyNet(nn.Module):
     def __init__(self):
         super().__init__()
