@@ -13,6 +13,15 @@ EXPECTED: dict[str, dict] = {
     "03_input_resampling": {"keys": ["ablation_mean_drop", "dice_by_epoch", "correlation_minus_random", "claims"]},
     "04_activation_clustering": {"keys": ["objective_monotone", "objective_faithful", "probe_accuracy"],
                                  "checks": [lambda r: r["objective_monotone"] < r["objective_faithful"]]},
+    "05_network_dissection": {
+        "keys": ["unique_detectors_trained", "unique_detectors_random",
+                 "unique_detectors_trained_world_quantile", "unique_detectors_random_world_quantile",
+                 "detectors_per_category_world_quantile", "detected_labels_world_quantile",
+                 "rotation_unique_mean", "rotation_accuracy", "claims"],
+        "checks": [lambda r: r["unique_detectors_trained"] > r["unique_detectors_random"],
+                   lambda r: r["claims"]["rotation_reduces_unique_world_q"] is True,
+                   lambda r: r["claims"]["detects_object_part_colour_world_q"] is True,
+                   lambda r: r["claims"]["rotation_keeps_accuracy"] is True]},
     "06_five_lenses": {"keys": ["agreements", "detectors", "nmf_object_purity", "explainer_part_iou"],
                        "checks": [lambda r: sum(v is True for v in r["agreements"].values()) >= 2]},
 }
