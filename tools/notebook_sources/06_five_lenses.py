@@ -31,9 +31,9 @@ known, we can ask where the methods agree with each other and with the truth, an
   uses, *what* a layer keeps, or *whether* parts can be disentangled.
 ```
 
-**Run time** on a 2-core CPU: about 8 minutes from a cold cache (one classifier, two ClaDec
-decoders and one explainer are trained; all are cached), about 2 minutes warm; about a minute in
-smoke mode (`INTERPKIT_SMOKE=1`).
+**Run time** on a 2-core CPU: about a minute from a cold cache (one classifier, two ClaDec
+decoders and one explainer are trained, then cached; 60 s measured on a quiet machine), less
+warm; about 25 seconds in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet.
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.
@@ -187,7 +187,9 @@ we find its *dominant factor*: of object, colour, texture and scene, the one who
 value is most over-represented among the concept's images (largest lift over chance). Then we take
 the concept's top `top_k` (5) channels per layer and ask how well they segment that value according
 to Network Dissection (their IoU with its masks), against the mean IoU of all channels of the layer
-with the same value: the expected IoU of channels picked at random.
+with the same value: the expected IoU of channels picked at random. We also count how many of the
+top channels are dissection *detectors* of that value, against the count expected for `top_k`
+random channels of the layer.
 """),
 ("code", r"""
 def channel_loadings(result, layer: str) -> np.ndarray:
@@ -208,12 +210,16 @@ for layer in layers:
                      "purity": d["purity"], "lift": d["lift"],
                      "top_iou": float(iou[top, j].mean()), "all_iou": float(iou[:, j].mean()),
                      "top_detectors_of_value": int((det.loc[top, "detector"] & (det.loc[top, "label_id"] == j)).sum()),
+                     # the same count expected for top_k channels drawn at random from the layer
+                     "random_detectors_of_value": top_k * float((det["detector"] & (det["label_id"] == j)).mean()),
                      "top_channels": top.tolist()})
 align = pd.DataFrame(rows)
 nmf_top_iou, nmf_all_iou = float(align["top_iou"].mean()), float(align["all_iou"].mean())
 nmf_wins = float((align["top_iou"] > align["all_iou"]).mean())
+nmf_hits, nmf_hits_random = int(align["top_detectors_of_value"].sum()), float(align["random_detectors_of_value"].sum())
 print(f"IoU of each concept's top channels with its dominant value {nmf_top_iou:.4f} vs all channels "
       f"{nmf_all_iou:.4f}; top channels ahead for {100 * nmf_wins:.0f}% of (concept, layer) pairs")
+print(f"detectors of the dominant value among the top channels: {nmf_hits} (random channels: {nmf_hits_random:.2f})")
 align.drop(columns="top_channels").round(4)
 """),
 ("md", r"""
@@ -414,19 +420,23 @@ ground truth here, the measured value, the matching chance or baseline value, an
 method beats that baseline.
 """),
 ("code", r"""
-rs_corr, rs_prec = rs_table.loc["correlation"], rs_table.loc["precision"]
+rs_corr = rs_table.loc["correlation"]
 cl0 = cladec_table.set_index("layer")
+colour_det = {l: int(dis[l].detectors_per_category().set_index("category").loc["color", "detectors"]) for l in layers}
+more, fewer = sorted(layers, key=lambda l: (-colour_det[l], layers.index(l)))   # more colour detectors first
 summary = pd.DataFrame([
     {"method": "Network Dissection", "question": "what concept does each unit detect?",
-     "check": "units with IoU >= 0.04 (both layers)", "measured": float(units["detector"].mean()),
+     "check": "share of units that are detectors (IoU >= 0.04)", "measured": float(units["detector"].mean()),
      "baseline": np.nan, "reference": "annotations are its input"},
     {"method": "coupled NMF", "question": "which concepts group images, units and pixels?",
      "check": "object purity of concepts (mean)", "measured": float(obj.loc[obj["mass"] > 0, "purity"].mean()),
      "baseline": float(obj.loc[obj["mass"] > 0, "chance"].mean()), "reference": "object labels"},
-    {"method": "coupled NMF", "question": "... and are its neurons the dissection detectors?",
+    {"method": "coupled NMF", "question": "... do its neurons segment the concept?",
      "check": "IoU of top channels with the dominant value vs all channels", "measured": nmf_top_iou,
-     "baseline": nmf_all_iou,
-     "reference": "Network Dissection"},
+     "baseline": nmf_all_iou, "reference": "Network Dissection"},
+    {"method": "coupled NMF", "question": "... are its neurons the dissection detectors?",
+     "check": "detectors of the dominant value among top channels vs random", "measured": float(nmf_hits),
+     "baseline": nmf_hits_random, "reference": "Network Dissection"},
     {"method": "input resampling", "question": "which neurons drive this decision?",
      "check": "correlation-selected channels that are detectors", "measured": rs_corr["detector_rate"],
      "baseline": rs_corr["chance_detector_rate"], "reference": "Network Dissection"},
@@ -435,8 +445,13 @@ summary = pd.DataFrame([
      "measured": rs_corr["mean_present_iou"], "baseline": rs_corr["chance_present_iou"],
      "reference": "Network Dissection + masks"},
     {"method": "ClaDec", "question": "what does the layer keep of the input?",
-     "check": f"object colour decodable from {layers[-1]}", "measured": float(cl0.loc[layers[-1], "colour_accuracy"]),
+     "check": f"object colour decodable from {layers[0]} vs chance",
+     "measured": float(cl0.loc[layers[0], "colour_accuracy"]),
      "baseline": 1 / len(world.color_names), "reference": "colour labels"},
+    {"method": "ClaDec", "question": "... where dissection finds colour units?",
+     "check": f"colour accuracy: {more} ({colour_det[more]} colour detectors) vs {fewer} ({colour_det[fewer]})",
+     "measured": float(cl0.loc[more, "colour_accuracy"]), "baseline": float(cl0.loc[fewer, "colour_accuracy"]),
+     "reference": "Network Dissection + colour labels"},
     {"method": "explainer", "question": "can the layer be split into part filters?",
      "check": "mean part IoU: explainer filters vs performer channels",
      "measured": float(part_iou.get("explainer", np.nan)), "baseline": float(part_iou.get("performer", np.nan)),
@@ -449,33 +464,42 @@ summary.round(4)
 ## What the methods agree on
 
 The assertions below are the agreements that hold on this network and its ground truth, in the
-book's full run and in smoke mode:
+book's full run and in smoke mode. Both tie the unsupervised factorisation to Network Dissection:
+two methods that never see each other's output, one built without labels and one built on them,
+point at the same units.
 
-1. **Coupled NMF and Network Dissection.** The channels a concept loads on most segment the
+1. **NMF concepts segment what they stand for.** The channels a concept loads on most segment the
    concept's dominant value (a colour, a scene, an object class) better than the average channel
-   of the same layer does. Two methods that never see each other's output, one unsupervised and
-   one built on annotations, point at the same units.
-2. **Explainer and the part annotations.** The explainer's interpretable filters, trained without
-   any annotation, overlap the ground-truth part masks more than the performer's own channels of the
-   same layer: the filter loss does move the representation towards parts, as Zhang et al. claim.
+   of the same layer does (IoU with that value's masks).
+2. **NMF concepts load on the detectors.** Among a concept's top channels there are more Network
+   Dissection detectors *of the concept's dominant value* than among as many random channels.
 
-What is *not* asserted: that input resampling picks Network Dissection's detectors more often
-than chance. This small network has only a handful of detectors at the default IoU threshold, so
-the rate moves around the chance rate from one run to the next; the table above reports it as
-measured, next to the continuous version (the best IoU of the selected channels with the concepts
-visible in the image). Selecting the neurons a *decision* depends on and finding units that
-*segment* a concept are different questions, and this chapter does not find that the two answers
-coincide.
+What is *not* asserted, because it does not hold in every configuration (the table above reports
+each as measured, and `agrees` says whether it beat its baseline in this run):
+
+- **Input resampling and the detectors.** With the book's settings the channels that input
+  resampling selects are *not* Network Dissection detectors more often than chance (in the weaker
+  smoke-mode network they can be). Choosing the neurons a *decision* depends on and finding units
+  that *segment* a concept are different questions, and here the answers do not coincide; the
+  cheap `mean_activation` baseline is as close to the detectors as the paper's statistics.
+- **The explainer's part filters.** The paper's claim that the interpretable filters match parts
+  better than the performer's own filters held for the weak smoke-mode performer but not for the
+  well-trained one of the book's run, whose `features.4` channels already localise parts better
+  than the filters of an explainer distilled for a few epochs on 500 images.
+- **ClaDec and the colour detectors.** In the book's run the layer with more colour detectors is
+  also the one whose ClaDec reconstructions keep the object's colour (far above chance), while the
+  deeper layer's do not; in smoke mode the decoders train for one epoch and barely leave the mean
+  image, so the comparison is noise there.
 """),
 ("code", r"""
 # 1. NMF concepts load on channels that Network Dissection finds segment the concept's dominant value
 assert nmf_top_iou > nmf_all_iou, (
     f"NMF top channels should segment the concept's dominant value better than an average channel "
     f"({nmf_top_iou:.4f} vs {nmf_all_iou:.4f})")
-# 2. the explainer's filters match the part masks better than the performer's channels of the same layer
-assert part_iou["explainer"] > part_iou["performer"], (
-    f"explainer filters should overlap the part masks more than the performer's channels "
-    f"({part_iou['explainer']:.4f} vs {part_iou['performer']:.4f})")
+# 2. ... and those channels are detectors of that value more often than random channels
+assert nmf_hits > nmf_hits_random, (
+    f"NMF top channels should include detectors of the concept's dominant value more often than random "
+    f"channels ({nmf_hits} vs {nmf_hits_random:.2f} expected)")
 # sanity: the classifier learned the task (barely, in smoke mode)
 chance = 1 / len(world.object_names)
 assert metrics["accuracy"] > chance + (0.05 if smoke else 0.4), f"classifier accuracy {metrics['accuracy']:.3f} too low"
@@ -489,6 +513,7 @@ numbers = {
     "detector_rate": detector_rate,
     "nmf_object_purity": float(obj.loc[obj["mass"] > 0, "purity"].mean()),
     "nmf_top_channel_iou": nmf_top_iou, "nmf_all_channel_iou": nmf_all_iou, "nmf_top_ahead": nmf_wins,
+    "nmf_top_detectors_of_value": nmf_hits, "nmf_random_detectors_of_value": nmf_hits_random,
     "resampling": rs_table.to_dict(orient="index"),
     "cladec": cladec_table.set_index("layer")[["relative_mse", "colour_accuracy"]].to_dict(orient="index"),
     "explainer_part_iou": {k: float(v) for k, v in part_iou.items()},
@@ -506,12 +531,18 @@ ik.nb.paper_vs_measured([
      "holds": bool(numbers["nmf_object_purity"] > obj.loc[obj["mass"] > 0, "chance"].mean())},
     {"claim": "NMF concept neurons segment the concept better than average (this chapter)", "paper": "n/a",
      "measured": f"IoU {nmf_top_iou:.4f} vs {nmf_all_iou:.4f}", "holds": bool(nmf_top_iou > nmf_all_iou)},
+    {"claim": "NMF concept neurons are detectors of the concept (this chapter)", "paper": "n/a",
+     "measured": f"{nmf_hits} vs {nmf_hits_random:.2f} for random channels", "holds": bool(nmf_hits > nmf_hits_random)},
     {"claim": "resampling picks detectors more often than chance (this chapter)", "paper": "n/a",
      "measured": f"{rs_corr['detector_rate']:.2f} vs {rs_corr['chance_detector_rate']:.2f}",
      "holds": bool(rs_corr["detector_rate"] > rs_corr["chance_detector_rate"])},
     {"claim": "deeper layers keep less of the input (Schneider & Vlachos)", "paper": "error grows with depth",
      "measured": " -> ".join(f"{v:.2f}" for v in cladec_table["relative_mse"].iloc[1:]),
      "holds": bool(np.all(np.diff(cladec_table["relative_mse"].iloc[1:].to_numpy()) > 0))},
+    {"claim": "ClaDec keeps colour where dissection finds colour units (this chapter)", "paper": "n/a",
+     "measured": f"{cl0.loc[more, 'colour_accuracy']:.2f} ({more}) vs "
+                 f"{cl0.loc[fewer, 'colour_accuracy']:.2f} ({fewer})",
+     "holds": bool(cl0.loc[more, "colour_accuracy"] > cl0.loc[fewer, "colour_accuracy"])},
     {"claim": "explainer filters match parts better than the performer's (Zhang et al.)", "paper": "higher part IoU",
      "measured": f"{numbers['explainer_part_iou'].get('explainer', float('nan')):.3f} vs "
                  f"{numbers['explainer_part_iou'].get('performer', float('nan')):.3f}",
