@@ -40,8 +40,10 @@ reconstruction, with a parameter $\alpha$.
 - which of the paper's claims hold on 5,000 real MNIST digits on a CPU, and which do not.
 ```
 
-**Run time** on a 2-core CPU: about 9 minutes from a cold cache (8 min 47 s measured while another
-job shared the machine), about a minute warm; smoke mode (`INTERPKIT_SMOKE=1`) about a minute.
+**Run time** on a 2-core CPU: about 3.5 minutes from a cold cache (196 s measured on a quiet
+machine with the getting-started chapter's classifier already cached, about 40 s more without it;
+up to 9 minutes when another job shares the machine), under 30 seconds warm; about a minute in
+smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.

@@ -36,9 +36,9 @@ what the performer computes.
   against ground-truth part masks, which the concept world provides and real datasets do not.
 ```
 
-**Run time** on a 2-core CPU: about 1.5 minutes from a cold cache (the performer and two
-explainers are trained, then cached), under a minute warm; under a minute in smoke mode
-(`INTERPKIT_SMOKE=1`).
+**Run time** on a 2-core CPU: about 1.5 minutes from a cold cache (92 s measured on a quiet
+machine; the performer and two explainers are trained, then cached), under 30 seconds warm; about a
+minute in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.

@@ -35,11 +35,10 @@ does not: we switch the chosen neurons off), and follow the set overlap through 
 - what did and did not reproduce, and why the design of the noise (a ramp of noise levels) matters.
 ```
 
-**Run time** on a 2-core CPU, in CPU time: about 1.7 minutes from a cold cache (two training runs
-of the chapter-0 classifier with per-epoch checkpoints), about 40 seconds warm, and 20-35 seconds in
-smoke mode (`INTERPKIT_SMOKE=1`). Wall time is about the same on an idle machine. On a machine
-shared with other jobs it can be several times longer: we measured 6.5 minutes cold, 2.3 minutes
-warm and 1.5 minutes in smoke mode at a load average of 13-18.
+**Run time** on a 2-core CPU: about 1.6 minutes from a cold cache (97 s measured on a quiet
+machine; two training runs of the chapter-0 classifier with per-epoch checkpoints), about 40
+seconds warm, and about 30 seconds in smoke mode (`INTERPKIT_SMOKE=1`). On a machine shared with
+other jobs it can be several times longer: we measured 6.5 minutes cold at a load average of 13-18. GPU: not measured yet (no GPU was available when these were taken).
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.
