@@ -43,8 +43,27 @@ def save_results(stem: str, results: Mapping[str, Any], smoke: bool | None = Non
     return atomic_write_json(results_dir() / f"{stem}.json", payload)
 
 
+class _ClaimsTable(pd.DataFrame):
+    """A DataFrame that displays every cell in full (claims and measured values are long strings,
+    which pandas would otherwise cut at 50 characters in the notebook and the rendered book)."""
+
+    @property
+    def _constructor(self):
+        return _ClaimsTable
+
+    def _repr_html_(self) -> str | None:
+        with pd.option_context("display.max_colwidth", None):
+            return super()._repr_html_()
+
+    def __repr__(self) -> str:
+        return self.to_string()
+
+
 def paper_vs_measured(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """A table of claims: each row has ``claim``, ``paper``, ``measured`` and ``holds`` (bool or None)."""
-    df = pd.DataFrame(list(rows), columns=["claim", "paper", "measured", "holds"])
+    """A table of claims: each row has ``claim``, ``paper``, ``measured`` and ``holds`` (bool or None).
+
+    Shown in full (no truncated cells) when it is the last expression of a notebook cell.
+    """
+    df = _ClaimsTable(list(rows), columns=["claim", "paper", "measured", "holds"])
     df["holds"] = df["holds"].map(lambda v: "yes" if v is True else ("no" if v is False else "n/a"))
     return df

@@ -40,3 +40,11 @@ def test_paper_vs_measured_table():
     df = ik.nb.paper_vs_measured([{"claim": "a", "paper": "1", "measured": "2", "holds": True},
                                   {"claim": "b", "paper": "1", "measured": "0", "holds": False}])
     assert df["holds"].tolist() == ["yes", "no"]
+
+
+def test_paper_vs_measured_shows_long_cells_in_full():
+    long = "features.1: 0.0035 vs 0.0038, features.3: 0.0075 vs 0.0110, features.7: 0.0396 vs 0.0397 (end)"
+    df = ik.nb.paper_vs_measured([{"claim": "x" * 80, "paper": "y", "measured": long, "holds": None}])
+    assert long in df._repr_html_() and long in repr(df)
+    assert "x" * 80 in df._repr_html_()
+    assert isinstance(df[["claim"]], type(df)) and df["holds"].tolist() == ["n/a"]

@@ -401,6 +401,11 @@ rows = [
      "paper": "yes (the trade-off extension)",
      "measured": "CE " + ", ".join(f"{v:.3f}" for v in sw.classifier_loss),
      "holds": bool(sw.classifier_loss.is_monotonic_decreasing)},
+    {"claim": "every decoder's test error is at most 70% of the mean image's (the issue's bar, alpha = 0)",
+     "paper": "n/a (our criterion for 'the decoder learned')",
+     "measured": ", ".join(f"{r.method} {r.layer}: {r.relative_mse:.2f}" for r in plain.itertuples()
+                           if r.relative_mse > 0.70) or f"worst {plain.relative_mse.max():.2f}",
+     "holds": bool((plain.relative_mse <= 0.70).all())},
     {"claim": "the authors' optimiser settings train a decoder from every layer",
      "paper": "implicitly (their figures)",
      "measured": f"output spread across images after {diag_epochs} epochs: "
@@ -431,6 +436,12 @@ classifier's loss on the reconstructions falls as soon as $\alpha > 0$ and stays
 ClaDec's (asserted), but its fall is not strictly monotone: between neighbouring values of $\alpha$
 (for instance 0.01 and 0.1) it changes by less than the test-set noise, so the strict form of the
 claim is reported, not asserted.
+
+The **70% bar** for "the decoder learned" cannot be met at the last block, by either method: a
+layer that keeps little beyond the class cannot be decoded much below the class-mean image, whose
+error is itself about three quarters of the mean image's on these digits. The chapter therefore
+asserts what that bar was meant to catch, a decoder stuck at one output: every decoder beats the
+mean image, and the earliest block beats the class-mean image.
 
 The **authors' optimiser settings** leave the decoder's output almost the same for every image
 after the first epochs (the diagnostic above); our only change, the output bias, removes that.
