@@ -174,6 +174,8 @@ READY_JS = r"""
 (async () => {
   const sleep = ms => new Promise(r => setTimeout(r, ms));
   const t0 = Date.now();
+  // the load event can come from the page being replaced: wait for the new document
+  while (!(document.documentElement && document.readyState === 'complete') && Date.now() - t0 < 20000) await sleep(50);
   for (const img of document.images) img.loading = 'eager';
   await Promise.all([...document.images].map(i => i.decode().catch(() => null)));
   let mathjax = 'not loaded';
@@ -204,7 +206,7 @@ READY_JS = r"""
     widgetErrors: document.querySelectorAll('.jupyter-widgets-error-widget, .widget-error').length,
     images: document.images.length,
     brokenImages: [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.currentSrc || i.src),
-    height: document.documentElement.scrollHeight,
+    height: document.documentElement ? document.documentElement.scrollHeight : 0,
   };
 })()
 """.replace("WIDGET_VIEW", WIDGET_VIEW)
@@ -229,7 +231,14 @@ def visit(page: CDP, url: str, screenshot: Path | None = None) -> dict:
     if nav.get("errorText"):
         return {"url": url, "state": {}, "errors": [], "requests": [url], "failed": [nav["errorText"]]}
     page.wait_event("Page.loadEventFired")
-    state = page.evaluate(READY_JS, timeout=PAGE_TIMEOUT)
+    for attempt in range(3):  # an evaluation that raced a document swap (context destroyed) is retried
+        try:
+            state = page.evaluate(READY_JS, timeout=PAGE_TIMEOUT)
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
     time.sleep(0.2)
     page.send("Runtime.evaluate", {"expression": "0"})  # drain late events
     errors, requests, failed = [], [], []
