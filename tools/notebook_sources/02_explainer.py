@@ -364,7 +364,11 @@ performer's layer unchanged) and the explainer stayed less stable than the perfo
 The ablation locates the problem. Without the filter loss the same explainer's filters are clearly
 *more* stable than the performer's and match parts better, so the template mask and the
 distillation already produce part-like filters; the filter loss, as we apply it, pulls them away.
-Our reading, not a proof: $-\mathrm{MI}(X;T)$ is computed over a batch that mixes four object
+Our reading, not a proof. $\mathrm{MI}(X;T)$ is largest when every image's map matches one
+template and the peaks of a filter are spread over the positions as the prior $p(T_\mu)$ asks, so
+the loss rewards *one place per image*, not *the same part in every image*; in ICNN the part comes
+from the classification loss acting through filters trained jointly with it, which distillation to
+a higher layer does not supply. Moreover, the loss is computed over a batch that mixes four object
 classes, and the cheapest way to raise it is to make a filter fire on a subset of the *images*
 (the negative template takes the others) rather than at a consistent *place on the object*; ICNN
 trains one filter set per category, or for many more epochs on a 512-channel VGG-16 layer, where
