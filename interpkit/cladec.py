@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
-import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -50,7 +48,7 @@ from .capture import capture, resolve_modules
 from .checks import check_images, require_frozen
 from .data.base import ImageSet
 from .device import model_device, resolve_device
-from .io import atomic_torch_save
+from .io import atomic_torch_save, load_torch_cache
 from .models.training import cache_dir, cache_key, evaluate, seed_everything
 from .models.training import train as train_classifier
 
@@ -344,20 +342,6 @@ def _validate(alpha, epochs, lr, weight_decay, batch_size, width, init) -> float
     return alpha
 
 
-def _load_blob(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or "decoder" not in blob or "history" not in blob:
-            raise ValueError("missing keys")
-        return blob
-    except Exception as exc:  # truncated, corrupt or foreign: retrain, never crash
-        warnings.warn(f"decoder cache file {path} is unreadable ({type(exc).__name__}: {exc}); retraining.",
-                      RuntimeWarning, stacklevel=3)
-        return None
-
-
 def train_cladec(classifier: nn.Module, layer: str, train: ImageSet, *, alpha: float = 0.0, epochs: int = 12,
                  lr: float = 3e-4, weight_decay: float = 1e-5, batch_size: int = 128, width: float = 1.0,
                  init: str = "mean", seed: int = 0, device: str | torch.device | None = None, amp: bool = False,
@@ -389,23 +373,10 @@ def train_cladec(classifier: nn.Module, layer: str, train: ImageSet, *, alpha: f
     classifier.to(dev)
     _check_data(train, classifier, "training")
     act_shape = tuple(_layer_output(classifier, layer, train.images[:2].to(dev)).shape[1:])
-    image_shape = tuple(train.images.shape[1:])
-    mean_pixel = _mean_pixel(train) if init == "mean" else None
     hp = _hparams(alpha, epochs, lr, weight_decay, batch_size, width, seed, init, amp)
-    seed_everything(seed)
-    decoder = build_decoder(act_shape, image_shape, width=width, mean_pixel=mean_pixel)
-    key = cache_key(classifier, train, {"kind": "ClaDec", "layer": layer, "decoder": repr(decoder),
-                                        "format": CACHE_FORMAT, **hp})
-    path = cache_dir() / "cladec" / f"ClaDec-{key}.pt"
-    blob = _load_blob(path) if cache else None
-    if blob is None:
-        blob = _fit(decoder, train, dev, hp, progress, classifier=classifier, layer=layer)
-        if cache:
-            atomic_torch_save(blob, path)
-    decoder.load_state_dict(blob["decoder"])
-    out = ClaDec(classifier, layer, decoder, alpha)
-    out.history, out.cache_path, out.cache_key = list(blob["history"]), (path if cache else None), key
-    return out.to(dev).eval()
+    decoder, blob, path, key = _train_decoder("ClaDec", classifier, layer, act_shape, train, dev, hp, cache,
+                                              progress, classifier=classifier)
+    return _finish(ClaDec(classifier, layer, decoder, alpha), blob, path, key, dev)
 
 
 def train_refae(classifier: nn.Module, layer: str, train: ImageSet, *, encoder: nn.Module | None = None,
@@ -438,25 +409,44 @@ def train_refae(classifier: nn.Module, layer: str, train: ImageSet, *, encoder: 
         encoder.eval()
         act_shape = tuple(_layer_output(encoder, layer, train.images[:2]).shape[1:])
         encoder.train()
-    image_shape = tuple(train.images.shape[1:])
-    mean_pixel = _mean_pixel(train) if init == "mean" else None
     hp = _hparams(0.0, epochs, lr, weight_decay, batch_size, width, seed, init, amp)
-    seed_everything(seed)
-    decoder = build_decoder(act_shape, image_shape, width=width, mean_pixel=mean_pixel)
-    key = cache_key(encoder, train, {"kind": "RefAE", "layer": layer, "decoder": repr(decoder),
-                                     "format": CACHE_FORMAT, **hp})
-    path = cache_dir() / "cladec" / f"RefAE-{key}.pt"
-    blob = _load_blob(path) if cache else None
-    if blob is None or "encoder" not in blob:
-        blob = _fit(decoder, train, dev, hp, progress, encoder=encoder, layer=layer)
-        if cache:
-            atomic_torch_save(blob, path)
-    decoder.load_state_dict(blob["decoder"])
+    decoder, blob, path, key = _train_decoder("RefAE", encoder, layer, act_shape, train, dev, hp, cache,
+                                              progress, encoder=encoder)
     encoder.load_state_dict(blob["encoder"])
     for p in encoder.parameters():
         p.requires_grad_(False)
-    out = RefAE(encoder, layer, decoder)
-    out.history, out.cache_path, out.cache_key = list(blob["history"]), (path if cache else None), key
+    return _finish(RefAE(encoder, layer, decoder), blob, path, key, dev)
+
+
+def _train_decoder(kind: str, keyed: nn.Module, layer: str, act_shape: tuple[int, ...], train: ImageSet,
+                   dev: torch.device, hp: dict[str, Any], cache: bool, progress: bool,
+                   **fit_kw: Any) -> tuple[Decoder, dict[str, Any], Path | None, str]:
+    """Build the decoder (seeded), then load it from the cache or train it with :func:`_fit`.
+
+    The cache key hashes ``keyed`` (the frozen classifier, or the RefAE's initial encoder), the data,
+    the layer, the decoder's architecture and ``hp``. Returns the loaded decoder, the blob, the cache
+    file (None without ``cache``) and the key.
+    """
+    mean_pixel = _mean_pixel(train) if hp["init"] == "mean" else None
+    seed_everything(hp["seed"])
+    decoder = build_decoder(act_shape, tuple(train.images.shape[1:]), width=hp["width"], mean_pixel=mean_pixel)
+    key = cache_key(keyed, train, {"kind": kind, "layer": layer, "decoder": repr(decoder),
+                                   "format": CACHE_FORMAT, **hp})
+    path = cache_dir() / "cladec" / f"{kind}-{key}.pt"
+    required = ("decoder", "history") + (("encoder",) if kind == "RefAE" else ())
+    blob = load_torch_cache(path, required, f"{kind} decoder") if cache else None
+    if blob is None:
+        blob = _fit(decoder, train, dev, hp, progress, layer=layer, **fit_kw)
+        if cache:
+            atomic_torch_save(blob, path)
+    decoder.load_state_dict(blob["decoder"])
+    return decoder, blob, (path if cache else None), key
+
+
+def _finish(out: ClaDec | RefAE, blob: dict[str, Any], path: Path | None, key: str,
+            dev: torch.device) -> ClaDec | RefAE:
+    """Attach the training history and cache location; eval mode on ``dev``."""
+    out.history, out.cache_path, out.cache_key = list(blob["history"]), path, key
     return out.to(dev).eval()
 
 

@@ -42,10 +42,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -58,7 +56,7 @@ from .capture import capture, resolve_modules
 from .checks import check_images, require_eval
 from .data.base import ImageSet
 from .device import model_device, resolve_device
-from .io import atomic_torch_save
+from .io import atomic_torch_save, load_torch_cache
 from .models.training import cache_dir, seed_everything, state_fingerprint
 
 CACHE_FORMAT = 1
@@ -481,7 +479,7 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
                            "init": state_fingerprint(explainer)}, sort_keys=True)
     performer.to(dev)
     path = cache_dir() / "explainers" / f"Explainer-{hashlib.sha256(blob_key.encode()).hexdigest()[:24]}.pt"
-    blob = _load_cached(path) if cache else None
+    blob = load_torch_cache(path, ("state_dict", "history", "scales"), "explainer") if cache else None
     if blob is None:
         blob = _fit(explainer, feats, input_layer, targets, dev, hparams, progress)
         if cache:
@@ -491,20 +489,6 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
     explainer.target_scales = dict(blob["scales"])
     explainer.cache_path = path if cache else None
     return explainer.to(dev).eval()
-
-
-def _load_cached(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or not {"state_dict", "history", "scales"} <= set(blob):
-            raise ValueError("missing keys")
-    except Exception as exc:  # truncated or foreign file: retrain, never crash
-        warnings.warn(f"explainer cache file {path} is unreadable ({type(exc).__name__}: {exc}); retraining.",
-                      RuntimeWarning, stacklevel=3)
-        return None
-    return blob
 
 
 def rescale_maps(x: torch.Tensor, peak: float) -> torch.Tensor:
@@ -639,7 +623,7 @@ def reconstruction_error(explainer: Explainer, performer: nn.Module, data: Image
     layers = [explainer.input_layer, *explainer.target_layers]
     err = {t: 0.0 for t in explainer.target_layers}
     norm = dict(err)
-    s1, s2, cnt = dict(err), dict(err), dict(err)
+    s1, cnt = dict(err), dict(err)
     for i in range(0, len(data), batch_size):
         feats = performer_features(performer, data.images[i:i + batch_size], layers, device=dev, out_device=dev)
         out = explainer(feats[explainer.input_layer]).reconstructions

@@ -1,12 +1,14 @@
-"""Atomic file writes: a reader never sees a half-written file, even after a crash."""
+"""Atomic file writes (a reader never sees a half-written file, even after a crash), and the
+matching tolerant read of cached checkpoints."""
 from __future__ import annotations
 
 import io
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
@@ -46,6 +48,27 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_torch_cache(path: str | os.PathLike, required: Iterable[str], what: str) -> dict[str, Any] | None:
+    """Read a cache file written by :func:`atomic_torch_save` (``weights_only=True``).
+
+    Returns ``None`` when it does not exist, and also, with a ``RuntimeWarning`` naming ``what``,
+    when it is truncated, corrupt or lacks one of the ``required`` keys: the caller then retrains
+    instead of crashing. Call it directly from the public function, so the warning points at its caller.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or not set(required) <= set(blob):
+            raise ValueError("missing keys")
+    except Exception as exc:  # truncated, corrupt or foreign file: retrain, never crash
+        warnings.warn(f"{what} cache file {path} is unreadable ({type(exc).__name__}: {exc}); retraining.",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    return blob
 
 
 def _to_builtin(o: Any) -> Any:

@@ -5,7 +5,6 @@ import hashlib
 import json
 import os
 import random
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from torch import nn
 from ..checks import check_images
 from ..data.base import ImageSet
 from ..device import resolve_device
-from ..io import atomic_torch_save
+from ..io import atomic_torch_save, load_torch_cache
 
 CACHE_FORMAT = 1
 
@@ -59,22 +58,6 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def _load_cached(path: Path, keep_epoch_states: bool) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or "state_dict" not in blob or "history" not in blob:
-            raise ValueError("missing keys")
-    except Exception as exc:  # truncated, corrupt or foreign file: retrain, never crash
-        warnings.warn(f"model cache file {path} is unreadable ({type(exc).__name__}: {exc}); retraining.",
-                      RuntimeWarning, stacklevel=3)
-        return None
-    if keep_epoch_states and not blob.get("epoch_states"):
-        return None
-    return blob
-
-
 def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3, batch_size: int = 64,
           weight_decay: float = 0.0, seed: int = 0, device: str | torch.device | None = None,
           keep_epoch_states: bool = False, cache: bool = True, progress: bool = True,
@@ -97,7 +80,9 @@ def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3
     check_images(data.images[:1], model, name="training images")
     hparams = dict(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed, amp=amp)
     path = cache_dir() / "models" / f"{type(model).__name__}-{cache_key(model, data, hparams)}.pt"
-    blob = _load_cached(path, keep_epoch_states) if cache else None
+    blob = load_torch_cache(path, ("state_dict", "history"), "model") if cache else None
+    if blob is not None and keep_epoch_states and not blob.get("epoch_states"):
+        blob = None                                  # cached without the per-epoch states asked for
     if blob is None:
         blob = _fit(model, data, dev, hparams, keep_epoch_states, progress)
         if cache:
