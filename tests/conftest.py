@@ -11,6 +11,17 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of many tiny tensor ops (use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``): no OpenMP hand-offs or spin-waits,
+    which dominate their run time on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch):
     """A private, empty model cache for one test."""

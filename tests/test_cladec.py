@@ -1,5 +1,4 @@
 import math
-import warnings
 
 import pytest
 import torch
@@ -9,13 +8,7 @@ import interpkit as ik
 from interpkit import cladec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tiny models run faster on one thread, above all on a shared machine (no OpenMP waits)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # many tiny tensor ops: see conftest
 
 
 @pytest.fixture(autouse=True)

@@ -12,13 +12,7 @@ from torch import nn
 from interpkit import clustering as cl
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: one thread avoids oversubscription on a shared CPU (10x faster here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # many tiny tensor ops: see conftest
 
 
 def _data(seed: int = 0, n: int = 48):

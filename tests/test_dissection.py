@@ -13,13 +13,7 @@ from interpkit import dissection as nd
 PIXEL_CATS = ("object", "part", "color")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests use many small tensor ops, which one thread runs fastest on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # many tiny tensor ops: see conftest
 
 SCALAR_CATS = ("scene", "texture")
 

@@ -14,13 +14,7 @@ import interpkit as ik
 from interpkit import resampling as rs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tests run many tiny operations: one thread avoids thread hand-offs on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # many tiny tensor ops: see conftest
 
 
 # --------------------------------------------------------------------------------------------
