@@ -5,24 +5,11 @@ Reported as a ratio (capture time / plain time) measured in the same process; ta
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import interpkit as ik
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from _timing import median_seconds
 
 
 def main() -> None:
@@ -48,8 +35,8 @@ def main() -> None:
 
     t_plain, t_cap = [], []
     for _ in range(3):  # interleave to cancel drift from other load on the machine
-        t_plain.append(timed(plain, args.repeats))
-        t_cap.append(timed(captured, args.repeats))
+        t_plain.append(median_seconds(plain, args.repeats))
+        t_cap.append(median_seconds(captured, args.repeats))
     tp, tc = min(t_plain), min(t_cap)
     result = {"device": str(dev), "images": args.images, "size": args.size, "plain_s": tp, "capture_s": tc,
               "ratio": tc / tp, "target": 1.10}

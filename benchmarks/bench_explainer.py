@@ -15,25 +15,17 @@ training the performer for one).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import interpkit as ik
 from interpkit import explainer as E
+from _timing import median_seconds
 
 
 def rate(step, batch: int, steps: int) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return batch / statistics.median(times)
+    """Training images per second of one optimiser ``step`` on a batch of ``batch`` images."""
+    return batch / median_seconds(step, steps)
 
 
 def main() -> None:
