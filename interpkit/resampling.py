@@ -128,6 +128,11 @@ def _perturb(x: torch.Tensor, n: int, sigma: float, scheme: str, ramp: bool, pat
 # --------------------------------------------------------------------------------------------
 # Channel statistics
 # --------------------------------------------------------------------------------------------
+#: The rows of the statistics block :func:`_fused_stats` returns, in order.
+STAT_KEYS = ("correlation", "precision", "mean_activation", "signed_correlation", "mean_activation_copies",
+             "mean_variance", "valid_positions")
+
+
 def channel_scores(acts: torch.Tensor, outputs: torch.Tensor, *,
                    min_activation: float = 0.1) -> dict[str, torch.Tensor]:
     """The per-channel statistics of one layer from activations over the copies.
@@ -155,7 +160,9 @@ def channel_scores(acts: torch.Tensor, outputs: torch.Tensor, *,
     if outputs.shape != (b, n):
         raise ValueError(f"outputs must have shape {(b, n)} to match the activations, got {tuple(outputs.shape)}.")
     ones_u, y_varies = _unit_outputs(outputs.to(acts.device))
-    out = _fused_stats([acts.reshape(b, n, c, -1)], ones_u, y_varies, min_activation)
+    block = _fused_stats([acts.reshape(b, n, c, -1)], ones_u, y_varies, min_activation)
+    out = dict(zip(STAT_KEYS, block.unbind(1)))
+    out["valid_positions"] = out["valid_positions"].long()
     return {k: v[0] for k, v in out.items()} if single else out
 
 
@@ -165,10 +172,12 @@ def _unit_outputs(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     :func:`analyze`): probabilities near 1 differ only in late digits, which a cast to float32
     before centring would erase."""
     y = y if y.is_floating_point() else y.double()
-    y_varies = y.amax(1) > y.amin(1)
+    lo, hi = torch.aminmax(y, dim=1)
+    y_varies = hi > lo
     yc = y - y.mean(1, keepdim=True)
     norm = torch.linalg.vector_norm(yc, dim=1, keepdim=True)
-    u = torch.where(y_varies[:, None], yc / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.zeros_like(yc))
+    # where y is constant its centred copy may still hold rounding residue: scale those rows by 0
+    u = yc * torch.where(y_varies[:, None], norm, torch.inf).reciprocal_()
     return torch.stack([torch.ones_like(u), u], 1), y_varies
 
 
@@ -180,21 +189,21 @@ def _inverse_positions(chans: tuple[int, ...], positions: tuple[int, ...], devic
 
 
 def _fused_stats(acts: Sequence[torch.Tensor], ones_u: torch.Tensor, y_varies: torch.Tensor,
-                 min_activation: float) -> dict[str, torch.Tensor]:
+                 min_activation: float) -> torch.Tensor:
     """The statistics of :func:`channel_scores` for several layers at once.
 
     ``acts``: one ``(B, N, C_l, P_l)`` tensor per layer; ``ones_u``, ``y_varies`` from
     :func:`_unit_outputs`. All layers are flattened into one ``(B, N, T)`` tensor, so every step
     below is a single operation whatever the number of layers (only the final per-channel sums over
-    positions go layer by layer). Returns ``(B, sum_l C_l)`` tensors, the channels of the layers one
-    after the other.
+    positions go layer by layer). Returns a ``(B, 7, sum_l C_l)`` tensor: the rows are
+    :data:`STAT_KEYS`, the channels of the layers one after the other.
     """
     b, n = acts[0].shape[:2]
     dtype = torch.float64 if any(a.dtype == torch.float64 for a in acts) else torch.float32
     chans = tuple(int(a.shape[2]) for a in acts)
     positions = tuple(int(a.shape[3]) for a in acts)
     if len(acts) > 1:
-        flat = torch.cat([a.reshape(b, n, -1).to(dtype) for a in acts], 2)
+        flat = torch.cat([a.reshape(b, n, -1) for a in acts], 2).to(dtype)
     else:
         flat = acts[0].reshape(b, n, -1).to(dtype)
         if flat.data_ptr() == acts[0].data_ptr():
@@ -217,22 +226,20 @@ def _fused_stats(acts: Sequence[torch.Tensor], ones_u: torch.Tensor, y_varies: t
         sums.append(parts[..., off:off + c * p].reshape(b, 6, c, p).sum(-1))
         off += c * p
     sums = torch.cat(sums, 2) if len(sums) > 1 else sums[0]                     # (B, 6, C)
+    signed, absolute, count, sq_dev, clean, shift = sums.unbind(1)
     inv_pos = _inverse_positions(chans, positions, str(flat.device), dtype)
-    count = sums[:, 2]
+    out = torch.empty((b, 7, sums.shape[2]), dtype=dtype, device=flat.device)
     inv_count = count.reciprocal()                       # inf where no position varies: 0 * inf = NaN
-    signed = sums[:, 0] * inv_count
-    correlation = sums[:, 1] * inv_count
+    torch.mul(signed, inv_count, out=out[:, 3])
+    torch.mul(absolute, inv_count, out=out[:, 0])
     if not bool(y_varies.all()):
-        no_y = ~y_varies.to(flat.device).view(b, 1)
-        signed.masked_fill_(no_y, math.nan)
-        correlation.masked_fill_(no_y, math.nan)
-    mean_var = sums[:, 3] * inv_pos / n
-    mean_clean = sums[:, 4] * inv_pos
-    mean_all = torch.addcmul(mean_clean, sums[:, 5], inv_pos, value=1.0 / n)
-    precision = mean_var.reciprocal().masked_fill_(mean_all < float(min_activation), math.nan)
-    return {"correlation": correlation, "precision": precision, "mean_activation": mean_clean,
-            "signed_correlation": signed, "mean_activation_copies": mean_all, "mean_variance": mean_var,
-            "valid_positions": count.long()}
+        out[:, [0, 3]] = out[:, [0, 3]].masked_fill(~y_varies.to(flat.device).view(b, 1, 1), math.nan)
+    torch.mul(sq_dev, inv_pos, out=out[:, 5]).div_(n)    # mean variance
+    torch.mul(clean, inv_pos, out=out[:, 2])             # mean activation on the clean copy
+    torch.addcmul(out[:, 2], shift, inv_pos, value=1.0 / n, out=out[:, 4])  # mean over all copies
+    torch.reciprocal(out[:, 5], out=out[:, 1]).masked_fill_(out[:, 4] < float(min_activation), math.nan)
+    out[:, 6] = count
+    return out
 
 
 def weight_norms(model: nn.Module, layer: str | nn.Module, num_channels: int | None = None,
@@ -264,7 +271,6 @@ def _conv_and_bn(module: nn.Module, fold_batchnorm: bool) -> tuple[nn.Conv2d | N
     return conv, bn
 
 
-@torch.no_grad()
 def _weight_norms_of(module: nn.Module, num_channels: int | None, fold_batchnorm: bool = True) -> np.ndarray:
     # Cached per module. The key holds the identity of the submodules and of their tensors and the
     # tensors' version counters, which change on every in-place update (training steps,
@@ -288,12 +294,13 @@ def _weight_norms_of(module: nn.Module, num_channels: int | None, fold_batchnorm
 
 
 def _filter_norms(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> np.ndarray:
-    norms = torch.linalg.vector_norm(conv.weight.flatten(1), dim=1).cpu().numpy().astype(np.float64)
+    as_numpy = lambda t: t.detach().cpu().numpy().astype(np.float64)  # noqa: E731
+    norms = as_numpy(torch.linalg.vector_norm(conv.weight.detach().flatten(1), dim=1))
     if bn is not None:
         if bn.weight is not None:
-            norms = norms * np.abs(bn.weight.cpu().numpy().astype(np.float64))
+            norms = norms * np.abs(as_numpy(bn.weight))
         if bn.running_var is not None:
-            norms = norms / np.sqrt(bn.running_var.cpu().numpy().astype(np.float64) + bn.eps)
+            norms = norms / np.sqrt(as_numpy(bn.running_var) + bn.eps)
     return norms
 
 
@@ -459,8 +466,14 @@ def chance_overlap(a: Mapping[str, Iterable[int]], b: Mapping[str, Iterable[int]
 # The analysis
 # --------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=64)
-def _layer_dtype(names: tuple[str, ...]) -> pd.CategoricalDtype:
-    return pd.CategoricalDtype(list(names))
+def _index_columns(names: tuple[str, ...], chans: tuple[int, ...], b: int) -> dict[str, Any]:
+    """The ``image``, ``layer`` and ``channel`` columns of a scores table (``pd.DataFrame`` copies
+    them, so the cached arrays are never changed)."""
+    total = sum(chans)
+    return {"image": np.repeat(np.arange(b), total),
+            "layer": pd.Categorical.from_codes(np.tile(np.repeat(np.arange(len(names)), chans), b),
+                                               dtype=pd.CategoricalDtype(list(names))),
+            "channel": np.tile(np.concatenate([np.arange(c) for c in chans]), b)}
 
 
 def _as_batch(images: torch.Tensor) -> torch.Tensor:
@@ -516,14 +529,54 @@ def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str 
     x = x.to(dev)
     check_images(x, model)
     modules = resolve_modules(model, conv_layer_names(model) if layers is None else layers)
-    # inference mode: no autograd bookkeeping at all (cheaper than no_grad for the many small
-    # operations below); the model was moved above, outside it, so its parameters stay normal tensors
-    with torch.inference_mode():
-        result = _analyze(model, x, modules, n, sigma, scheme, ramp, patch, clip, target, output,
-                          min_activation, seed, batch_size, keep_maps)
-    if result.maps is not None:  # own memory, and plain tensors usable with autograd later
-        result.maps = {k: v.clone() for k, v in result.maps.items()}
-    return result
+    return _analyze(model, x, modules, n, sigma, scheme, ramp, patch, clip, target, output, min_activation, seed,
+                    batch_size, keep_maps)
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """The in-place version counter of ``t``; ``None`` for an inference tensor, which has none."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
+
+
+def _record(model: nn.Module, modules: Mapping[str, nn.Module], copies: torch.Tensor
+            ) -> tuple[Any, dict[str, Any]]:
+    """One forward pass of ``copies`` (under ``no_grad``) keeping the output of every module.
+
+    Outputs are kept as they are, not copied (copying them all costs about a tenth of the pass of a
+    small network). An output the model changes in place later in the pass (say an in-place ReLU
+    after a recorded convolution) is caught by its version counter, and the pass is run again
+    copying those layers' outputs; one without a version counter is copied at once.
+    """
+    acts: dict[str, Any] = {}
+    versions: dict[str, int | None] = {}
+    copy: set[str] = set()
+
+    def make_hook(name: str):
+        def hook(_module, _args, out):
+            if isinstance(out, torch.Tensor):
+                version = _version(out)
+                if name in copy or version is None:
+                    out, version = out.clone(), None
+                versions[name] = version
+            acts[name] = out
+        return hook
+
+    handles = [m.register_forward_hook(make_hook(name)) for name, m in modules.items()]
+    try:
+        with torch.no_grad():
+            logits = model(copies)
+            copy.update(name for name, a in acts.items()
+                        if versions.get(name) is not None and _version(a) != versions[name])
+            if copy:
+                acts.clear()
+                logits = model(copies)
+    finally:
+        for h in handles:
+            h.remove()
+    return logits, acts
 
 
 def _analyze(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module], n: int, sigma: float, scheme: str,
@@ -532,66 +585,59 @@ def _analyze(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module], n
     names = list(modules)
     b = len(x)
     per_pass = max(1, int(batch_size) // n)
-    stats: list[dict[str, torch.Tensor]] = []
+    blocks: list[torch.Tensor] = []
     maps: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     ys, preds, targets, p_clean = [], [], [], []
     for start in range(0, b, per_pass):
         xb = x[start:start + per_pass]
         nb = len(xb)
-        copies = torch.cat([_perturb(xb[i:i + 1], n, sigma, scheme, ramp, patch, 0.0, clip, seed + start + i)[0]
-                            for i in range(nb)])
-        with capture(model, names) as acts:
-            logits = model(copies)
+        with torch.no_grad():
+            copies = [_perturb(xb[i:i + 1], n, sigma, scheme, ramp, patch, 0.0, clip, seed + start + i)[0]
+                      for i in range(nb)]
+        logits, acts = _record(model, modules, copies[0] if nb == 1 else torch.cat(copies))
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
             raise ValueError("the model must return class scores of shape (N, classes); got "
                              f"{type(logits).__name__} {tuple(getattr(logits, 'shape', ()))}.")
-        logits = logits.view(nb, n, -1).double()
-        t = _targets(target if target is None or np.ndim(target) == 0 else
-                     torch.as_tensor(target).reshape(-1)[start:start + nb], logits[:, 0])
-        scores = F.softmax(logits, -1) if output == "probability" else logits
-        y = scores.gather(2, t.view(nb, 1, 1).expand(nb, n, 1))[..., 0]          # (nb, n) float64
-        ones_u, y_varies = _unit_outputs(y)
-        ys.append(y)
-        preds.append(logits.argmax(-1))
-        targets.append(t)
-        p_clean.append(F.softmax(logits[:, 0], -1).gather(1, t.view(nb, 1))[:, 0])
         for name in names:
-            a = acts[name]
+            a = acts.get(name)
             if not isinstance(a, torch.Tensor) or a.ndim != 4:
                 raise ValueError(f"layer {name!r} outputs shape {tuple(getattr(a, 'shape', ()))}, not a conv map "
                                  "(N, C, H, W) with a channel axis; choose conv layers, for example "
                                  "interpkit.models.conv_layer_names(model).")
             if keep_maps:
                 maps[name].append(a.view(nb, n, *a.shape[1:])[:, 0])  # a view; copied once, at the end
-        stats.append(_fused_stats([acts[name].view(nb, n, acts[name].shape[1], -1) for name in names], ones_u,
-                                  y_varies, min_activation))
+        # inference mode: no autograd bookkeeping at all, cheaper for the many small operations here
+        with torch.inference_mode():
+            logits = logits.view(nb, n, -1).double()
+            t = _targets(target if target is None or np.ndim(target) == 0 else
+                         torch.as_tensor(target).reshape(-1)[start:start + nb], logits[:, 0])
+            probs = F.softmax(logits, -1)
+            pick = t.view(nb, 1, 1).expand(nb, n, 1)
+            y = (probs if output == "probability" else logits).gather(2, pick)[..., 0]   # (nb, n) float64
+            ones_u, y_varies = _unit_outputs(y)
+            blocks.append(_fused_stats([acts[name].view(nb, n, acts[name].shape[1], -1) for name in names], ones_u,
+                                       y_varies, min_activation))
+            ys.append(y)
+            preds.append(logits.argmax(-1))
+            targets.append(t)
+            p_clean.append(probs[:, 0].gather(1, t.view(nb, 1))[:, 0])
         num_channels = {name: int(acts[name].shape[1]) for name in names}
     # the tidy table: one row per (image, layer, channel), built from whole arrays in one call
-    keys = ("correlation", "precision", "mean_activation", "signed_correlation", "mean_activation_copies",
-            "mean_variance", "valid_positions")
-    chans = np.array([num_channels[name] for name in names])
-    total = int(chans.sum())
-    cols: dict[str, Any] = {
-        "image": np.repeat(np.arange(b), total),
-        "layer": pd.Categorical.from_codes(np.tile(np.repeat(np.arange(len(names)), chans), b),
-                                           dtype=_layer_dtype(tuple(names))),
-        "channel": np.tile(np.concatenate([np.arange(c) for c in chans]), b),
-        "weight_norm": np.tile(np.concatenate([_weight_norms_of(modules[nm], num_channels[nm]) for nm in names]), b)}
-    floats = [k for k in keys if k != "valid_positions"]
-    block = torch.cat([torch.stack([st[k] for k in floats], -1) for st in stats]) if len(stats) > 1 else \
-        torch.stack([stats[0][k] for k in floats], -1)
-    block = block.reshape(-1, len(floats)).cpu().numpy().astype(np.float64)         # (B * C, 6)
-    for i, k in enumerate(floats):
-        cols[k] = block[:, i]
-    cols["valid_positions"] = torch.cat([st["valid_positions"] for st in stats]).reshape(-1).cpu().numpy()
-    scores = pd.DataFrame({k: cols[k] for k in ("image", "layer", "channel") + METRICS + keys[3:]})
-    raw = {"output": torch.cat(ys).cpu().numpy(), "predicted": torch.cat(preds).cpu().numpy(),
-           "target": torch.cat(targets).cpu().numpy(), "probability": torch.cat(p_clean).cpu().numpy(),
-           "noise_scale": noise_scales(n, sigma, ramp).numpy()}
+    block = torch.cat(blocks) if len(blocks) > 1 else blocks[0]                        # (B, 7, C)
+    block = block.transpose(1, 2).reshape(-1, len(STAT_KEYS)).cpu().numpy().astype(np.float64, copy=False)
+    cols: dict[str, Any] = dict(zip(STAT_KEYS, block.T))
+    cols["valid_positions"] = cols["valid_positions"].astype(np.int64)
+    cols.update(_index_columns(tuple(names), tuple(num_channels[name] for name in names), b))
+    cols["weight_norm"] = np.tile(np.concatenate([_weight_norms_of(modules[nm], num_channels[nm]) for nm in names]), b)
+    scores = pd.DataFrame({k: cols[k] for k in ("image", "layer", "channel") + METRICS + STAT_KEYS[3:]})
+    joined = lambda parts: (torch.cat(parts) if len(parts) > 1 else parts[0]).cpu().numpy()  # noqa: E731
+    raw = {"output": joined(ys), "predicted": joined(preds), "target": joined(targets),
+           "probability": joined(p_clean), "noise_scale": noise_scales(n, sigma, ramp).numpy()}
     params = dict(n=n, sigma=float(sigma), scheme=scheme, ramp=ramp, patch=patch, clip=clip, output=output,
                   min_activation=float(min_activation), seed=seed)
-    kept = {name: (torch.cat(maps[name]) if len(maps[name]) > 1 else maps[name][0]).cpu() for name in names} \
-        if keep_maps else None
+    # the clean maps get their own compact memory (a view would hold every copy's activations)
+    kept = {name: torch.cat(maps[name]).cpu() if len(maps[name]) > 1 else maps[name][0].to("cpu", copy=True)
+            for name in names} if keep_maps else None
     return ResamplingResult(scores, names, num_channels, params, kept, raw)
 
 

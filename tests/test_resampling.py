@@ -233,6 +233,27 @@ def test_analyze_matches_numpy_on_captured_activations():
     assert (res.scores.query("layer == 'block1'")["valid_positions"] < 64).all()
 
 
+def test_analyze_records_outputs_that_the_model_later_changes_in_place():
+    # block1.1 is a BatchNorm whose output the in-place ReLU after it overwrites: analyze keeps
+    # outputs without copying and must notice that (version counter) and record a copy instead
+    net, x = tiny_net(), images(1)
+    layers = ["block1.1", "block2.0"]
+    res = rs.analyze(net, x, layers, n=10, sigma=0.2, device="cpu")
+    copies = rs.perturb(x[0], 10, 0.2, seed=0)
+    with torch.no_grad(), ik.capture(net, layers) as acts:   # capture copies every output
+        p = torch.softmax(net(copies).double(), 1)
+    assert (acts["block1.1"] < 0).any()                       # the values before the ReLU
+    t = int(p[0].argmax())
+    for layer in layers:
+        corr, prec = numpy_scores(acts[layer].double().numpy(), p[:, t].numpy())
+        got = res.scores.query("layer == @layer")
+        np.testing.assert_allclose(got["correlation"], corr, rtol=2e-4, atol=2e-4)
+        np.testing.assert_allclose(got["precision"], prec, rtol=2e-4)
+        torch.testing.assert_close(res.maps[layer][0], acts[layer][0])
+        # each kept map owns just its own memory, not a view into all the copies' activations
+        assert res.maps[layer].untyped_storage().nbytes() == res.maps[layer].numel() * 4
+
+
 def test_analyze_is_independent_of_chunking():
     net, x = tiny_net(), images(4)
     whole = rs.analyze(net, x, n=8, device="cpu", layers=["block1", "block2"])
