@@ -199,3 +199,29 @@ def test_repository_url_is_configurable_and_the_readme_says_so():
     assert CONFIG["repository"]["url"].startswith("https://github.com/")
     assert CONFIG["launch_buttons"]["binderhub_url"] and CONFIG["launch_buttons"]["colab_url"]
     assert "repository" in (ROOT / "README.md").read_text() and "_config.yml" in (ROOT / "README.md").read_text()
+
+
+def test_execution_cache_is_dropped_when_interpkit_changes(tmp_path):
+    fingerprint = build_book.source_fingerprint()
+    assert fingerprint == build_book.source_fingerprint() and len(fingerprint) == 64
+    build = tmp_path / "_build"
+    assert not build_book.drop_stale_execution_cache(build, fingerprint)   # nothing cached yet
+    (build / ".jupyter_cache").mkdir(parents=True)
+    assert build_book.drop_stale_execution_cache(build, fingerprint)       # no stamp: unknown code
+    assert not (build / ".jupyter_cache").exists()
+    (build / ".jupyter_cache").mkdir()
+    build_book.write_source_stamp(build, fingerprint)
+    assert not build_book.drop_stale_execution_cache(build, fingerprint)   # same package: kept
+    assert (build / ".jupyter_cache").exists()
+    assert build_book.drop_stale_execution_cache(build, "0" * 64)          # package changed: dropped
+    assert not (build / ".jupyter_cache").exists() and not (build / build_book.SOURCE_STAMP).exists()
+
+
+def test_source_fingerprint_follows_the_package_files(tmp_path):
+    pkg = tmp_path / "interpkit"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    first = build_book.source_fingerprint(tmp_path)
+    (pkg / "a.py").write_text("x = 2\n")
+    assert build_book.source_fingerprint(tmp_path) != first
+

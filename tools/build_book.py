@@ -30,6 +30,7 @@ built book (nothing is loaded from another host), relative paths included.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html
 import json
 import os
@@ -307,6 +308,42 @@ def check_assets(html_dir: Path) -> list[str]:
     return problems
 
 
+SOURCE_STAMP = ".interpkit-source"  # in the build folder: the package the notebooks were executed with
+
+
+def source_fingerprint(root: Path = ROOT) -> str:
+    """SHA-256 of the ``interpkit`` package's Python files (paths and contents)."""
+    h = hashlib.sha256()
+    for f in sorted((root / "interpkit").rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def drop_stale_execution_cache(build_dir: Path, fingerprint: str) -> bool:
+    """Remove ``build_dir/.jupyter_cache`` when it was filled with another ``interpkit``.
+
+    jupyter-book's cache keys each notebook on its own code only, so after a change to the package
+    the book would show outputs of the old code. Returns True when the cache was removed (every
+    page must then be read again). A cache without a stamp (from an older build) counts as stale.
+    """
+    cache = build_dir / ".jupyter_cache"
+    stamp = build_dir / SOURCE_STAMP
+    if not cache.exists():
+        return False
+    if stamp.is_file() and stamp.read_text().strip() == fingerprint:
+        return False
+    shutil.rmtree(cache)
+    stamp.unlink(missing_ok=True)
+    return True
+
+
+def write_source_stamp(build_dir: Path, fingerprint: str) -> None:
+    build_dir.mkdir(parents=True, exist_ok=True)
+    tmp = build_dir / f"{SOURCE_STAMP}.tmp"
+    tmp.write_text(fingerprint + "\n")
+    tmp.replace(build_dir / SOURCE_STAMP)
+
+
 def jupyter_book(source: Path, output: Path | None, toc: Path | None, fresh: bool, env: dict) -> int:
     cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(source),
            "-W", "-n", "--keep-going"]
@@ -376,6 +413,12 @@ def main(argv: list[str] | None = None) -> int:
     fresh = args.all or failed_marker.exists()
     if fresh and not args.all:
         print("build_book: the last build failed; re-reading every page", flush=True)
+    executes = not args.no_execute
+    fingerprint = source_fingerprint() if executes else ""
+    if executes and drop_stale_execution_cache(html_dir.parent, fingerprint):
+        print("build_book: interpkit changed since the notebooks were executed; executing them again",
+              flush=True)
+        fresh = True
     t1 = time.perf_counter()
     rc = jupyter_book(source, output, toc if args.toc or source != ROOT else None, fresh, env)
     t_build = time.perf_counter() - t1
@@ -387,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             rc = 1
     if rc == 0:
         failed_marker.unlink(missing_ok=True)
+        if executes:
+            write_source_stamp(html_dir.parent, fingerprint)
     else:
         failed_marker.parent.mkdir(parents=True, exist_ok=True)
         failed_marker.write_text("see the build log\n")
