@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import capture, resolve_modules
+from .capture import resolve_modules
 from .checks import check_images, require_eval
 from .device import model_device, resolve_device
 
@@ -507,7 +507,8 @@ def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str 
     ``images``: one image ``(C, H, W)`` or a batch ``(B, C, H, W)``; each gets ``n`` copies made by
     :func:`perturb` (``scheme``, ``sigma``, ``ramp``, ``patch``, ``clip``; image ``i`` uses noise
     seed ``seed + i``). All copies go through the model in as few passes as fit in ``batch_size``
-    copies, recording every layer at once with :func:`interpkit.capture`. ``layers`` defaults to
+    copies, recording every layer at once with forward hooks (as :func:`interpkit.capture` does,
+    but without copying outputs the model leaves alone). ``layers`` defaults to
     :func:`interpkit.models.conv_layer_names`; each must output a ``(N, C, H, W)`` map.
     ``target``: the class whose output ``y`` is correlated, default the class predicted on the
     clean image; ``output="probability"`` (softmax, the paper) or ``"logit"``. The model must be in

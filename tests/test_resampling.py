@@ -254,6 +254,18 @@ def test_analyze_records_outputs_that_the_model_later_changes_in_place():
         assert res.maps[layer].untyped_storage().nbytes() == res.maps[layer].numel() * 4
 
 
+def test_analyze_inside_inference_mode_gives_the_same_scores():
+    # outputs made in inference mode have no version counter: they are copied at once instead
+    net, x = tiny_net(), images(2)
+    layers = ["block1.1", "block2"]
+    plain = rs.analyze(net, x, layers, n=8, device="cpu")
+    with torch.inference_mode():
+        inside = rs.analyze(net, x, layers, n=8, device="cpu")
+    pd.testing.assert_frame_equal(plain.scores, inside.scores)
+    for layer in layers:
+        torch.testing.assert_close(plain.maps[layer], inside.maps[layer])
+
+
 def test_analyze_is_independent_of_chunking():
     net, x = tiny_net(), images(4)
     whole = rs.analyze(net, x, n=8, device="cpu", layers=["block1", "block2"])
