@@ -128,7 +128,7 @@ def _perturb(x: torch.Tensor, n: int, sigma: float, scheme: str, ramp: bool, pat
 # --------------------------------------------------------------------------------------------
 # Channel statistics
 # --------------------------------------------------------------------------------------------
-#: The rows of the statistics block :func:`_fused_stats` returns, in order.
+#: The statistics of every channel, in the order of the last axis of :func:`_finish_stats`.
 STAT_KEYS = ("correlation", "precision", "mean_activation", "signed_correlation", "mean_activation_copies",
              "mean_variance", "valid_positions")
 
@@ -138,7 +138,8 @@ def channel_scores(acts: torch.Tensor, outputs: torch.Tensor, *,
     """The per-channel statistics of one layer from activations over the copies.
 
     ``acts``: ``(B, N, C, H, W)`` (or ``(N, C, H, W)`` for one image); ``outputs``: ``(B, N)`` (or
-    ``(N,)``), the network output ``y_k`` on each copy. Returns tensors of shape ``(B, C)``:
+    ``(N,)``), the network output ``y_k`` on each copy. Returns tensors of shape ``(B, C)`` on the
+    device of ``acts``:
 
     * ``correlation``: mean over positions of ``|Pearson_k(a, y)|``, skipping positions where the
       activation is constant over the copies; NaN when no position varies or ``y`` is constant;
@@ -159,86 +160,107 @@ def channel_scores(acts: torch.Tensor, outputs: torch.Tensor, *,
     b, n, c = acts.shape[:3]
     if outputs.shape != (b, n):
         raise ValueError(f"outputs must have shape {(b, n)} to match the activations, got {tuple(outputs.shape)}.")
-    ones_u, y_varies = _unit_outputs(outputs.to(acts.device))
-    block = _fused_stats([acts.reshape(b, n, c, -1)], ones_u, y_varies, min_activation)
-    out = dict(zip(STAT_KEYS, block.unbind(1)))
+    ones_u, y_varies = _unit_outputs(outputs.detach().cpu().numpy())
+    maps = acts.reshape(b, n, c, -1)
+    sums = _position_sums([maps], ones_u)
+    stats = _finish_stats(sums, (c,), (maps.shape[3],), n, y_varies, min_activation)        # (B, C, 7)
+    dtype = acts.dtype if acts.is_floating_point() else torch.float32
+    out = {k: torch.from_numpy(np.ascontiguousarray(stats[..., i])).to(acts.device, dtype)
+           for i, k in enumerate(STAT_KEYS)}
     out["valid_positions"] = out["valid_positions"].long()
     return {k: v[0] for k, v in out.items()} if single else out
 
 
-def _unit_outputs(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _unit_outputs(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(B, 2, N)``: a row of ones and ``y`` (B, N) centred and scaled to unit norm per image (zeros
-    where ``y`` is constant); and whether ``y`` varies. Done in ``y``'s own precision (float64 from
-    :func:`analyze`): probabilities near 1 differ only in late digits, which a cast to float32
-    before centring would erase."""
-    y = y if y.is_floating_point() else y.double()
-    lo, hi = torch.aminmax(y, dim=1)
-    y_varies = hi > lo
-    yc = y - y.mean(1, keepdim=True)
-    norm = torch.linalg.vector_norm(yc, dim=1, keepdim=True)
+    where ``y`` is constant); and whether ``y`` varies, ``(B,)``. Done in float64: probabilities
+    near 1 differ only in late digits, which float32 would erase before the centring."""
+    y = np.asarray(y, dtype=np.float64)
+    y_varies = y.max(1) > y.min(1)
+    yc = y - y.mean(1, keepdims=True)
+    norm = np.sqrt(np.einsum("bn,bn->b", yc, yc))
     # where y is constant its centred copy may still hold rounding residue: scale those rows by 0
-    u = yc * torch.where(y_varies[:, None], norm, torch.inf).reciprocal_()
-    return torch.stack([torch.ones_like(u), u], 1), y_varies
+    scale = np.divide(1.0, norm, out=np.zeros_like(norm), where=y_varies)
+    return np.stack([np.ones_like(yc), yc * scale[:, None]], 1), y_varies
 
 
-@functools.lru_cache(maxsize=64)
-def _inverse_positions(chans: tuple[int, ...], positions: tuple[int, ...], device: str,
-                       dtype: torch.dtype) -> torch.Tensor:
-    """``1 / (number of positions)`` of every channel of layers with ``chans[l]`` channels of ``positions[l]``."""
-    return 1.0 / torch.tensor([p for c, p in zip(chans, positions) for _ in range(c)], device=device, dtype=dtype)
+def _position_sums(acts: Sequence[torch.Tensor], ones_u: np.ndarray) -> np.ndarray:
+    """Per-channel sums over positions of the per-position statistics, for several layers at once.
 
-
-def _fused_stats(acts: Sequence[torch.Tensor], ones_u: torch.Tensor, y_varies: torch.Tensor,
-                 min_activation: float) -> torch.Tensor:
-    """The statistics of :func:`channel_scores` for several layers at once.
-
-    ``acts``: one ``(B, N, C_l, P_l)`` tensor per layer; ``ones_u``, ``y_varies`` from
-    :func:`_unit_outputs`. All layers are flattened into one ``(B, N, T)`` tensor, so every step
-    below is a single operation whatever the number of layers (only the final per-channel sums over
-    positions go layer by layer). Returns a ``(B, 7, sum_l C_l)`` tensor: the rows are
-    :data:`STAT_KEYS`, the channels of the layers one after the other.
+    ``acts``: one ``(B, N, C_l, P_l)`` tensor per layer; ``ones_u`` from :func:`_unit_outputs`.
+    All layers are flattened into one ``(B, N, T)`` tensor, so every step runs once whatever the
+    number of layers, on the tensors' device. Returns a float64 ``(B, 6, sum_l C_l)`` array on the
+    CPU: the sums over the positions of each channel of the Pearson coefficient, its absolute
+    value, the number of positions that vary, the sum of squared deviations over the copies, the
+    clean activation, and the summed shift of the copies from the clean one.
     """
     b, n = acts[0].shape[:2]
     dtype = torch.float64 if any(a.dtype == torch.float64 for a in acts) else torch.float32
-    chans = tuple(int(a.shape[2]) for a in acts)
-    positions = tuple(int(a.shape[3]) for a in acts)
     if len(acts) > 1:
         flat = torch.cat([a.reshape(b, n, -1) for a in acts], 2).to(dtype)
     else:
         flat = acts[0].reshape(b, n, -1).to(dtype)
         if flat.data_ptr() == acts[0].data_ptr():
             flat = flat.clone()                          # the caller's tensor is not changed
+    parts = torch.empty((b, 7, flat.shape[2]), dtype=dtype, device=flat.device)
+    r, abs_r, varies, ss, a0, s1, cov = parts.unbind(1)
     # Shift by the clean copy: d is exactly 0 where an activation never changes (an exact test,
     # free of the rounding of a mean), and the shift keeps the one-pass variance accurate
     # (its relative error is at most about n * float eps, since copy 0 lies within sqrt(n) sd).
-    a0 = flat[:, 0].clone()
+    a0.copy_(flat[:, 0])
     d = flat.sub_(a0[:, None])                           # (B, N, T), in place: one large buffer in all
-    s1, cov = torch.bmm(ones_u.to(device=flat.device, dtype=dtype), d).unbind(1)  # sum_k d_k, sum_k d_k u_k
-    s2 = d.square_().sum(1)                              # d is not needed any more
-    ss = torch.addcmul(s2, s1, s1, value=-1.0 / n).clamp_min_(0)  # sum of squared deviations over copies
+    torch.bmm(torch.from_numpy(ones_u).to(flat.device, dtype), d, out=parts[:, 5:7])  # sum_k d_k, sum_k d_k u_k
+    torch.sum(d.square_(), 1, out=ss)                    # sum_k d_k^2 (d is not needed any more)
+    torch.gt(ss, 0, out=varies)
+    ss.addcmul_(s1, s1, value=-1.0 / n).clamp_min_(0)    # sum of squared deviations over the copies
     # Pearson (cov uses the centred, unit-norm y). Where an activation never changes, d = 0 gives
-    # cov = 0 and ss = 0, and 0 * inf = NaN, set to 0 here and left out of the mean by `count`.
-    r = (cov * ss.rsqrt()).nan_to_num_(0.0)
-    parts = torch.stack([r, r.abs(), (s2 > 0).to(dtype), ss, a0, s1], 1)       # (B, 6, T)
-    # sums over the positions of each channel: every layer is a contiguous (C_l, P_l) block
+    # cov = 0 and ss = 0, and 0 * inf = NaN, set to 0 here and left out of the mean by `varies`;
+    # rounding can leave ss = 0 beside a tiny cov, whose +-inf is the limit +-1.
+    torch.rsqrt(ss, out=r).mul_(cov).nan_to_num_(0.0, 1.0, -1.0)
+    torch.abs(r, out=abs_r)
+    # sums over the positions of each channel: every layer is a contiguous (C_l, P_l) block, and
+    # consecutive layers with the same number of positions are summed in one operation
     sums, off = [], 0
-    for c, p in zip(chans, positions):
-        sums.append(parts[..., off:off + c * p].reshape(b, 6, c, p).sum(-1))
+    for c, p in _groups(tuple(int(a.shape[2]) for a in acts), tuple(int(a.shape[3]) for a in acts)):
+        block = parts[:, :6, off:off + c * p]
+        sums.append(block.reshape(b, 6, c, p).sum(-1) if p > 1 else block)
         off += c * p
-    sums = torch.cat(sums, 2) if len(sums) > 1 else sums[0]                     # (B, 6, C)
-    signed, absolute, count, sq_dev, clean, shift = sums.unbind(1)
-    inv_pos = _inverse_positions(chans, positions, str(flat.device), dtype)
-    out = torch.empty((b, 7, sums.shape[2]), dtype=dtype, device=flat.device)
-    inv_count = count.reciprocal()                       # inf where no position varies: 0 * inf = NaN
-    torch.mul(signed, inv_count, out=out[:, 3])
-    torch.mul(absolute, inv_count, out=out[:, 0])
-    if not bool(y_varies.all()):
-        out[:, [0, 3]] = out[:, [0, 3]].masked_fill(~y_varies.to(flat.device).view(b, 1, 1), math.nan)
-    torch.mul(sq_dev, inv_pos, out=out[:, 5]).div_(n)    # mean variance
-    torch.mul(clean, inv_pos, out=out[:, 2])             # mean activation on the clean copy
-    torch.addcmul(out[:, 2], shift, inv_pos, value=1.0 / n, out=out[:, 4])  # mean over all copies
-    torch.reciprocal(out[:, 5], out=out[:, 1]).masked_fill_(out[:, 4] < float(min_activation), math.nan)
-    out[:, 6] = count
+    sums = torch.cat(sums, 2) if len(sums) > 1 else sums[0]
+    return sums.to("cpu", torch.float64).numpy()
+
+
+@functools.lru_cache(maxsize=64)
+def _groups(chans: tuple[int, ...], positions: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """Runs of consecutive layers with the same number of positions: ``((channels, positions), ...)``."""
+    runs: list[list[int]] = []
+    for c, p in zip(chans, positions):
+        if runs and runs[-1][1] == p:
+            runs[-1][0] += c
+        else:
+            runs.append([c, p])
+    return tuple((c, p) for c, p in runs)
+
+
+def _finish_stats(sums: np.ndarray, chans: Sequence[int], positions: Sequence[int], n: int,
+                  y_varies: np.ndarray, min_activation: float) -> np.ndarray:
+    """The statistics :data:`STAT_KEYS` (last axis) of every channel, ``(B, C, 7)`` float64, from the
+    sums of :func:`_position_sums` of layers with ``chans[l]`` channels of ``positions[l]`` positions."""
+    signed, absolute, count, sq_dev, clean, shift = sums.transpose(1, 0, 2)
+    inv_pos = np.repeat(1.0 / np.asarray(positions, dtype=np.float64), chans)
+    out = np.empty((sums.shape[0], sums.shape[2], len(STAT_KEYS)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_count = 1.0 / count                          # inf where no position varies: 0 * inf = NaN
+        np.multiply(absolute, inv_count, out=out[..., 0])
+        np.multiply(signed, inv_count, out=out[..., 3])
+        out[~y_varies, :, 0] = np.nan                    # no correlation with a constant output
+        out[~y_varies, :, 3] = np.nan
+        np.multiply(clean, inv_pos, out=out[..., 2])     # mean activation on the clean copy
+        np.multiply(shift, inv_pos / n, out=out[..., 4])
+        out[..., 4] += out[..., 2]                       # mean activation over all copies
+        np.multiply(sq_dev, inv_pos / n, out=out[..., 5])  # mean variance
+        np.divide(1.0, out[..., 5], out=out[..., 1])     # precision: inf for a channel that never changes
+        out[..., 1][out[..., 4] < float(min_activation)] = np.nan
+    out[..., 6] = count
     return out
 
 
@@ -482,18 +504,18 @@ def _as_batch(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def _targets(target: int | Sequence[int] | torch.Tensor | None, logits_clean: torch.Tensor) -> torch.Tensor:
-    b, classes = logits_clean.shape
+def _targets(target: int | Sequence[int] | torch.Tensor | None, b: int, classes: int) -> np.ndarray | None:
+    """The explained class of each of ``b`` images as an int64 array (``None``: the predicted class)."""
     if target is None:
-        return logits_clean.argmax(1)
-    t = torch.as_tensor(target, dtype=torch.long).reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(b)
-    if t.numel() != b:
-        raise ValueError(f"target must be one class or one per image ({b}), got {t.numel()} values.")
+        return None
+    t = torch.as_tensor(target, dtype=torch.long).reshape(-1).cpu().numpy()
+    if t.size == 1:
+        t = np.repeat(t, b)
+    if t.size != b:
+        raise ValueError(f"target must be one class or one per image ({b}), got {t.size} values.")
     if (t < 0).any() or (t >= classes).any():
         raise ValueError(f"target classes must lie in [0, {classes - 1}], got {t.tolist()}.")
-    return t.to(logits_clean.device)
+    return t
 
 
 def analyze(model: nn.Module, images: torch.Tensor, layers: Sequence[str] | str | None = None, *,
@@ -586,9 +608,12 @@ def _analyze(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module], n
     names = list(modules)
     b = len(x)
     per_pass = max(1, int(batch_size) // n)
-    blocks: list[torch.Tensor] = []
+    stats: list[np.ndarray] = []
     maps: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    ys, preds, targets, p_clean = [], [], [], []
+    logits_all: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    ts: list[np.ndarray] = []
+    targets = None
     for start in range(0, b, per_pass):
         xb = x[start:start + per_pass]
         nb = len(xb)
@@ -607,39 +632,56 @@ def _analyze(model: nn.Module, x: torch.Tensor, modules: dict[str, nn.Module], n
                                  "interpkit.models.conv_layer_names(model).")
             if keep_maps:
                 maps[name].append(a.view(nb, n, *a.shape[1:])[:, 0])  # a view; copied once, at the end
-        # inference mode: no autograd bookkeeping at all, cheaper for the many small operations here
-        with torch.inference_mode():
-            logits = logits.view(nb, n, -1).double()
-            t = _targets(target if target is None or np.ndim(target) == 0 else
-                         torch.as_tensor(target).reshape(-1)[start:start + nb], logits[:, 0])
-            probs = F.softmax(logits, -1)
-            pick = t.view(nb, 1, 1).expand(nb, n, 1)
-            y = (probs if output == "probability" else logits).gather(2, pick)[..., 0]   # (nb, n) float64
-            ones_u, y_varies = _unit_outputs(y)
-            blocks.append(_fused_stats([acts[name].view(nb, n, acts[name].shape[1], -1) for name in names], ones_u,
-                                       y_varies, min_activation))
-            ys.append(y)
-            preds.append(logits.argmax(-1))
-            targets.append(t)
-            p_clean.append(probs[:, 0].gather(1, t.view(nb, 1))[:, 0])
+        if start == 0:
+            targets = _targets(target, b, logits.shape[1])
+        # the outputs are a few numbers per copy: worked on in float64 NumPy on the CPU, where small
+        # arrays cost microseconds (and float64 keeps probabilities near 1 apart)
+        lg = logits.detach().to("cpu", torch.float64).numpy().reshape(nb, n, -1)
+        t = lg[:, 0].argmax(1) if targets is None else targets[start:start + nb]
+        y = lg if output == "logit" else _softmax(lg)
+        y = np.take_along_axis(y, np.broadcast_to(t[:, None, None], (nb, n, 1)), 2)[..., 0]   # (nb, n)
+        ones_u, y_varies = _unit_outputs(y)
+        with torch.no_grad():
+            sums = _position_sums([acts[name].view(nb, n, acts[name].shape[1], -1) for name in names], ones_u)
         num_channels = {name: int(acts[name].shape[1]) for name in names}
+        positions = tuple(int(acts[name][0, 0].numel()) for name in names)
+        stats.append(_finish_stats(sums, tuple(num_channels.values()), positions, n, y_varies, min_activation))
+        logits_all.append(lg)
+        ys.append(y)
+        ts.append(t)
     # the tidy table: one row per (image, layer, channel), built from whole arrays in one call
-    block = torch.cat(blocks) if len(blocks) > 1 else blocks[0]                        # (B, 7, C)
-    block = block.transpose(1, 2).reshape(-1, len(STAT_KEYS)).cpu().numpy().astype(np.float64, copy=False)
+    block = (np.concatenate(stats) if len(stats) > 1 else stats[0]).reshape(-1, len(STAT_KEYS))
     cols: dict[str, Any] = dict(zip(STAT_KEYS, block.T))
     cols["valid_positions"] = cols["valid_positions"].astype(np.int64)
     cols.update(_index_columns(tuple(names), tuple(num_channels[name] for name in names), b))
     cols["weight_norm"] = np.tile(np.concatenate([_weight_norms_of(modules[nm], num_channels[nm]) for nm in names]), b)
-    scores = pd.DataFrame({k: cols[k] for k in ("image", "layer", "channel") + METRICS + STAT_KEYS[3:]})
-    joined = lambda parts: (torch.cat(parts) if len(parts) > 1 else parts[0]).cpu().numpy()  # noqa: E731
-    raw = {"output": joined(ys), "predicted": joined(preds), "target": joined(targets),
-           "probability": joined(p_clean), "noise_scale": noise_scales(n, sigma, ramp).numpy()}
+    scores = pd.DataFrame({k: cols[k] for k in ("image", "layer", "channel") + METRICS + STAT_KEYS[3:]}, copy=False)
+    joined = lambda parts: np.concatenate(parts) if len(parts) > 1 else parts[0]  # noqa: E731
+    lg, targets = joined(logits_all), joined(ts)                                      # (B, n, classes), (B,)
+    raw_y = joined(ys)
+    raw = {"output": raw_y, "predicted": lg.argmax(-1), "target": targets,
+           "probability": (raw_y[:, 0] if output == "probability" else _softmax(lg[:, 0])[np.arange(b), targets]),
+           "noise_scale": _noise_scales_np(n, float(sigma), ramp).copy()}
     params = dict(n=n, sigma=float(sigma), scheme=scheme, ramp=ramp, patch=patch, clip=clip, output=output,
                   min_activation=float(min_activation), seed=seed)
     # the clean maps get their own compact memory (a view would hold every copy's activations)
     kept = {name: torch.cat(maps[name]).cpu() if len(maps[name]) > 1 else maps[name][0].to("cpu", copy=True)
             for name in names} if keep_maps else None
     return ResamplingResult(scores, names, num_channels, params, kept, raw)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in the dtype of ``logits`` (float64 here)."""
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _noise_scales_np(n: int, sigma: float, ramp: bool) -> np.ndarray:
+    """:func:`noise_scales` as a read-only array (cached: the same for every call)."""
+    s = noise_scales(n, sigma, ramp).numpy()
+    s.setflags(write=False)
+    return s
 
 
 # --------------------------------------------------------------------------------------------
@@ -742,17 +784,18 @@ def ablation_study(model: nn.Module, images: torch.Tensor, labels: torch.Tensor 
     target = torch.tensor(result.targets, dtype=torch.long)
 
     def probs(masks: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Softmax outputs of all images, zeroing ``masks`` (``{layer: (B, C) bool}``) if given."""
+        """Softmax outputs of all images, zeroing ``masks`` (``{layer: (B, C) bool}``) if given; in
+        float64 on the CPU (MPS has no float64)."""
         out = []
         if masks is None:
             for i in range(0, b, batch_size):
-                out.append(F.softmax(model(x[i:i + batch_size].to(dev)).double(), -1).cpu())
+                out.append(F.softmax(model(x[i:i + batch_size]).to("cpu", torch.float64), -1))
             return torch.cat(out)
         with zero_channels(model, {layer: m[:batch_size] for layer, m in masks.items()}) as live:
             for i in range(0, b, batch_size):
                 for layer, m in masks.items():
                     live[layer] = m[i:i + batch_size]
-                out.append(F.softmax(model(x[i:i + batch_size].to(dev)).double(), -1).cpu())
+                out.append(F.softmax(model(x[i:i + batch_size]).to("cpu", torch.float64), -1))
         return torch.cat(out)
 
     p0 = probs()
