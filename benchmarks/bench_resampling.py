@@ -18,9 +18,9 @@ size, beside a forward pass of only about 5.5 ms: drawing the 51,200 normal numb
 (about 0.45 ms), the statistics over all 472 channels, the weight norms, the input checks and the
 tidy pandas table (about 0.5 ms). With the checks, the noise, the statistics, the weight norms and
 the table all stubbed out (an experiment, not a mode of the package), the rest of the analysis
-still takes about 1.25 times the wall-clock time of the plain pass on this machine, where small operations run several
-times slower right after a forward pass than in a warm loop (a softmax of 50 x 10 numbers: 24 us
-warm, about 100 us after a forward pass).
+still takes about 1.25 times the wall-clock time of the plain pass on this machine, where small
+operations run several times slower right after a forward pass than in a warm loop (a softmax of
+50 x 10 numbers: 24 us warm, about 100 us after a forward pass).
 
     python benchmarks/bench_resampling.py [--reps 40] [--widths 0.25 0.5 1.0] [--device cpu] [--threads N]
 """
