@@ -102,7 +102,7 @@ $\sum_l |A_l \cap B_l| / \sum_l (|A_l| + |B_l|)$, which is **half the Dice coeff
 the same sizes would have (*chance*).
 
 `rs.analyze` does all of this for a batch of images and every conv layer with one forward pass
-over the copies (hooks from `ik.capture`), returning tidy tables.
+over the copies (forward hooks record every layer, as `ik.capture` does), returning tidy tables.
 """),
 ("md", r"""
 ## The classifier: chapter 0's VGG, with a checkpoint after every epoch
