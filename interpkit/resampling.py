@@ -142,7 +142,8 @@ def channel_scores(acts: torch.Tensor, outputs: torch.Tensor, *,
     device of ``acts``:
 
     * ``correlation``: mean over positions of ``|Pearson_k(a, y)|``, skipping positions where the
-      activation is constant over the copies; NaN when no position varies or ``y`` is constant;
+      activation is constant over the copies (or varies by so little that its squares underflow);
+      NaN when no position varies or ``y`` is constant;
     * ``precision``: ``1 / mean over positions of Var_k(a)`` (population variance), NaN for channels
       whose mean activation over positions and copies is below ``min_activation``, ``inf`` for an
       eligible channel that never changes;
@@ -211,12 +212,14 @@ def _position_sums(acts: Sequence[torch.Tensor], ones_u: np.ndarray) -> np.ndarr
     d = flat.sub_(a0[:, None])                           # (B, N, T), in place: one large buffer in all
     torch.bmm(torch.from_numpy(ones_u).to(flat.device, dtype), d, out=parts[:, 5:7])  # sum_k d_k, sum_k d_k u_k
     torch.sum(d.square_(), 1, out=ss)                    # sum_k d_k^2 (d is not needed any more)
-    torch.gt(ss, 0, out=varies)
     ss.addcmul_(s1, s1, value=-1.0 / n).clamp_min_(0)    # sum of squared deviations over the copies
-    # Pearson (cov uses the centred, unit-norm y). Where an activation never changes, d = 0 gives
-    # cov = 0 and ss = 0, and 0 * inf = NaN, set to 0 here and left out of the mean by `varies`;
-    # rounding can leave ss = 0 beside a tiny cov, whose +-inf is the limit +-1.
-    torch.rsqrt(ss, out=r).mul_(cov).nan_to_num_(0.0, 1.0, -1.0)
+    # A position varies when ss > 0: exactly 0 where the activation never changes (d = 0), and at
+    # least about sum_k d_k^2 / n otherwise (d_0 = 0), unless the squares underflow (|d| < 1e-19 in
+    # float32), when no variance can be measured either.
+    torch.gt(ss, 0, out=varies)
+    # Pearson (cov uses the centred, unit-norm y). Where ss = 0, cov * inf is NaN or +-inf: set to
+    # 0 here, and left out of the mean by `varies`.
+    torch.rsqrt(ss, out=r).mul_(cov).nan_to_num_(0.0, 0.0, 0.0)
     torch.abs(r, out=abs_r)
     # sums over the positions of each channel: every layer is a contiguous (C_l, P_l) block, and
     # consecutive layers with the same number of positions are summed in one operation

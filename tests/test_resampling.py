@@ -199,6 +199,18 @@ def test_constant_output_gives_nan_correlation_not_an_error():
     assert not torch.isnan(got["precision"][0])  # precision does not need the output
 
 
+def test_variation_whose_squares_underflow_is_skipped_not_infinite():
+    # |d| ~ 1e-23: the activation changes, but d**2 underflows to 0 in float32, so no variance (and
+    # no Pearson coefficient) can be measured; the channel must come out undefined, not infinite
+    a = torch.zeros(10, 2, 2, 2)
+    a[1:, 0, 0, 0] = torch.linspace(1e-23, 2e-23, 9)
+    a[:, 1] = torch.rand(10, 2, 2, generator=torch.Generator().manual_seed(0))
+    got = rs.channel_scores(a, torch.linspace(0, 1, 10, dtype=torch.float64))
+    assert got["valid_positions"].tolist() == [0, 4]
+    assert torch.isnan(got["correlation"][0]) and torch.isnan(got["signed_correlation"][0])
+    assert torch.isfinite(got["correlation"][1]) and 0 <= got["correlation"][1] <= 1
+
+
 def test_probabilities_near_one_are_not_flattened_by_float32():
     a, _ = random_acts(1)
     y = 1 - torch.logspace(-12, -9, a.shape[0], dtype=torch.float64)  # differs only past float32 eps
