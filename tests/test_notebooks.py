@@ -68,6 +68,10 @@ def _finite_numbers(obj):
     return False
 
 
+#: Seconds one cell of a smoke run may take (the longest takes under a minute on a 2-core CPU).
+CELL_TIMEOUT = 600
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
@@ -78,8 +82,11 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("INTERPKIT_RESULTS_DIR", str(results))  # the kernel inherits the environment
     # figures as outputs, as in the book (the root conftest's MPLBACKEND=Agg would leave none)
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # a cell of a smoke run takes seconds: a cell past CELL_TIMEOUT is a hung kernel, which fails
+    # the test at once rather than stalling the whole run
     papermill.execute_notebook(str(path), str(tmp_path / path.name), cwd=str(path.parent),
-                               kernel_name="python3", parameters={"smoke": True}, progress_bar=False)
+                               kernel_name="python3", parameters={"smoke": True}, progress_bar=False,
+                               execution_timeout=CELL_TIMEOUT)
     out = results / f"{path.stem}.json"
     assert out.is_file(), f"{path.name} did not write {out.name}"
     data = json.loads(out.read_text())
