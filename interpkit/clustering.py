@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal, Mapping, Sequence, Union
@@ -119,10 +120,12 @@ def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layer
     Batches go through :func:`interpkit.capture` (the forward pass stops after the last requested
     layer); each batch fills the columns of a matrix allocated once, on the CPU, or, with
     ``memmap_dir``, as ``np.memmap`` files ``<layer>.f32`` there (for probe sets that do not fit in
-    memory). Storage is example-major, so the matrices are transposed views (column writes are
-    contiguous). The model is moved to ``device`` and run in eval mode (its mode is restored).
-    ``relu=True`` applies a ReLU to the captured outputs (for pre-activation layers); otherwise a
-    layer with negative outputs raises ``ValueError``. NaN/inf outputs always raise.
+    memory; each is written to a temporary file and renamed into place once every batch has
+    succeeded, so a failed run leaves no partial file). Storage is example-major, so the matrices
+    are transposed views (column writes are contiguous). The model is moved to ``device`` and run
+    in eval mode (its mode is restored). ``relu=True`` applies a ReLU to the captured outputs (for
+    pre-activation layers); otherwise a layer with negative outputs raises ``ValueError``. NaN/inf
+    outputs always raise.
     """
     if isinstance(layers, str):
         layers = [layers]
@@ -138,6 +141,7 @@ def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layer
     model.to(dev).eval()
     out = ActivationMatrices()
     storage: dict[str, torch.Tensor | np.ndarray] = {}
+    partial: dict[str, Path] = {}     # memmap files being written, renamed into place when all is done
     starts = range(0, n, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -167,28 +171,42 @@ def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layer
                     units = a.shape[1]
                     if memmap_dir is not None:
                         Path(memmap_dir).mkdir(parents=True, exist_ok=True)
-                        fname = Path(memmap_dir) / f"{name.replace('/', '_')}.f32"
-                        storage[name] = np.memmap(fname, dtype=np.float32, mode="w+", shape=(n, units))
+                        fd, tmp = tempfile.mkstemp(dir=memmap_dir, prefix=f".{_memmap_name(name)}.", suffix=".tmp")
+                        os.close(fd)
+                        partial[name] = Path(tmp)
+                        storage[name] = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(n, units))
                     else:
                         storage[name] = torch.empty((n, units), dtype=torch.float32)
-                buf = storage[name]
-                if isinstance(buf, np.ndarray):
-                    buf[s:s + len(xb)] = a.cpu().numpy()
+                if isinstance(storage[name], np.ndarray):
+                    storage[name][s:s + len(xb)] = a.cpu().numpy()
                 else:
-                    buf[s:s + len(xb)] = a.cpu()
+                    storage[name][s:s + len(xb)] = a.cpu()
+        for name, tmp in partial.items():   # complete: move each file into place, then map it again
+            shape = storage[name].shape
+            storage[name].flush()
+            storage[name] = None            # unmapped before the rename (needed on Windows)
+            final = Path(memmap_dir) / _memmap_name(name)
+            os.replace(tmp, final)
+            storage[name] = np.memmap(final, dtype=np.float32, mode="r+", shape=shape)
+        partial.clear()
+        for name in layers:
+            out[name] = storage[name].T
     finally:
         model.train(was_training)
-    for name in layers:
-        buf = storage[name]
-        if isinstance(buf, np.memmap):
-            buf.flush()
-        out[name] = buf.T
+        storage.clear()
+        for tmp in partial.values():        # a failed run leaves no file behind (nor changes an old one)
+            tmp.unlink(missing_ok=True)
     return out
 
 
 # ================================================================================================
 # Validation and streaming access
 # ================================================================================================
+def _memmap_name(layer: str) -> str:
+    """The file name of a layer's activations under ``memmap_dir``."""
+    return f"{layer.replace('/', '_')}.f32"
+
+
 def _as_named(mats: Mapping[str, Matrix] | Sequence[Matrix] | None, prefix: str) -> dict[str, Matrix]:
     if mats is None:
         return {}
@@ -493,10 +511,11 @@ def coupled_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
     """
     if mode not in ("monotone", "faithful"):
         raise ValueError(f"mode must be 'monotone' or 'faithful', got {mode!r}.")
-    if n_iter < 1:
-        raise ValueError(f"n_iter must be >= 1, got {n_iter}.")
-    if lambda_f < 0 or eps <= 0:
-        raise ValueError(f"lambda_f must be >= 0 and eps > 0, got lambda_f={lambda_f}, eps={eps}.")
+    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
+        raise ValueError(f"n_iter must be an integer >= 1, got {n_iter!r}.")
+    if not (math.isfinite(lambda_f) and lambda_f >= 0 and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"lambda_f must be finite and >= 0 and eps finite and > 0, got lambda_f={lambda_f}, "
+                         f"eps={eps} (the paper's lambda_f is 1; eps only guards divisions by zero).")
     data, pn, an = _prepare(activations, pixels, rank, device, dtype, chunk_rows)
     fac = (_init(data, pn, an, rank, init, seed) if isinstance(init, str)
            else _check_init(init, data, pn, an, rank))
@@ -689,8 +708,14 @@ def class_weights(result: FactorsLike, labels: Labels, classes: Sequence[str] | 
 def top_examples(result: FactorsLike, k: int = 8) -> np.ndarray:
     """(R x k) indices of the examples with the largest ``F[r, n]`` per concept, largest first."""
     F = _F(result)
-    k = min(int(k), F.shape[1])
+    k = min(_positive_k(k), F.shape[1])
     return np.argsort(-F, axis=1, kind="stable")[:, :k]
+
+
+def _positive_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}.")
+    return int(k)
 
 
 def concept_table(result: FactorsLike, labels: Labels, classes: Sequence[str] | None = None,
@@ -778,7 +803,7 @@ def top_units(result: CoupledNMF, layer: str, concept: int, k: int = 10,
         raise KeyError(f"no layer {layer!r} in this factorisation; choose from {list(result.O)}.")
     o = _np(result.O[layer][:, concept])
     shape = shape or result.shapes.get(layer)
-    top = np.argsort(-o, kind="stable")[:k]
+    top = np.argsort(-o, kind="stable")[:_positive_k(k)]
     df = pd.DataFrame({"unit": top, "weight": o[top]})
     if shape is not None and len(shape) == 3:
         c, h, w = shape
@@ -809,6 +834,8 @@ def knn_impurity(result: FactorsLike, n_classes: int | None = None, *,
     if k is None:
         if n_classes is None:
             raise ValueError("pass n_classes (k = N // n_classes + 1, as the paper) or k.")
+        if int(n_classes) < 1:
+            raise ValueError(f"n_classes must be a positive number of classes, got {n_classes!r}.")
         k = n // int(n_classes) + 1
     k = int(min(k, n))
     if k < 2:

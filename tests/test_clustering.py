@@ -310,3 +310,57 @@ def test_cuda_matches_cpu():
     a = cl.coupled_nmf(acts, pix, 4, init=fac, n_iter=20, dtype=torch.float64, device="cpu")
     b = cl.coupled_nmf(acts, pix, 4, init=fac, n_iter=20, dtype=torch.float64, device="cuda")
     np.testing.assert_allclose(b.history["objective"], a.history["objective"], rtol=1e-8)
+
+
+# --------------------------------------------------------------------------------------------
+# edge cases found in review (each test failed before its fix)
+# --------------------------------------------------------------------------------------------
+def test_memmap_activations_are_written_atomically(tmp_path):
+    # a run that fails part-way (NaN in the last batch) used to leave a half-filled act.f32 behind,
+    # overwriting the complete file of an earlier run
+    torch.manual_seed(0)
+    net, x = _Net(), torch.rand(10, 3, 6, 6)
+    good = cl.activation_matrices(net, x, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
+    before = np.array(good["act"])
+    del good
+    bad = x.clone()
+    bad[9, 0, 0, 0] = float("nan")                    # the third batch fails
+    with pytest.raises(ValueError, match="NaN/inf"):
+        cl.activation_matrices(net, bad * 2, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["act.f32"]     # no partial or temporary files
+    after = np.memmap(tmp_path / "act.f32", dtype=np.float32, mode="r", shape=before.T.shape).T
+    np.testing.assert_array_equal(after, before)     # the earlier, complete result is intact
+    fresh = cl.activation_matrices(net, x * 2, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
+    assert isinstance(fresh["act"], np.memmap) and str(fresh["act"].filename) == str((tmp_path / "act.f32").resolve())
+    np.testing.assert_allclose(np.asarray(fresh["act"]), net.act(net.conv(x * 2)).reshape(10, -1).T.detach().numpy(),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{"lambda_f": float("nan")}, {"eps": float("nan")},
+                                    {"lambda_f": float("inf")}, {"n_iter": 2.5}])
+def test_coupled_nmf_rejects_non_finite_or_fractional_settings(kwargs):
+    # NaN lambda_f / eps passed the `< 0` checks and gave NaN factors without a word
+    pix, acts = _data(n=12)
+    with pytest.raises(ValueError, match="|".join(kwargs)):
+        cl.coupled_nmf(acts, pix, 3, **{"n_iter": 2, **kwargs})
+
+
+def test_top_k_helpers_reject_non_positive_k():
+    # k = -3 used to return all but the last 3 examples (a Python slice), k = 0 nothing
+    pix, acts = _data(n=12)
+    res = cl.coupled_nmf(acts, pix, 3, n_iter=2)
+    layer = next(iter(res.O))
+    for k in (0, -3):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            cl.top_examples(res, k)
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            cl.top_units(res, layer, 0, k=k)
+    assert cl.top_examples(res, 100).shape == (3, 12)      # more than N: all examples, as before
+
+
+def test_knn_impurity_rejects_non_positive_n_classes():
+    # n_classes = 0 raised a bare ZeroDivisionError
+    pix, acts = _data(n=12)
+    res = cl.coupled_nmf(acts, pix, 3, n_iter=2)
+    with pytest.raises(ValueError, match="n_classes"):
+        cl.knn_impurity(res, 0)
