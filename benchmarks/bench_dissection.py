@@ -108,9 +108,10 @@ def reference_tally(acts: np.ndarray, ds, thresholds: np.ndarray) -> dict[str, n
         for u in range(U):
             fmap = acts[i, u]
             if fmap.max() > thresholds[u]:
-                up = F.interpolate(torch.from_numpy(fmap)[None, None], size=(sh, sw), mode="bilinear",
-                                   align_corners=False)[0, 0].numpy()
-                idx = np.argwhere(up > thresholds[u])
+                up, hit = (F.interpolate(torch.from_numpy(z)[None, None], size=(sh, sw), mode="bilinear",
+                                         align_corners=False)[0, 0].numpy()
+                           for z in (fmap, (fmap > thresholds[u]).astype(np.float32)))
+                idx = np.argwhere((up > thresholds[u]) & (hit > 0))   # only pixels with a source cell above T
                 units[u] += len(idx)
                 tally_cat = np.zeros(len(cats))
                 if len(pixels):

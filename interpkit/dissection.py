@@ -7,7 +7,8 @@ For each unit ``k`` of a layer:
    ``numpy.quantile``) of the unit's activation over every position of every probe image, on the raw
    (not upsampled) maps.
 2. Per image the unit's map is upsampled bilinearly (``align_corners=False``) to the segmentation
-   resolution and thresholded strictly: ``M_k = up(A_k) > T_k``.
+   resolution and thresholded strictly: ``M_k = up(A_k) > T_k``, counting only pixels with a source cell
+   above ``T_k`` (a convex combination of cells <= T cannot exceed T; float rounding can, by an ulp).
 3. Over the dataset, per unit and label ``c``: ``I = |M_k & L_c|``; ``G(c)`` the label's pixel count;
    ``A_cat(k, p)`` the unit's activated pixels in the images where the activated region overlaps at
    least one pixel of a label of primary category ``p`` (NetDissect-Lite's category-restricted count;
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -190,7 +192,7 @@ class TopTailQuantile:
 
     def update(self, values: torch.Tensor) -> None:
         """Add a block of values, shape (units, M)."""
-        self.pending.append(values.to(self.device, torch.float32))
+        self.pending.append(values.detach().to(self.device, torch.float32))
         self.pending_cols += values.shape[1]
         self.seen += values.shape[1]
         if self.pending_cols >= max(self.m, 4096):
@@ -244,7 +246,7 @@ class HistogramQuantileSketch:
 
     def update(self, values: torch.Tensor) -> None:
         """Add a block of values, shape (units, M)."""
-        x = values.to(self.device, torch.float64)
+        x = values.detach().to(self.device, torch.float64)
         vmin, vmax = x.amin(dim=1), x.amax(dim=1)
         if self.lo is None:
             span = vmax - vmin
@@ -336,20 +338,24 @@ def _unit_major(a: torch.Tensor) -> torch.Tensor:
 def upsample_masks(maps: torch.Tensor | np.ndarray, thresholds: torch.Tensor | np.ndarray | float,
                    size: tuple[int, int]) -> torch.Tensor:
     """Binary unit masks ``up(A) > T``: maps (..., h, w) upsampled bilinearly (align_corners=False)
-    to ``size``; ``thresholds`` broadcasts against the leading axes (e.g. (units,) for (N, units, h, w))."""
-    m = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps).float()
-    lead = m.shape[:-2]
-    up = F.interpolate(m.reshape(-1, 1, *m.shape[-2:]), size=tuple(size), mode="bilinear",
-                       align_corners=False).reshape(*lead, *size)
-    t = torch.as_tensor(thresholds, dtype=up.dtype, device=up.device)
-    return up > t.reshape(*t.shape, 1, 1) if t.ndim else up > t
+    to ``size``; ``thresholds`` broadcasts against the leading axes (e.g. (units,) for (N, units, h, w)).
+    As in :func:`dissect`, a pixel counts only if one of its source cells is above ``T``."""
+    m = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps).detach().float()
+
+    def up(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), size=tuple(size), mode="bilinear",
+                             align_corners=False).reshape(*x.shape[:-2], *size)
+
+    t = torch.as_tensor(thresholds, dtype=m.dtype, device=m.device)
+    t = t.reshape(*t.shape, 1, 1) if t.ndim else t
+    return (up(m) > t) & (up((m > t).float()) > 0)
 
 
 def top_images(activations: np.ndarray | torch.Tensor, unit: int, k: int = 8) -> np.ndarray:
     """Indices of the ``k`` images where ``unit`` reaches its highest activation (max over the map)."""
     a = activations[:, unit]
     peak = np.asarray(a.reshape(len(a), -1).max(axis=1) if isinstance(a, np.ndarray)
-                      else a.reshape(len(a), -1).amax(dim=1).cpu().numpy())
+                      else a.detach().reshape(len(a), -1).amax(dim=1).cpu().numpy())
     return np.argsort(-peak, kind="stable")[:k]
 
 
@@ -357,13 +363,13 @@ def top_images(activations: np.ndarray | torch.Tensor, unit: int, k: int = 8) ->
 # Checks
 # ----------------------------------------------------------------------------------------------
 def _check_quantile(q: float) -> None:
-    if not isinstance(q, (int, float)) or not (0.0 < float(q) < 1.0):
+    if not isinstance(q, numbers.Real) or not (0.0 < float(q) < 1.0):
         raise ValueError(f"quantile must lie strictly between 0 and 1 (the paper uses 0.005, i.e. the top "
                          f"0.5% of activations), got {q!r}.")
 
 
 def _check_iou_threshold(t: float) -> None:
-    if not isinstance(t, (int, float)) or not (0.0 <= float(t) <= 1.0):
+    if not isinstance(t, numbers.Real) or not (0.0 <= float(t) <= 1.0):
         raise ValueError(f"iou_threshold must lie in [0, 1] (the paper uses 0.04), got {t!r}.")
 
 
@@ -389,7 +395,7 @@ def _check_finite(a: torch.Tensor, what: str, start: int) -> None:
 
 
 def _as_tensor(a: Any, dev: torch.device) -> torch.Tensor:
-    t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
+    t = a.detach() if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
     return t.to(dev, torch.float32)
 
 
@@ -440,6 +446,10 @@ def _label_space(dataset: Any, categories: Sequence[str] | None, dev: torch.devi
     if categories is not None:
         selected &= np.isin(primary, [cats.index(c) for c in categories])
     selected[0] = False
+    if not selected.any():
+        raise ValueError(f"no label to score: none of the labels of dataset.labels has a category in "
+                         f"{list(categories) if categories is not None else cats}; pass categories=None or some "
+                         f"of {sorted(set(cat_of[1:]) & set(cats)) or cats}, or check dataset.categories.")
     lut = torch.where(torch.as_tensor(selected), torch.arange(L), torch.zeros(L, dtype=torch.long))
     labelcat = torch.zeros(L, len(cats))
     known = torch.as_tensor(np.flatnonzero(primary >= 0))
@@ -521,7 +531,8 @@ def _active_pixels(acts: torch.Tensor, thr: torch.Tensor, geom: _Geometry, chunk
     Only tiles whose source cells can exceed the threshold are evaluated (a small fraction, since the
     threshold is a top quantile), and in them only the rows whose bound can. Values are computed in
     float32 from the 2 x 2 source cells; pixels within a rounding margin of the threshold are settled
-    with ``F.interpolate`` on their whole map, so the result equals thresholding the dense maps.
+    with ``F.interpolate`` on their whole map, so the result equals thresholding the dense maps (keeping
+    only pixels with a source cell above ``thr``, like :func:`upsample_masks`).
     """
     B, U, h, w = acts.shape
     dev = acts.device
@@ -594,9 +605,11 @@ def _active_pixels(acts: torch.Tensor, thr: torch.Tensor, geom: _Geometry, chunk
         out.append(tuple(z.index_select(0, idx) for z in (qb, qu, pos)))
         ab, au, ap = (z.index_select(0, amb) for z in (qb, qu, pos))
         maps, inv = torch.unique(ab * U + au, return_inverse=True)
-        up = F.interpolate(acts.view(B * U, 1, h, w)[maps], size=(geom.sh, geom.sw), mode="bilinear",
-                           align_corners=False).view(-1)
-        (on,) = _nonzero(up.index_select(0, inv * S + ap) > thr.index_select(0, au))
+        src = acts.view(B * U, 1, h, w)[maps]
+        up, hit = (F.interpolate(z, size=(geom.sh, geom.sw), mode="bilinear", align_corners=False).view(-1)
+                   for z in (src, (src > thr.index_select(0, maps % U)[:, None, None, None]).float()))
+        sel = inv * S + ap
+        (on,) = _nonzero((up.index_select(0, sel) > thr.index_select(0, au)) & (hit.index_select(0, sel) > 0))
         out.append(tuple(z.index_select(0, on) for z in (ab, au, ap)))
     if not out:
         e = torch.zeros(0, dtype=torch.long, device=dev)
@@ -812,6 +825,7 @@ def dissect(source: nn.Module | np.ndarray | torch.Tensor | Mapping[str, Any], d
     """
     _check_quantile(quantile)
     _check_iou_threshold(iou_threshold)
+    quantile, iou_threshold = float(quantile), float(iou_threshold)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if quantile_method not in ("auto", "exact", "sketch"):
@@ -858,7 +872,7 @@ def dissect(source: nn.Module | np.ndarray | torch.Tensor | Mapping[str, Any], d
             raise ValueError(f"thresholds must be one array (one layer) or a mapping with exactly the layers "
                              f"{names}.")
         for k, v in tmap.items():
-            t = torch.as_tensor(np.asarray(v, dtype=np.float32)).to(dev)
+            t = _as_tensor(v if isinstance(v, torch.Tensor) else np.asarray(v, dtype=np.float32), dev)
             if t.ndim != 1 or not bool(torch.isfinite(t).all()):
                 raise ValueError(f"thresholds for {k!r} must be a finite 1-D array (one value per unit).")
             thr_given[str(k)] = t
@@ -876,6 +890,13 @@ def dissect(source: nn.Module | np.ndarray | torch.Tensor | Mapping[str, Any], d
             x = transform(x)
         with torch.inference_mode(), capture(model, names, stop=True) as acts:
             model(x)
+        for nm in names:
+            if nm not in acts:
+                raise ValueError(f"layer {nm!r} did not run in the model's forward pass (e.g. an auxiliary branch "
+                                 "skipped in eval mode); choose a layer on the path from input to output.")
+            if not isinstance(acts[nm], torch.Tensor):
+                raise ValueError(f"layer {nm!r} outputs a {type(acts[nm]).__name__}, not a tensor; dissection needs "
+                                 "4-D conv feature maps (N, units, h, w): choose a conv layer inside it.")
         return {nm: acts[nm].float() for nm in names}
 
     def from_arrays(s: int, e: int) -> dict[str, torch.Tensor]:
@@ -1076,6 +1097,10 @@ class ChannelRotation(nn.Module):
                                                   dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.R.shape[1]:
+            r, c = self.R.shape
+            raise ValueError(f"R is {r} x {c} but the feature map has {x.shape[1] if x.ndim > 1 else '?'} channels "
+                             f"(shape {tuple(x.shape)}); use an R with one column per channel of this 4-D map.")
         return torch.einsum("ij,njhw->nihw", self.R.to(x.dtype), x)
 
 
@@ -1086,6 +1111,11 @@ class RotatedOutput(nn.Module):
     def __init__(self, inner: nn.Module, R: np.ndarray | torch.Tensor) -> None:
         super().__init__()
         R = torch.as_tensor(np.asarray(R) if not isinstance(R, torch.Tensor) else R, dtype=torch.float32)
+        if R.ndim != 2 or R.shape[0] != R.shape[1]:
+            raise ValueError(f"R must be a square matrix (channels x channels), got shape {tuple(R.shape)}.")
+        if not torch.allclose(R.double() @ R.double().T, torch.eye(len(R), dtype=torch.float64), atol=1e-4):
+            raise ValueError("R is not orthogonal (R @ R.T != I), so R then R^T would change the network's "
+                             "outputs; build it with random_rotation(n) or fractional_rotation(Q, alpha).")
         self.inner, self.rotate, self.unrotate = inner, ChannelRotation(R), ChannelRotation(R.T.contiguous())
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -97,9 +97,7 @@ def brute_force(acts: np.ndarray, ds: FakeBroden, thresholds: np.ndarray) -> dic
         for s in scalars:
             G[s] += sh * sw
         for u in range(U):
-            up = F.interpolate(torch.as_tensor(acts[i, u])[None, None].float(), size=(sh, sw), mode="bilinear",
-                               align_corners=False)[0, 0].numpy()
-            m = up > thresholds[u]
+            m = nd.upsample_masks(acts[i, u], thresholds[u], (sh, sw)).numpy()   # up(A) > T, as dissect
             a = int(m.sum())
             unit_px[u] += a
             touched = set()
@@ -442,7 +440,8 @@ def test_helpers():
 @pytest.mark.parametrize("h,w,sh,sw", [(14, 14, 112, 112), (13, 13, 112, 112), (6, 9, 113, 50), (3, 4, 8, 10),
                                        (5, 5, 5, 5), (9, 7, 4, 6), (1, 1, 7, 3)])
 def test_sparse_masks_equal_dense_interpolation(h, w, sh, sw):
-    """The tile-sparse evaluation returns exactly the pixels of ``F.interpolate(...) > T``."""
+    """The tile-sparse evaluation returns exactly the pixels of ``F.interpolate(...) > T`` that have a
+    source cell above ``T``."""
     g = torch.Generator().manual_seed(h * 100 + sw)
     cases = [torch.randn(6, 7, h, w, generator=g) ** 3,                           # signed, heavy tails
              torch.relu(torch.randn(6, 7, h, w, generator=g)),                    # many exact zeros
@@ -456,6 +455,121 @@ def test_sparse_masks_equal_dense_interpolation(h, w, sh, sw):
         got[b, u, pos] = True
         got = got.view(6, 7, sh, sw)
         assert len(b) == int(got.sum())  # no duplicates
-        dense = F.interpolate(a.reshape(-1, 1, h, w), size=(sh, sw), mode="bilinear",
-                              align_corners=False).reshape(6, 7, sh, sw) > thr[None, :, None, None]
+        up = lambda x: F.interpolate(x.reshape(-1, 1, h, w), size=(sh, sw), mode="bilinear",  # noqa: E731
+                                     align_corners=False).reshape(6, 7, sh, sw)
+        t = thr[None, :, None, None]
+        dense = (up(a) > t) & (up((a > t).float()) > 0)   # pixels with a source cell above T (rounding)
         assert torch.equal(got, dense)
+
+
+# ----------------------------------------------------------------------------------------------
+# edge cases found in an audit: each test failed on the code before its fix
+# ----------------------------------------------------------------------------------------------
+def test_constant_unit_never_fires():
+    """Defect: a unit constant at c gets T = c, and bilinear upsampling rounds c * (w0 + w1) one ulp above
+    c on a scatter of pixels, so ``up(A) > T`` fired there: the constant unit had 72 active pixels and an
+    IoU of 0.088 (a detector). No pixel whose source cells are all <= T can be above T."""
+    ds = FakeBroden()
+    a = _acts()
+    a[:, 2] = 3.7
+    r = nd.dissect(a, ds, quantile=0.005, progress=False, device="cpu")
+    assert r.thresholds[2] == np.float32(3.7)
+    assert r.unit_pixels[2] == 0 and (r.iou[2] == 0).all() and not r.units["detector"][2]
+    # the other units are untouched
+    ref = brute_force(a, ds, r.thresholds)
+    keep = [0, 1, 3, 4]
+    np.testing.assert_array_equal(r.intersection[keep], ref["inter"][keep])
+    # a unit saturated at its maximum (ReLU6-like: the top tail is all ties) neither
+    sat = np.minimum(_acts(units=1) * 3, 0.3).astype(np.float32)
+    r = nd.dissect(sat, ds, quantile=0.005, progress=False, device="cpu")
+    assert r.thresholds[0] == np.float32(0.3) and r.unit_pixels[0] == 0
+    assert not nd.upsample_masks(a[:, 2:3], np.float32(3.7), ds.seg_shape).any()
+    # the sparse evaluation and upsample_masks apply the same rule on maps saturated at the threshold
+    for h, w, sh, sw in [(13, 13, 113, 113), (6, 9, 113, 50)]:
+        m = torch.minimum(torch.randn(3, 4, h, w, generator=torch.Generator().manual_seed(h)) * 4, torch.tensor(3.7))
+        thr = torch.full((4,), 3.7)
+        b, u, pos = nd._active_pixels(m, thr, nd._Geometry(h, w, sh, sw, torch.device("cpu")), 1 << 16)
+        assert len(b) == 0 and not nd.upsample_masks(m, thr, (sh, sw)).any()
+
+
+def test_activations_that_require_grad():
+    """Defect: activations computed outside ``torch.no_grad()`` (requires_grad=True) crashed with "Can't call
+    numpy() on Tensor that requires grad" only at the very end of dissect, and in quantile_thresholds,
+    top_images and for such a thresholds tensor."""
+    ds = FakeBroden()
+    a = _acts()
+    ref = nd.dissect(a, ds, quantile=0.2, progress=False, device="cpu")
+    g = torch.tensor(a, requires_grad=True)
+    r = nd.dissect(g, ds, quantile=0.2, progress=False, device="cpu")
+    np.testing.assert_array_equal(r.iou, ref.iou)
+    np.testing.assert_array_equal(nd.quantile_thresholds(g, 0.2, device="cpu"), ref.thresholds)
+    assert list(nd.top_images(g, 1, k=3)) == list(nd.top_images(a, 1, k=3))
+    t = torch.tensor(ref.thresholds, requires_grad=True)
+    np.testing.assert_array_equal(nd.dissect(a, ds, thresholds=t, progress=False, device="cpu").iou, ref.iou)
+
+
+def test_layer_that_does_not_give_a_feature_map():
+    """Defect: a layer that never runs in eval mode (an auxiliary branch) raised a bare ``KeyError: 'aux'``,
+    and a layer returning a tuple ``AttributeError: 'tuple' object has no attribute 'float'``."""
+    class Aux(TinyNet):
+        def __init__(self):
+            super().__init__()
+            self.aux = nn.Conv2d(6, 2, 1)
+
+        def forward(self, x):
+            x = self.relu(self.conv1(x))
+            if self.training:
+                self.aux(x)
+            return self.fc(self.relu(self.conv2(x)).mean((2, 3)))
+
+    class Pair(nn.Module):
+        def forward(self, x):
+            return x, x
+
+    class TupleNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.pair = nn.Conv2d(3, 4, 3), Pair()
+
+        def forward(self, x):
+            return self.pair(self.conv(x))[0].mean()
+
+    with pytest.raises(ValueError, match="'aux' did not run"):
+        nd.dissect(Aux(), FakeBroden(n=4), "aux", progress=False, device="cpu")
+    with pytest.raises(ValueError, match="'pair' outputs a tuple"):
+        nd.dissect(TupleNet(), FakeBroden(n=4), "pair", progress=False, device="cpu")
+
+
+def test_no_label_selected():
+    """Defect: ``categories=[]`` (e.g. a filtered list that came out empty) silently scored no label at all:
+    every IoU 0 and no detector, as if the layer had none."""
+    with pytest.raises(ValueError, match="no label to score"):
+        nd.dissect(_acts(), FakeBroden(), categories=[], progress=False, device="cpu")
+    ds = FakeBroden()
+    ds.categories = ["material"]      # no label of dataset.labels has a known category
+    with pytest.raises(ValueError, match="no label to score"):
+        nd.dissect(_acts(), ds, progress=False, device="cpu")
+
+
+def test_numpy_scalar_quantile_and_iou_threshold():
+    """Defect: ``quantile=np.float32(0.2)`` was rejected with "quantile must lie strictly between 0 and 1 ...
+    got 0.2" (only Python int/float passed the type test); the same for iou_threshold."""
+    ds = FakeBroden()
+    ref = nd.dissect(_acts(), ds, quantile=0.2, progress=False, device="cpu")
+    r = nd.dissect(_acts(), ds, quantile=np.float32(0.2), iou_threshold=np.float32(0.04), progress=False,
+                   device="cpu")
+    np.testing.assert_allclose(r.thresholds, nd.quantile_thresholds(_acts(), np.float32(0.2), device="cpu"))
+    assert type(r.quantile) is float and type(r.iou_threshold) is float
+    assert type(ref.with_iou_threshold(np.float32(0.1)).iou_threshold) is float
+
+
+def test_with_rotation_rejects_a_matrix_that_changes_the_network():
+    """Defect: a non-orthogonal R (R^T R != I) silently changed the network's outputs (by 0.03 here) although
+    with_rotation promises the same function; an R of the wrong size failed only in the forward pass with
+    an einsum error."""
+    net = TinyNet().eval()
+    with pytest.raises(ValueError, match="not orthogonal"):
+        nd.with_rotation(net, "conv1", np.random.default_rng(0).standard_normal((6, 6)))
+    rot = nd.with_rotation(net, "conv1", nd.random_rotation(4))
+    with pytest.raises(ValueError, match="4 x 4 but the feature map has 6 channels"):
+        rot(torch.rand(2, 3, 16, 16))
