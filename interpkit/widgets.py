@@ -5,6 +5,7 @@ static figure first and then display the widget for readers who run the notebook
 """
 from __future__ import annotations
 
+import traceback
 from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -16,23 +17,43 @@ from .capture import capture
 
 
 def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> "ipywidgets.Widget":
-    """A box with ``controls`` (name -> ipywidgets control) above an output area showing ``draw(**values)``."""
+    """A box with ``controls`` (name -> ipywidgets control) above an output area showing ``draw(**values)``.
+
+    The figure is written into the output area's ``outputs`` directly rather than displayed inside
+    ``with out:``. That capture protocol makes a headless executor (nbclient, behind papermill,
+    nbval and jupyter-book) send widget messages on the channel it is waiting on for the cell's
+    reply, which now and then loses the reply and hangs the run (jupyter/nbclient#312). An error in
+    ``draw`` is raised when the widget is built, and shown in the output area on later redraws.
+    """
     import ipywidgets as w
-    from IPython.display import display
 
     out = w.Output()
 
-    def redraw(*_):
-        with out:
-            out.clear_output(wait=True)
+    def redraw(*_, initial: bool = False) -> None:
+        try:
             fig = draw(**{k: c.value for k, c in controls.items()})
-            display(fig)
+        except Exception:
+            if initial:
+                raise
+            out.outputs = ({"output_type": "stream", "name": "stderr", "text": traceback.format_exc()},)
+            return
+        try:
+            out.outputs = (_display_output(fig),)
+        finally:
             plt.close(fig)
 
     for c in controls.values():
         c.observe(redraw, names="value")
-    redraw()
+    redraw(initial=True)
     return w.VBox([w.HBox(list(controls.values())), out])
+
+
+def _display_output(obj: object) -> dict:
+    """``obj`` as one ``display_data`` output, formatted as ``display(obj)`` would format it."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    data, metadata = InteractiveShell.instance().display_formatter.format(obj)
+    return {"output_type": "display_data", "data": data, "metadata": metadata}
 
 
 def feature_map_explorer(model: nn.Module, images: torch.Tensor, layers: Sequence[str],

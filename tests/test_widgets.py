@@ -1,0 +1,101 @@
+"""Tests of interpkit.widgets: the widgets respond to their controls, and never use the output
+capture protocol that makes headless notebook runs hang (jupyter/nbclient#312)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+ipywidgets = pytest.importorskip("ipywidgets")
+
+import interpkit as ik  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def png_figures():
+    """Format figures as PNG, as the inline backend of a notebook kernel does."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib_inline.backend_inline import select_figure_formats
+
+    shell = InteractiveShell.instance()
+    select_figure_formats(shell, {"png"})
+    yield
+    select_figure_formats(shell, set())
+
+
+def _output_area(box):
+    return box.children[1]
+
+
+def test_interactive_figure_redraws_when_a_control_changes():
+    calls = []
+
+    def draw(n: int, colour: str) -> plt.Figure:
+        calls.append((n, colour))
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.plot(range(n), color=colour)
+        return fig
+
+    n = ipywidgets.IntSlider(2, 1, 5)
+    colour = ipywidgets.Dropdown(options=["red", "blue"], value="red")
+    box = ik.widgets.interactive_figure(draw, n=n, colour=colour)
+    out = _output_area(box)
+    assert calls == [(2, "red")]
+    assert [o["output_type"] for o in out.outputs] == ["display_data"]
+    first = out.outputs[0]["data"]
+    assert first["image/png"]
+    n.value = 4
+    colour.value = "blue"
+    assert calls == [(2, "red"), (4, "red"), (4, "blue")]
+    assert len(out.outputs) == 1 and out.outputs[0]["data"] != first   # replaced, not appended
+    assert plt.get_fignums() == []                                      # every figure was closed
+
+
+def test_interactive_figure_never_captures_output_with_the_context_manager(monkeypatch):
+    # `with out:` sets the output area's msg_id, which a headless executor answers by sending widget
+    # messages on the shell channel while it waits there for the cell's reply: the source of the
+    # intermittent hangs. The figure must go into `outputs` directly.
+    entered = []
+    monkeypatch.setattr(ipywidgets.Output, "__enter__", lambda self: entered.append(self))
+
+    def draw(k: int) -> plt.Figure:
+        return plt.figure(figsize=(1, 1))
+
+    k = ipywidgets.IntSlider(0, 0, 3)
+    out = _output_area(ik.widgets.interactive_figure(draw, k=k))
+    k.value = 3
+    assert entered == [] and out.msg_id == "" and len(out.outputs) == 1
+
+
+def test_an_error_in_draw_fails_the_cell_first_and_is_shown_later():
+    def draw(k: int) -> plt.Figure:
+        if k == 2:
+            raise ValueError("k = 2 cannot be drawn")
+        return plt.figure(figsize=(1, 1))
+
+    with pytest.raises(ValueError, match="cannot be drawn"):
+        ik.widgets.interactive_figure(draw, k=ipywidgets.IntSlider(2, 0, 3))
+    k = ipywidgets.IntSlider(0, 0, 3)
+    out = _output_area(ik.widgets.interactive_figure(draw, k=k))
+    k.value = 2                                       # from a slider: shown, not raised
+    assert out.outputs[0]["output_type"] == "stream" and "k = 2 cannot be drawn" in out.outputs[0]["text"]
+    k.value = 1                                       # and the next good value draws again
+    assert out.outputs[0]["output_type"] == "display_data"
+
+
+def test_feature_map_explorer_responds_to_layer_and_image():
+    torch.manual_seed(0)
+    model = ik.models.vgg8(10, 1, width=0.25).eval()
+    images = torch.rand(3, 1, 32, 32)
+    box = ik.widgets.feature_map_explorer(model, images, ["features.0", "features.2"])
+    layer, image, _ = box.children[0].children
+    out = _output_area(box)
+    before = out.outputs[0]["data"]
+    layer.value = "features.2"
+    image.value = 2
+    assert len(out.outputs) == 1 and out.outputs[0]["data"] != before
+    assert plt.get_fignums() == []
