@@ -2,17 +2,13 @@
 capture protocol that makes headless notebook runs hang (jupyter/nbclient#312)."""
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt  # the root conftest selects the Agg backend
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import interpkit as ik
 
 ipywidgets = pytest.importorskip("ipywidgets")
-
-import interpkit as ik  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
