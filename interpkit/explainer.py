@@ -81,6 +81,22 @@ def _check_map_size(n: int, what: str = "feature map") -> None:
                          "layer of the performer or feed larger images.")
 
 
+def _check_nonneg(name: str, value: float) -> float:
+    """``value`` as a float, or a ValueError if it is NaN, infinite or negative."""
+    v = float(value)
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}; pass 0 to switch that term off.")
+    return v
+
+
+def _check_beta(beta: float) -> float:
+    v = float(beta)
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"beta (the templates' fall-off) must be a finite number >= 0, got {beta}; "
+                         f"the paper uses {DEFAULT_BETA}.")
+    return v
+
+
 def icnn_templates(n: int, *, beta: float = DEFAULT_BETA, tau: float | None = None,
                    dtype: torch.dtype = torch.float32, device: str | torch.device | None = None) -> torch.Tensor:
     """The ``n*n`` positive templates (row-major order of ``mu``) and the negative one, ``(n*n + 1, n, n)``.
@@ -91,7 +107,10 @@ def icnn_templates(n: int, *, beta: float = DEFAULT_BETA, tau: float | None = No
     if not isinstance(n, int) or isinstance(n, bool):
         raise TypeError(f"n must be an int (the side of a square feature map), got {type(n).__name__}.")
     _check_map_size(n)
+    beta = _check_beta(beta)
     tau = 0.5 / n ** 2 if tau is None else float(tau)
+    if not (math.isfinite(tau) and tau > 0):
+        raise ValueError(f"tau must be a finite number > 0, got {tau}; leave it None for the paper's 0.5 / n^2.")
     ar = torch.arange(n, dtype=torch.float64)
     ii, jj = torch.meshgrid(ar, ar, indexing="ij")
     mu_i, mu_j = ii.reshape(-1, 1, 1), jj.reshape(-1, 1, 1)
@@ -270,7 +289,7 @@ class Explainer(nn.Module):
                 raise ValueError(f"target {name!r} is not square ({s[1]}x{s[2]}); the decoder builds square maps.")
         self.input_layer = input_layer
         self.n_filters = int(n_filters)
-        self.beta = float(beta)
+        self.beta = _check_beta(beta)
         hidden = int(hidden or max(n_filters, max(s[0] for s in self.target_shapes.values())))
         self.config = dict(in_shape=list(self.in_shape), targets={k: list(v) for k, v in self.target_shapes.items()},
                            n_filters=self.n_filters, hidden=hidden, n_interp_layers=int(n_interp_layers),
@@ -458,6 +477,13 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
     if epochs < 1 or batch_size < 2 or lr <= 0:
         raise ValueError(f"epochs must be >= 1, batch_size >= 2 (the filter loss compares images of a batch) "
                          f"and lr > 0; got {epochs}, {batch_size}, {lr}.")
+    _check_nonneg("filter_weight", filter_weight)
+    _check_nonneg("p_weight", p_weight)
+    _check_beta(beta)
+    if loss_peak is not None and loss_peak != "auto" and not (
+            isinstance(loss_peak, (int, float)) and math.isfinite(loss_peak) and loss_peak > 0):
+        raise ValueError(f"loss_peak must be 'auto', None (raw maps) or a finite number > 0, got {loss_peak!r}; "
+                         "to switch the filter loss off, pass filter_weight=0.")
     targets = _as_list(target_layers)
     dev = resolve_device(device)
     performer = performer.to(dev)
@@ -814,6 +840,11 @@ def part_iou(maps: torch.Tensor, part_mask: torch.Tensor, part_names: Sequence[s
     H, W = part_mask.shape[-2:]
     N, K = maps.shape[:2]
     P = len(part_names)
+    labels = torch.unique(part_mask)
+    unnamed = [int(v) for v in labels if not 0 <= int(v) <= P]
+    if P == 0 or unnamed:
+        raise ValueError(f"part_mask has labels {unnamed or labels.tolist()} but part_names names only {P} part(s) "
+                         "(label j + 1 is part_names[j], 0 no part); pass the full list of part names.")
 
     def up(i: int) -> torch.Tensor:
         return F.interpolate(maps[i:i + batch_size].float(), size=(H, W), mode="bilinear", align_corners=False)

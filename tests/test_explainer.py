@@ -270,3 +270,41 @@ def test_part_iou_finds_the_part():
     assert df.loc[0, "part"] == "a" and df.loc[0, "iou"] > 0.5
     assert df.loc[1, "iou"] < df.loc[0, "iou"]
     assert {"iou_a", "iou_b"} <= set(df.columns)
+
+
+def test_bad_loss_hyper_parameters_are_rejected_before_training(tiny):
+    # Defect: NaN filter_weight / p_weight / loss_peak / beta passed every check and trained an explainer
+    # whose weights were all NaN (and cached it); negative weights or loss_peak silently trained a
+    # meaningless explainer (maximising -MI or pushing p to 0). Now a clear ValueError before training.
+    perf, data = tiny
+    kw = dict(n_filters=6, epochs=1, batch_size=16, cache=False, progress=False)
+    for bad in (dict(filter_weight=float("nan")), dict(p_weight=float("inf")), dict(filter_weight=-0.1),
+                dict(p_weight=-1.0)):
+        with pytest.raises(ValueError, match="finite number >= 0"):
+            E.train_explainer(perf, data, "features.1", "features.3", **kw, **bad)
+    for peak in (float("nan"), 0.0, -5.0):
+        with pytest.raises(ValueError, match="loss_peak"):
+            E.train_explainer(perf, data, "features.1", "features.3", loss_peak=peak, **kw)
+    with pytest.raises(ValueError, match="beta"):
+        E.train_explainer(perf, data, "features.1", "features.3", beta=float("nan"), **kw)
+    with pytest.raises(ValueError, match="beta"):
+        E.Explainer((8, 8, 8), {"t": (8, 4, 4)}, beta=float("nan"))
+    with pytest.raises(ValueError, match="beta"):
+        E.icnn_mask(torch.rand(2, 3, 5, 5), beta=-1.0)
+    with pytest.raises(ValueError, match="tau"):
+        E.filter_loss(torch.rand(2, 3, 5, 5), tau=float("nan"))
+
+
+def test_part_iou_rejects_labels_without_a_name():
+    # Defect: part labels above len(part_names) were clamped into the last named part, so passing a
+    # subset of the names silently credited unnamed parts to it; no names at all crashed in numpy's
+    # argmax. Now a ValueError saying which labels have no name.
+    maps = torch.zeros(2, 1, 4, 4)
+    maps[:, 0, 3, 3] = 1.0
+    pm = torch.zeros(2, 16, 16, dtype=torch.long)
+    pm[:, 12:, 12:] = 3                                   # only part 3 ('c') is under the filter's peak
+    assert E.part_iou(maps, pm, ["a", "b", "c"], quantile=0.5)["part"].iloc[0] == "c"
+    with pytest.raises(ValueError, match="part_names"):
+        E.part_iou(maps, pm, ["a", "b"], quantile=0.5)
+    with pytest.raises(ValueError, match="part_names"):
+        E.part_iou(maps, pm, [], quantile=0.5)
