@@ -644,7 +644,8 @@ def replaced_features(performer: nn.Module, explainer: Explainer, layer: str | N
 def reconstruction_error(explainer: Explainer, performer: nn.Module, data: ImageSet, *, batch_size: int = 256,
                          device: str | torch.device | None = None) -> pd.DataFrame:
     """Relative error ``||f_hat - f|| / ||f||`` (Frobenius, over the whole set) per target layer,
-    and the fraction of the target's variance explained (``r2``)."""
+    and the fraction of the target's variance explained (``r2``); NaN where undefined (a target
+    that is all zero, or constant, for ``r2``)."""
     dev = _prepare(explainer, performer, device)
     layers = [explainer.input_layer, *explainer.target_layers]
     err = {t: 0.0 for t in explainer.target_layers}
@@ -662,8 +663,10 @@ def reconstruction_error(explainer: Explainer, performer: nn.Module, data: Image
     rows = []
     for t in explainer.target_layers:
         var = norm[t] - s1[t] ** 2 / cnt[t]
-        rows.append({"layer": t, "relative_error": math.sqrt(err[t] / max(norm[t], 1e-12)),
-                     "r2": 1.0 - err[t] / max(var, 1e-12)})
+        # undefined (NaN) for an all-zero target, and for one whose variance the float32 sums cannot
+        # resolve (below 1e-6 of its mean square: a constant layer), not a huge number
+        rows.append({"layer": t, "relative_error": math.sqrt(err[t] / norm[t]) if norm[t] > 0 else math.nan,
+                     "r2": 1.0 - err[t] / var if var > 1e-6 * norm[t] else math.nan})
     return pd.DataFrame(rows)
 
 
@@ -693,6 +696,7 @@ def explainer_maps(explainer: Explainer, performer: nn.Module, images: torch.Ten
     """Per image: the explainer's masked interpretable maps ``x_interp`` (N, K, n, n), the raw
     post-ReLU maps of the last interpretable layer ``interp_raw``, ``p`` (N,) and the performer's own
     ``input`` features (N, C, n, n); all on the CPU."""
+    check_images(images)
     dev = _prepare(explainer, performer, device)
     out: dict[str, list] = {"x_interp": [], "interp_raw": [], "p": [], "input": []}
     for i in range(0, len(images), batch_size):
@@ -806,6 +810,8 @@ def location_instability(maps: torch.Tensor, landmarks: torch.Tensor, image_size
         lab = labels.numpy()
         groups = [(int(c), np.flatnonzero(lab == c)) for c in np.unique(lab)]
         groups = [(c, idx) for c, idx in groups if (~np.isnan(lm[idx]).any(-1)).any()]  # categories with parts
+        if not groups:      # no image shows a landmark: nothing to measure, as without labels
+            groups = [(-1, np.arange(len(lm)))]
     rows = []
     for f in range(maps.shape[1]):
         best = None

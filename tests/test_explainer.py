@@ -308,3 +308,50 @@ def test_part_iou_rejects_labels_without_a_name():
         E.part_iou(maps, pm, ["a", "b"], quantile=0.5)
     with pytest.raises(ValueError, match="part_names"):
         E.part_iou(maps, pm, [], quantile=0.5)
+
+
+def test_location_instability_when_no_category_shows_a_landmark():
+    # with labels and no visible landmark anywhere it crashed with a raw TypeError; it now gives the
+    # same answer as without labels: every filter dead (nothing can be measured)
+    N, n, H = 20, 8, 32
+    maps = torch.rand(N, 2, n, n, generator=torch.Generator().manual_seed(0))
+    lm = torch.full((N, 2, 2), float("nan"))
+    labels = torch.arange(N) % 2
+    got = E.location_instability(maps, lm, H, labels=labels, top=10)
+    want = E.location_instability(maps, lm, H, top=10)
+    assert got["dead"].all() and got["instability"].isna().all()
+    assert got.drop(columns="mean_peak").equals(want.drop(columns="mean_peak"))
+
+
+def _untrained_explainer(perf, data):
+    feats = E.performer_features(perf, data.images[:2], ["features.1", "features.3"])
+    return E.Explainer(tuple(feats["features.1"].shape[1:]), {"features.3": tuple(feats["features.3"].shape[1:])},
+                       n_filters=4, input_layer="features.1").eval()
+
+
+def test_reconstruction_metrics_of_a_constant_target_are_undefined(tiny):
+    # an all-zero or constant target layer has no variance: r2 (and, for zeros, the relative
+    # error) were huge meaningless numbers from dividing by a 1e-12 floor; they are NaN now
+    perf, data = tiny
+    ex = _untrained_explainer(perf, data)
+    rec = E.reconstruction_error(ex, perf, data)
+    assert np.isfinite(rec["relative_error"]).all() and np.isfinite(rec["r2"]).all()   # a normal target
+    with torch.no_grad():
+        perf.features[3][1].weight.zero_()          # batch-norm scale 0: the target is its bias
+        perf.features[3][1].bias.fill_(0.5)        # after ReLU: 0.5 everywhere, a constant layer
+    rec = E.reconstruction_error(ex, perf, data)
+    assert np.isnan(rec["r2"]).all() and np.isfinite(rec["relative_error"]).all()
+    with torch.no_grad():
+        perf.features[3][1].bias.fill_(-1.0)       # after ReLU: all zero
+    rec = E.reconstruction_error(ex, perf, data)
+    assert np.isnan(rec["r2"]).all() and np.isnan(rec["relative_error"]).all()
+
+
+def test_maps_of_no_images_are_a_clear_error(tiny):
+    # an empty batch failed inside torch.cat (an ImageSet cannot be empty: it checks that itself)
+    perf, data = tiny
+    ex = _untrained_explainer(perf, data)
+    with pytest.raises(ValueError, match="pass at least one image"):
+        E.explainer_maps(ex, perf, data.images[:0])
+    with pytest.raises(ValueError, match="pass at least one image"):
+        E.performer_features(perf, data.images[:0], "features.1")
