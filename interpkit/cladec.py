@@ -300,6 +300,17 @@ def _check_data(data: Any, model: nn.Module, what: str) -> None:
     check_images(data.images[:1].to(model_device(model)), model, name=f"{what} images")
 
 
+def _check_targets(data: ImageSet) -> None:
+    """The decoder ends in a sigmoid, so the images it reconstructs must be finite and in [0, 1]."""
+    x = data.images
+    bad = int((~torch.isfinite(x)).sum())
+    lo, hi = float(x.nan_to_num(0.5).min()), float(x.nan_to_num(0.5).max())
+    if bad or lo < 0 or hi > 1:
+        raise ValueError(f"training images must be finite and lie in [0, 1] (the decoder ends in a sigmoid), "
+                         f"got {bad} non-finite values and range [{lo:g}, {hi:g}]; pass unnormalised images "
+                         "scaled to [0, 1] (e.g. x.float() / 255) and put any normalisation inside the model.")
+
+
 def _check_layer(model: nn.Module, layer: str) -> str:
     if not isinstance(layer, str):
         raise TypeError(f"layer must be a module name (str), got {type(layer).__name__}.")
@@ -335,8 +346,9 @@ def _validate(alpha, epochs, lr, weight_decay, batch_size, width, init) -> float
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
         raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}.")
     _check_positive(lr=lr, width=width)
-    if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}.")
+    if (isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float))
+            or not math.isfinite(weight_decay) or weight_decay < 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}.")
     if init not in INIT_CHOICES:
         raise ValueError(f"init must be one of {INIT_CHOICES}, got {init!r}.")
     return alpha
@@ -372,6 +384,7 @@ def train_cladec(classifier: nn.Module, layer: str, train: ImageSet, *, alpha: f
     dev = resolve_device(device)
     classifier.to(dev)
     _check_data(train, classifier, "training")
+    _check_targets(train)
     act_shape = tuple(_layer_output(classifier, layer, train.images[:2].to(dev)).shape[1:])
     hp = _hparams(alpha, epochs, lr, weight_decay, batch_size, width, seed, init, amp)
     decoder, blob, path, key = _train_decoder("ClaDec", classifier, layer, act_shape, train, dev, hp, cache,
@@ -405,6 +418,7 @@ def train_refae(classifier: nn.Module, layer: str, train: ImageSet, *, encoder: 
             p.requires_grad_(True)
     dev = resolve_device(device)
     _check_data(train, encoder, "training")
+    _check_targets(train)
     with torch.no_grad():
         encoder.eval()
         act_shape = tuple(_layer_output(encoder, layer, train.images[:2]).shape[1:])
@@ -566,6 +580,8 @@ def reconstruct(explainer: nn.Module, images: torch.Tensor, *, batch_size: int =
     if not isinstance(explainer, (ClaDec, RefAE)):
         raise TypeError(f"explainer must be a ClaDec or RefAE (from train_cladec / train_refae), got "
                         f"{type(explainer).__name__}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     dev = resolve_device(device) if device is not None else model_device(explainer.decoder)
     explainer.to(dev).eval()
     encoder = explainer.classifier if isinstance(explainer, ClaDec) else explainer.encoder
@@ -594,11 +610,12 @@ def evaluate_explainers(classifier: nn.Module, explainers: Mapping[Any, nn.Modul
 
     Columns: ``layer``, ``depth`` (position in ``named_modules``), ``act_shape``, ``method``,
     ``alpha``, ``mse`` (test reconstruction MSE), ``mean_image_mse`` (predicting the mean training
-    image), ``relative_mse`` (their ratio), ``classifier_accuracy`` / ``classifier_loss`` (the
-    original classifier on the reconstructed test images), ``classifier_loss_train`` (the same loss on
-    the reconstructed training images, which the trade-off loss optimises), ``fresh_accuracy`` (a freshly
-    initialised classifier of the same architecture trained on the reconstructed training images
-    with :func:`interpkit.models.train`, cached, and tested on the reconstructed test images;
+    image), ``relative_mse`` (their ratio; NaN if the mean image MSE is 0), ``classifier_accuracy`` /
+    ``classifier_loss`` (the original classifier on the reconstructed test images),
+    ``classifier_loss_train`` (the same loss on the reconstructed training images, which the trade-off
+    loss optimises), ``fresh_accuracy`` (a freshly initialised classifier of the same architecture
+    trained on the reconstructed training images with :func:`interpkit.models.train`, cached, and
+    tested on the reconstructed test images;
     NaN if ``fresh`` is False). With ``include_original`` a first row ``method="original"``
     gives the same numbers for the unchanged images.
     """
@@ -640,7 +657,7 @@ def evaluate_explainers(classifier: nn.Module, explainers: Mapping[Any, nn.Modul
         fa = fresh_acc(rec_tr, rec_te, f"{ex.method}-{ex.layer}-{ex.alpha:g}") if fresh else float("nan")
         rows.append({"layer": ex.layer, "depth": _layer_depth(classifier, ex.layer),
                      "act_shape": tuple(ex.decoder.in_shape), "method": ex.method, "alpha": ex.alpha, "mse": mse,
-                     "mean_image_mse": base, "relative_mse": mse / base,
+                     "mean_image_mse": base, "relative_mse": mse / base if base > 0 else float("nan"),
                      "classifier_accuracy": ev["accuracy"], "classifier_loss": ev["loss"],
                      "classifier_loss_train": ev_tr["loss"], "fresh_accuracy": fa})
     return pd.DataFrame(rows)

@@ -233,3 +233,46 @@ def test_cuda_with_mixed_precision(frozen, data16, tmp_cache):
                              batch_size=16, width=0.125, progress=False)
     assert next(cd.decoder.parameters()).device.type == "cuda"
     assert cladec.reconstruct(cd, data16.images).device.type == "cpu"
+
+
+# -- edge cases (audit) ------------------------------------------------------------------------
+@pytest.mark.parametrize("wd", [float("inf"), float("nan"), -1e-5])
+def test_weight_decay_must_be_finite(frozen, data16, tmp_cache, wd):
+    """Defect: weight_decay=inf passed the ``>= 0`` check, trained an all-NaN decoder and cached it."""
+    for fn in (cladec.train_cladec, cladec.train_refae):
+        with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
+            fn(frozen, "features.3", data16, weight_decay=wd, **FAST)
+    assert not list(tmp_cache.glob("cladec/*.pt"))
+
+
+@pytest.mark.parametrize("bad", ["0-255", "nan", "normalised"])
+def test_training_images_must_be_finite_and_in_unit_interval(frozen, data16, tmp_cache, bad):
+    """Defect: the decoder ends in a sigmoid, so targets outside [0, 1] (0-255 or standardised images)
+    trained a meaningless constant decoder, and a NaN pixel an all-NaN one; both were cached silently."""
+    x = data16.images.clone()
+    x = {"0-255": x * 255, "nan": x.index_put_((torch.tensor([0]),), torch.tensor(float("nan"))),
+         "normalised": (x - 0.5) / 0.25}[bad]
+    data = ik.data.ImageSet(x, data16.labels, list(data16.classes), f"bad-{bad}")
+    for fn in (cladec.train_cladec, cladec.train_refae):
+        with pytest.raises(ValueError, match=r"training images must be finite and lie in \[0, 1\]"):
+            fn(frozen, "features.3", data, **FAST)
+    assert not list(tmp_cache.glob("cladec/*.pt"))
+
+
+def test_relative_mse_is_nan_for_constant_data(frozen):
+    """Defect: constant images make the mean-image MSE 0, and evaluate_explainers died with a bare
+    ZeroDivisionError; the ratio is undefined there, so it is NaN (mse itself is still reported)."""
+    const = ik.data.ImageSet(torch.full((16, 1, 16, 16), 0.3), torch.arange(16) % 2, ["a", "b"], "const")
+    cd = cladec.train_cladec(frozen, "features.3", const, **{**FAST, "epochs": 1})
+    df = cladec.evaluate_explainers(frozen, {"c": cd}, const, const, fresh=False, device="cpu")
+    assert df.iloc[0]["relative_mse"] == 0.0 and df.iloc[1]["mean_image_mse"] == 0.0
+    assert math.isnan(df.iloc[1]["relative_mse"]) and df.iloc[1]["mse"] >= 0
+
+
+@pytest.mark.parametrize("bs", [0, -1, 2.5])
+def test_reconstruct_batch_size_must_be_positive(frozen, data16, bs):
+    """Defect: batch_size=0 raised Python's 'range() arg 3 must not be zero', -1 torch.cat's
+    'expected a non-empty list of Tensors'."""
+    cd = cladec.train_cladec(frozen, "features.3", data16, **{**FAST, "epochs": 1})
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        cladec.reconstruct(cd, data16.images, batch_size=bs)
