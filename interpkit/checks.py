@@ -1,6 +1,10 @@
 """Input checks shared by the methods: each failure says what was wrong and what to do."""
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -50,3 +54,32 @@ def require_frozen(model: nn.Module, what: str = "this method") -> None:
     if trainable:
         raise ValueError(f"{what} needs a frozen model, but {len(trainable)} parameters require gradients "
                          f"(e.g. {trainable[0]!r}); call interpkit.models.freeze(model) first.")
+
+
+def check_number(name: str, value: Any, *, positive: bool = False, hint: str = "") -> float:
+    """``value`` as a float; a ``ValueError`` unless it is a finite real number >= 0 (> 0 with
+    ``positive``). NaN passes a plain ``value < 0`` test, which is why this one exists."""
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+          and (value > 0 if positive else value >= 0))
+    if not ok:
+        raise ValueError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}"
+                         f"{'; ' + hint if hint else ''}.")
+    return float(value)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """``value`` as an int; a ``ValueError`` unless it is an integer >= 1 (a negative count would
+    silently slice from the end, a bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def check_unit_interval(x: torch.Tensor, name: str, hint: str) -> None:
+    """Raise unless every value of ``x`` is finite and in [0, 1] (images for a sigmoid decoder or a
+    non-negative factorisation); the message counts the non-finite values and gives the range."""
+    bad = int((~torch.isfinite(x)).sum())
+    lo, hi = float(x.nan_to_num(0.5).min()), float(x.nan_to_num(0.5).max())
+    if bad or lo < 0 or hi > 1:
+        raise ValueError(f"{name} must be finite and lie in [0, 1], got {bad} non-finite values and range "
+                         f"[{lo:g}, {hi:g}]; {hint}")

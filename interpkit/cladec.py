@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .capture import capture, resolve_modules
-from .checks import check_images, require_frozen
+from .checks import check_images, check_number, check_positive_int, check_unit_interval, require_frozen
 from .data.base import ImageSet
 from .device import model_device, resolve_device
 from .io import atomic_torch_save, load_torch_cache
@@ -302,13 +302,9 @@ def _check_data(data: Any, model: nn.Module, what: str) -> None:
 
 def _check_targets(data: ImageSet) -> None:
     """The decoder ends in a sigmoid, so the images it reconstructs must be finite and in [0, 1]."""
-    x = data.images
-    bad = int((~torch.isfinite(x)).sum())
-    lo, hi = float(x.nan_to_num(0.5).min()), float(x.nan_to_num(0.5).max())
-    if bad or lo < 0 or hi > 1:
-        raise ValueError(f"training images must be finite and lie in [0, 1] (the decoder ends in a sigmoid), "
-                         f"got {bad} non-finite values and range [{lo:g}, {hi:g}]; pass unnormalised images "
-                         "scaled to [0, 1] (e.g. x.float() / 255) and put any normalisation inside the model.")
+    check_unit_interval(data.images, "training images",
+                        "the decoder ends in a sigmoid: pass unnormalised images scaled to [0, 1] (e.g. "
+                        "x.float() / 255) and put any normalisation inside the model.")
 
 
 def _check_layer(model: nn.Module, layer: str) -> str:
@@ -316,12 +312,6 @@ def _check_layer(model: nn.Module, layer: str) -> str:
         raise TypeError(f"layer must be a module name (str), got {type(layer).__name__}.")
     resolve_modules(model, layer)  # KeyError with the closest names
     return layer
-
-
-def _check_positive(**kw: Any) -> None:
-    for k, v in kw.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v):
-            raise ValueError(f"{k} must be a positive number, got {v!r}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,10 +335,9 @@ def _validate(alpha, epochs, lr, weight_decay, batch_size, width, init) -> float
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
         raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}.")
-    _check_positive(lr=lr, width=width)
-    if (isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float))
-            or not math.isfinite(weight_decay) or weight_decay < 0):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}.")
+    check_number("lr", lr, positive=True)
+    check_number("width", width, positive=True)
+    check_number("weight_decay", weight_decay)
     if init not in INIT_CHOICES:
         raise ValueError(f"init must be one of {INIT_CHOICES}, got {init!r}.")
     return alpha
@@ -580,8 +569,7 @@ def reconstruct(explainer: nn.Module, images: torch.Tensor, *, batch_size: int =
     if not isinstance(explainer, (ClaDec, RefAE)):
         raise TypeError(f"explainer must be a ClaDec or RefAE (from train_cladec / train_refae), got "
                         f"{type(explainer).__name__}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    check_positive_int("batch_size", batch_size)
     dev = resolve_device(device) if device is not None else model_device(explainer.decoder)
     explainer.to(dev).eval()
     encoder = explainer.classifier if isinstance(explainer, ClaDec) else explainer.encoder

@@ -43,9 +43,9 @@ set whose activations do not fit in device memory can still be factorised.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal, Mapping, Sequence, Union
@@ -57,7 +57,9 @@ from torch import nn
 
 from .capture import capture
 from .data.base import ImageSet
+from .checks import check_number, check_positive_int, check_unit_interval
 from .device import resolve_device
+from .io import atomic_path
 
 __all__ = [
     "ActivationMatrices", "CoupledNMF", "Factors", "KNNImpurity",
@@ -99,12 +101,8 @@ def pixel_matrices(images: torch.Tensor | ImageSet) -> dict[str, torch.Tensor]:
         raise ValueError(f"pixel_matrices needs images of shape (N, C, H, W) or an ImageSet, got "
                          f"{type(x).__name__} of shape {getattr(x, 'shape', None)}.")
     x = x.detach().float().cpu()
-    if not torch.isfinite(x).all():
-        raise ValueError("images contain NaN or inf values; clean or drop those images first.")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0 or hi > 1:
-        raise ValueError(f"pixel values must lie in [0, 1] (got min {lo:.3g}, max {hi:.3g}); pass the "
-                         "images before normalisation, e.g. ImageSet.images, not mean/std-normalised inputs.")
+    check_unit_interval(x, "pixel values", "clean or drop images with NaN, and pass the images before "
+                        "normalisation, e.g. ImageSet.images, not mean/std-normalised inputs.")
     n, c = x.shape[:2]
     names = _CHANNEL_NAMES.get(c, [f"channel{i}" for i in range(c)])
     return {names[i]: x[:, i].reshape(n, -1).T for i in range(c)}
@@ -141,72 +139,63 @@ def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layer
     model.to(dev).eval()
     out = ActivationMatrices()
     storage: dict[str, torch.Tensor | np.ndarray] = {}
-    partial: dict[str, Path] = {}     # memmap files being written, renamed into place when all is done
+    files: dict[str, tuple[Path, tuple[int, int]]] = {}   # memmap layers: final file and shape
     starts = range(0, n, batch_size)
     if progress:
         from tqdm.auto import tqdm
         starts = tqdm(starts, desc="activations", leave=False)
-    try:
-        for s in starts:
-            xb = x_all[s:s + batch_size].to(dev, torch.float32)
-            with capture(model, layers, stop=True, clone=True) as acts:
-                model(xb)
-            for name in layers:
-                a = acts[name]
-                if not isinstance(a, torch.Tensor):
-                    raise TypeError(f"layer {name!r} returned {type(a).__name__}, not a tensor; "
-                                    "capture a module that outputs a single tensor.")
-                if relu:
-                    a = torch.relu(a)
-                a = a.reshape(len(xb), -1).float()
-                if not torch.isfinite(a).all():
-                    bad = (~torch.isfinite(a)).any(1).nonzero().flatten()[:5] + s
-                    raise ValueError(f"layer {name!r} produced NaN/inf activations (examples {bad.tolist()} "
-                                     "among others); check the images and the model weights, or drop them.")
-                if (a < 0).any():
-                    raise ValueError(f"layer {name!r} has negative activations (min {float(a.min()):.3g}); "
-                                     "NMF needs non-negative data: capture a post-ReLU layer or pass relu=True.")
-                if name not in storage:
-                    out.shapes[name] = tuple(acts[name].shape[1:])
-                    units = a.shape[1]
-                    if memmap_dir is not None:
-                        Path(memmap_dir).mkdir(parents=True, exist_ok=True)
-                        fd, tmp = tempfile.mkstemp(dir=memmap_dir, prefix=f".{_memmap_name(name)}.", suffix=".tmp")
-                        os.close(fd)
-                        partial[name] = Path(tmp)
-                        storage[name] = np.memmap(tmp, dtype=np.float32, mode="w+", shape=(n, units))
+    # every memmap file is written under a temporary name, renamed into place when the block ends
+    # after the last batch, and removed if a batch fails (an earlier complete file is kept)
+    with contextlib.ExitStack() as pending:
+        try:
+            for s in starts:
+                xb = x_all[s:s + batch_size].to(dev, torch.float32)
+                with capture(model, layers, stop=True, clone=True) as acts:
+                    model(xb)
+                for name in layers:
+                    a = acts[name]
+                    if not isinstance(a, torch.Tensor):
+                        raise TypeError(f"layer {name!r} returned {type(a).__name__}, not a tensor; "
+                                        "capture a module that outputs a single tensor.")
+                    if relu:
+                        a = torch.relu(a)
+                    a = a.reshape(len(xb), -1).float()
+                    if not torch.isfinite(a).all():
+                        bad = (~torch.isfinite(a)).any(1).nonzero().flatten()[:5] + s
+                        raise ValueError(f"layer {name!r} produced NaN/inf activations (examples {bad.tolist()} "
+                                         "among others); check the images and the model weights, or drop them.")
+                    if (a < 0).any():
+                        raise ValueError(f"layer {name!r} has negative activations (min {float(a.min()):.3g}); "
+                                         "NMF needs non-negative data: capture a post-ReLU layer or pass relu=True.")
+                    if name not in storage:
+                        out.shapes[name] = tuple(acts[name].shape[1:])
+                        shape = (n, a.shape[1])
+                        if memmap_dir is not None:
+                            files[name] = (Path(memmap_dir) / f"{name.replace('/', '_')}.f32", shape)
+                            tmp = pending.enter_context(atomic_path(files[name][0]))
+                            storage[name] = np.memmap(tmp, dtype=np.float32, mode="w+", shape=shape)
+                        else:
+                            storage[name] = torch.empty(shape, dtype=torch.float32)
+                    if isinstance(storage[name], np.ndarray):
+                        storage[name][s:s + len(xb)] = a.cpu().numpy()
                     else:
-                        storage[name] = torch.empty((n, units), dtype=torch.float32)
-                if isinstance(storage[name], np.ndarray):
-                    storage[name][s:s + len(xb)] = a.cpu().numpy()
-                else:
-                    storage[name][s:s + len(xb)] = a.cpu()
-        for name, tmp in partial.items():   # complete: move each file into place, then map it again
-            shape = storage[name].shape
-            storage[name].flush()
-            storage[name] = None            # unmapped before the rename (needed on Windows)
-            final = Path(memmap_dir) / _memmap_name(name)
-            os.replace(tmp, final)
-            storage[name] = np.memmap(final, dtype=np.float32, mode="r+", shape=shape)
-        partial.clear()
-        for name in layers:
-            out[name] = storage[name].T
-    finally:
-        model.train(was_training)
-        storage.clear()
-        for tmp in partial.values():        # a failed run leaves no file behind (nor changes an old one)
-            tmp.unlink(missing_ok=True)
+                        storage[name][s:s + len(xb)] = a.cpu()
+            for name in files:
+                storage[name].flush()
+        finally:
+            model.train(was_training)
+            for name in files:                  # unmapped before a rename or removal (needed on Windows)
+                storage.pop(name, None)
+    for name in layers:
+        if name in files:                       # now in place: map the complete file again
+            storage[name] = np.memmap(files[name][0], dtype=np.float32, mode="r+", shape=files[name][1])
+        out[name] = storage[name].T
     return out
 
 
 # ================================================================================================
 # Validation and streaming access
 # ================================================================================================
-def _memmap_name(layer: str) -> str:
-    """The file name of a layer's activations under ``memmap_dir``."""
-    return f"{layer.replace('/', '_')}.f32"
-
-
 def _as_named(mats: Mapping[str, Matrix] | Sequence[Matrix] | None, prefix: str) -> dict[str, Matrix]:
     if mats is None:
         return {}
@@ -511,11 +500,9 @@ def coupled_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
     """
     if mode not in ("monotone", "faithful"):
         raise ValueError(f"mode must be 'monotone' or 'faithful', got {mode!r}.")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
-        raise ValueError(f"n_iter must be an integer >= 1, got {n_iter!r}.")
-    if not (math.isfinite(lambda_f) and lambda_f >= 0 and math.isfinite(eps) and eps > 0):
-        raise ValueError(f"lambda_f must be finite and >= 0 and eps finite and > 0, got lambda_f={lambda_f}, "
-                         f"eps={eps} (the paper's lambda_f is 1; eps only guards divisions by zero).")
+    check_positive_int("n_iter", n_iter)
+    check_number("lambda_f", lambda_f, hint="the paper uses 1")
+    check_number("eps", eps, positive=True, hint="it only guards divisions by zero")
     data, pn, an = _prepare(activations, pixels, rank, device, dtype, chunk_rows)
     fac = (_init(data, pn, an, rank, init, seed) if isinstance(init, str)
            else _check_init(init, data, pn, an, rank))
@@ -708,14 +695,8 @@ def class_weights(result: FactorsLike, labels: Labels, classes: Sequence[str] | 
 def top_examples(result: FactorsLike, k: int = 8) -> np.ndarray:
     """(R x k) indices of the examples with the largest ``F[r, n]`` per concept, largest first."""
     F = _F(result)
-    k = min(_positive_k(k), F.shape[1])
+    k = min(check_positive_int("k", k), F.shape[1])
     return np.argsort(-F, axis=1, kind="stable")[:, :k]
-
-
-def _positive_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}.")
-    return int(k)
 
 
 def concept_table(result: FactorsLike, labels: Labels, classes: Sequence[str] | None = None,
@@ -803,7 +784,7 @@ def top_units(result: CoupledNMF, layer: str, concept: int, k: int = 10,
         raise KeyError(f"no layer {layer!r} in this factorisation; choose from {list(result.O)}.")
     o = _np(result.O[layer][:, concept])
     shape = shape or result.shapes.get(layer)
-    top = np.argsort(-o, kind="stable")[:_positive_k(k)]
+    top = np.argsort(-o, kind="stable")[:check_positive_int("k", k)]
     df = pd.DataFrame({"unit": top, "weight": o[top]})
     if shape is not None and len(shape) == 3:
         c, h, w = shape

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .capture import capture, resolve_modules
-from .checks import check_images, require_eval
+from .checks import check_images, check_number, require_eval
 from .data.base import ImageSet
 from .device import model_device, resolve_device
 from .io import atomic_torch_save, load_torch_cache
@@ -81,20 +81,8 @@ def _check_map_size(n: int, what: str = "feature map") -> None:
                          "layer of the performer or feed larger images.")
 
 
-def _check_nonneg(name: str, value: float) -> float:
-    """``value`` as a float, or a ValueError if it is NaN, infinite or negative."""
-    v = float(value)
-    if not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}; pass 0 to switch that term off.")
-    return v
-
-
 def _check_beta(beta: float) -> float:
-    v = float(beta)
-    if not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"beta (the templates' fall-off) must be a finite number >= 0, got {beta}; "
-                         f"the paper uses {DEFAULT_BETA}.")
-    return v
+    return check_number("beta (the templates' fall-off)", beta, hint=f"the paper uses {DEFAULT_BETA}")
 
 
 def icnn_templates(n: int, *, beta: float = DEFAULT_BETA, tau: float | None = None,
@@ -108,9 +96,8 @@ def icnn_templates(n: int, *, beta: float = DEFAULT_BETA, tau: float | None = No
         raise TypeError(f"n must be an int (the side of a square feature map), got {type(n).__name__}.")
     _check_map_size(n)
     beta = _check_beta(beta)
-    tau = 0.5 / n ** 2 if tau is None else float(tau)
-    if not (math.isfinite(tau) and tau > 0):
-        raise ValueError(f"tau must be a finite number > 0, got {tau}; leave it None for the paper's 0.5 / n^2.")
+    tau = 0.5 / n ** 2 if tau is None else check_number("tau", tau, positive=True,
+                                                        hint="leave it None for the paper's 0.5 / n^2")
     ar = torch.arange(n, dtype=torch.float64)
     ii, jj = torch.meshgrid(ar, ar, indexing="ij")
     mu_i, mu_j = ii.reshape(-1, 1, 1), jj.reshape(-1, 1, 1)
@@ -477,13 +464,12 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
     if epochs < 1 or batch_size < 2 or lr <= 0:
         raise ValueError(f"epochs must be >= 1, batch_size >= 2 (the filter loss compares images of a batch) "
                          f"and lr > 0; got {epochs}, {batch_size}, {lr}.")
-    _check_nonneg("filter_weight", filter_weight)
-    _check_nonneg("p_weight", p_weight)
+    for name, weight in (("filter_weight", filter_weight), ("p_weight", p_weight)):
+        check_number(name, weight, hint="pass 0 to switch that term off")
     _check_beta(beta)
-    if loss_peak is not None and loss_peak != "auto" and not (
-            isinstance(loss_peak, (int, float)) and math.isfinite(loss_peak) and loss_peak > 0):
-        raise ValueError(f"loss_peak must be 'auto', None (raw maps) or a finite number > 0, got {loss_peak!r}; "
-                         "to switch the filter loss off, pass filter_weight=0.")
+    if loss_peak is not None and loss_peak != "auto":
+        check_number("loss_peak", loss_peak, positive=True, hint="or 'auto', or None for raw maps; to switch the "
+                     "filter loss off, pass filter_weight=0")
     targets = _as_list(target_layers)
     dev = resolve_device(device)
     performer = performer.to(dev)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .capture import resolve_modules
-from .checks import check_images, require_eval
+from .checks import check_images, check_positive_int, require_eval
 from .device import model_device, resolve_device
 
 SCHEMES = ("multiplicative", "additive", "occlusion")
@@ -436,8 +436,7 @@ def top_k(scores: pd.DataFrame, metric: str = "correlation", k: int = 5) -> pd.D
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}.")
+    check_positive_int("k", k)
     s = scores.loc[scores[metric].notna(), ["image", "layer", "channel", metric]]
     s = s.sort_values(["image", "layer", metric, "channel"], ascending=[True, True, False, True], kind="stable")
     s = s.groupby(["image", "layer"], sort=False).head(int(k)).copy()
@@ -762,8 +761,7 @@ def ablation_study(model: nn.Module, images: torch.Tensor, labels: torch.Tensor 
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}.")
-    if isinstance(n_random, bool) or not isinstance(n_random, (int, np.integer)) or n_random < 1:
-        raise ValueError(f"n_random must be a positive integer, got {n_random!r}.")
+    check_positive_int("n_random", n_random)
     require_eval(model, "ablation_study")
     dev = resolve_device(device)
     model = model.to(dev)

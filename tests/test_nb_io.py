@@ -48,3 +48,44 @@ def test_paper_vs_measured_shows_long_cells_in_full():
     assert long in df._repr_html_() and long in repr(df)
     assert "x" * 80 in df._repr_html_()
     assert isinstance(df[["claim"]], type(df)) and df["holds"].tolist() == ["n/a"]
+
+
+def test_atomic_path_renames_on_success_and_keeps_the_old_file_on_error(tmp_path):
+    target = tmp_path / "sub" / "a.bin"
+    with io.atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and not target.exists()
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    with pytest.raises(RuntimeError, match="stop"):
+        with io.atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("stop")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in target.parent.iterdir()) == ["a.bin"]
+
+
+@pytest.mark.parametrize("value, positive", [(float("nan"), False), (float("inf"), False), (-1, False),
+                                             (0, True), (True, False), ("1", False)])
+def test_check_number_rejects_non_finite_negative_and_non_numbers(value, positive):
+    from interpkit.checks import check_number
+    with pytest.raises(ValueError, match="w must be a finite number"):
+        check_number("w", value, positive=positive)
+
+
+def test_check_number_and_positive_int_accept_good_values():
+    import numpy as np
+    from interpkit.checks import check_number, check_positive_int
+    assert check_number("w", 0) == 0.0 and check_number("w", np.float32(0.5), positive=True) == 0.5
+    assert check_positive_int("k", np.int64(3)) == 3
+    for bad in (0, -3, 2.0, True):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            check_positive_int("k", bad)
+
+
+def test_check_unit_interval_counts_non_finite_values_and_gives_the_range():
+    import torch
+    from interpkit.checks import check_unit_interval
+    check_unit_interval(torch.rand(2, 3), "x", "scale it")
+    x = torch.tensor([0.5, float("nan"), 2.0])
+    with pytest.raises(ValueError, match=r"x must be finite and lie in \[0, 1\], got 1 non-finite values and "
+                                         r"range \[0.5, 2\]; scale it"):
+        check_unit_interval(x, "x", "scale it")
