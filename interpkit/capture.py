@@ -43,9 +43,19 @@ def resolve_modules(model: nn.Module, layers: Sequence[str | nn.Module] | str | 
 class Activations(dict):
     """``{layer name: tensor}`` filled by :func:`capture`; ``inputs`` holds module inputs if asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, requested: Sequence[str] = ()) -> None:
         super().__init__()
         self.inputs: dict[str, torch.Tensor] = {}
+        self.requested: tuple[str, ...] = tuple(requested)
+
+    def __missing__(self, name: str):
+        # a bare KeyError would not say whether the layer was never asked for or never ran
+        if name in self.requested:
+            raise KeyError(f"layer {name!r} did not run in the forward pass inside the capture block (for "
+                           "example an unused branch, or a pass that stopped early); recorded so far: "
+                           f"{sorted(self)}. Check that the model's forward uses it for this input.")
+        raise KeyError(f"layer {name!r} was not requested; this capture records {list(self.requested)}. "
+                       "Add it to the layers passed to capture().")
 
 
 @contextmanager
@@ -61,7 +71,7 @@ def capture(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Modul
     A layer run several times in one pass (a shared module) keeps its last output.
     """
     modules = resolve_modules(model, layers)
-    acts = Activations()
+    acts = Activations(list(modules))
     seen: set[str] = set()
     handles = []
 

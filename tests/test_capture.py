@@ -78,3 +78,32 @@ def test_works_on_torchvision_resnet():
     with ik.capture(m, ["layer1", "layer4", "fc"]) as acts:
         m(torch.randn(1, 3, 64, 64))
     assert acts["layer4"].shape == (1, 512, 2, 2) and acts["fc"].shape == (1, 5)
+
+
+class _Branchy(nn.Module):
+    """A model with a branch its forward pass never uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.unused = nn.Conv2d(2, 2, 1)
+
+    def forward(self, x):
+        return self.conv(x).relu()
+
+
+def test_missing_layer_says_whether_it_never_ran_or_was_not_requested():
+    net = _Branchy().eval()
+    with ik.capture(net, ["conv", "unused"]) as acts:
+        net(torch.rand(2, 1, 4, 4))
+    assert set(acts) == {"conv"} and acts.get("unused") is None and "unused" not in acts
+    with pytest.raises(KeyError, match=r"'unused' did not run in the forward pass.*recorded so far: \['conv'\]"):
+        acts["unused"]
+    with pytest.raises(KeyError, match=r"'other' was not requested; this capture records \['conv', 'unused'\]"):
+        acts["other"]
+
+
+def test_activation_matrices_names_a_layer_that_never_ran():
+    net = _Branchy().eval()
+    with pytest.raises(KeyError, match="'unused' did not run"):
+        ik.clustering.activation_matrices(net, torch.rand(4, 1, 4, 4), ["conv", "unused"], relu=True, device="cpu")
