@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -283,6 +284,9 @@ def cladec_loss(x_hat: torch.Tensor, x: torch.Tensor, logits: torch.Tensor | Non
     then ``ce`` is 0 and nothing is computed for it).
     """
     alpha = _check_alpha(alpha)
+    if x_hat.shape != x.shape:  # F.mse_loss would broadcast the two with only a warning
+        raise ValueError(f"reconstructions have shape {tuple(x_hat.shape)} but the images {tuple(x.shape)}; "
+                         "the decoder must output images of the input's size (see build_decoder).")
     mse = F.mse_loss(x_hat.float(), x.float())
     if alpha == 0.0 or logits is None:
         if alpha > 0:
@@ -542,14 +546,15 @@ def _probe_stats(decoder: Decoder, probe: torch.Tensor, layer: str, classifier: 
 def train_explainers(classifier: nn.Module, train: ImageSet, layers: Sequence[str], *,
                      alphas: Iterable[float] = (0.0,), refae: bool = True, **kwargs: Any
                      ) -> dict[tuple[str, str, float], nn.Module]:
-    """ClaDec for every ``(layer, alpha)`` and (if ``refae``) a RefAE per layer.
+    """ClaDec for every ``(layer, alpha)`` and (if ``refae``) a RefAE per layer (``alphas``: one
+    number or several).
 
     Returns ``{(layer, method, alpha): explainer}`` (RefAE under alpha 0.0); ``kwargs`` go to
     :func:`train_cladec` / :func:`train_refae` (epochs, width, device, ...).
     """
     if isinstance(layers, str):
         layers = [layers]
-    alphas = [_check_alpha(a) for a in alphas]
+    alphas = [_check_alpha(a) for a in ([alphas] if isinstance(alphas, numbers.Real) else alphas)]
     out: dict[tuple[str, str, float], nn.Module] = {}
     for layer in layers:
         for a in alphas:
@@ -570,6 +575,7 @@ def reconstruct(explainer: nn.Module, images: torch.Tensor, *, batch_size: int =
         raise TypeError(f"explainer must be a ClaDec or RefAE (from train_cladec / train_refae), got "
                         f"{type(explainer).__name__}.")
     check_positive_int("batch_size", batch_size)
+    check_images(images)                                 # a clear error for a NumPy array or a single image
     dev = resolve_device(device) if device is not None else model_device(explainer.decoder)
     explainer.to(dev).eval()
     encoder = explainer.classifier if isinstance(explainer, ClaDec) else explainer.encoder

@@ -276,3 +276,25 @@ def test_reconstruct_batch_size_must_be_positive(frozen, data16, bs):
     cd = cladec.train_cladec(frozen, "features.3", data16, **{**FAST, "epochs": 1})
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         cladec.reconstruct(cd, data16.images, batch_size=bs)
+
+
+def test_loss_rejects_mismatched_shapes():
+    """Defect: F.mse_loss broadcast (2, 1, 4, 4) against (1, 1, 4, 4) with only a warning."""
+    with pytest.raises(ValueError, match=r"reconstructions have shape \(2, 1, 4, 4\) but the images \(1, 1, 4, 4\)"):
+        cladec.cladec_loss(torch.zeros(2, 1, 4, 4), torch.zeros(1, 1, 4, 4), None, None, 0.0)
+
+
+def test_reconstruct_names_what_is_wrong_with_the_images(frozen, data16):
+    """Defect: a NumPy array failed with "'numpy.ndarray' object has no attribute 'to'"."""
+    cd = cladec.train_cladec(frozen, "features.3", data16, **{**FAST, "epochs": 1})
+    with pytest.raises(TypeError, match="must be a torch.Tensor, got ndarray; convert with torch.as_tensor"):
+        cladec.reconstruct(cd, data16.images.numpy())
+    with pytest.raises(ValueError, match=r"shape \(N, C, H, W\)"):
+        cladec.reconstruct(cd, data16.images[0])
+    assert torch.equal(cladec.reconstruct(cd, data16.images[:2]), cladec.reconstruct(cd, data16.images)[:2])
+
+
+def test_train_explainers_takes_one_alpha(frozen, data16):
+    """Defect: alphas=0.5 failed with "'float' object is not iterable"."""
+    ex = cladec.train_explainers(frozen, data16, "features.3", alphas=0.5, refae=False, **{**FAST, "epochs": 1})
+    assert set(ex) == {("features.3", "ClaDec", 0.5)}
