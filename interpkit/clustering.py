@@ -275,7 +275,7 @@ def _prepare(activations, pixels, rank: int, device, dtype, chunk_rows) -> tuple
         raise ValueError("no data matrices given; pass at least one activation or pixel matrix.")
     if not isinstance(rank, (int, np.integer)) or isinstance(rank, bool) or rank < 1:
         raise ValueError(f"rank must be a positive integer, got {rank!r}.")
-    dev = resolve_device(device)
+    dev = resolve_device(device, needs_float64="coupled NMF")
     data = [_Data("pixel", k, v, dev, dtype, chunk_rows) for k, v in pix.items()]
     data += [_Data("activation", k, v, dev, dtype, chunk_rows) for k, v in acts.items()]
     counts = {d.name: d.cols for d in data}

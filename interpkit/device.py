@@ -1,24 +1,35 @@
 """One rule for choosing a device, shared by every public function."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 DeviceLike = "str | torch.device | None"
 
 
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
+def resolve_device(device: str | torch.device | None = None, *, needs_float64: str = "") -> torch.device:
     """Return ``device`` as a ``torch.device``; ``None`` means CUDA if available, else MPS, else CPU.
 
     Raises ``ValueError`` for a device that this machine does not have, naming the ones it has.
+    ``needs_float64``: the name of a method that keeps float64 tensors on its device, which MPS
+    cannot hold. For such a method ``None`` skips MPS (CUDA, else the CPU, with a warning when MPS
+    was there), and an explicit MPS device raises a ``ValueError`` that says to use the CPU.
     """
     if device is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
-            return torch.device("mps")
+            if not needs_float64:
+                return torch.device("mps")
+            warnings.warn(f"{needs_float64} keeps float64 tensors on its device, which MPS does not support; "
+                          "running it on the CPU (pass device='cpu' to silence this).", stacklevel=2)
         return torch.device("cpu")
     dev = torch.device(device)
+    if dev.type == "mps" and needs_float64:
+        raise ValueError(f"{needs_float64} keeps float64 tensors on its device, which MPS does not support; "
+                         "use device='cpu'.")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available here; "
                          f"use device=None (auto) or device='cpu'.")

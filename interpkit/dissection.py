@@ -313,7 +313,7 @@ def quantile_thresholds(activations: np.ndarray | torch.Tensor, quantile: float 
     """
     _check_quantile(quantile)
     _check_acts_array(activations, None, "activations")
-    dev = resolve_device(device)
+    dev = resolve_device(device, needs_float64="quantile_thresholds")
     n, units, h, w = (int(s) for s in activations.shape)
     est = (TopTailQuantile(units, n * h * w, quantile, dev) if method == "exact"
            else HistogramQuantileSketch(units, quantile, bins, dev) if method == "sketch" else None)
@@ -830,7 +830,7 @@ def dissect(source: nn.Module | np.ndarray | torch.Tensor | Mapping[str, Any], d
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if quantile_method not in ("auto", "exact", "sketch"):
         raise ValueError(f"quantile_method must be 'auto', 'exact' or 'sketch', got {quantile_method!r}.")
-    dev = resolve_device(device)
+    dev = resolve_device(device, needs_float64="dissect")
     space = _label_space(dataset, categories, dev)
     n = len(dataset)
     if n < 1:

@@ -40,3 +40,10 @@ def tiny_images():
     y = torch.arange(64) % 2
     x[y == 1, :, 8:24, 8:24] += 0.7
     return ImageSet(x.clamp(0, 1), y, ["dark", "square"], "tiny")
+
+
+@pytest.fixture
+def pretend_mac(monkeypatch):
+    """This machine as a Mac without CUDA: MPS reported available (nothing is run on it)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)

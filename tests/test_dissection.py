@@ -573,3 +573,13 @@ def test_with_rotation_rejects_a_matrix_that_changes_the_network():
     rot = nd.with_rotation(net, "conv1", nd.random_rotation(4))
     with pytest.raises(ValueError, match="4 x 4 but the feature map has 6 channels"):
         rot(torch.rand(2, 3, 16, 16))
+
+
+def test_dissect_runs_on_the_cpu_on_a_mac(pretend_mac):
+    """Defect: device=None chose MPS, where the float64 quantile sketches cannot live."""
+    acts = _acts(n=9, units=4, h=5, w=5, seed=3)
+    with pytest.warns(UserWarning, match="dissect keeps float64 tensors"):
+        r = nd.dissect(acts, FakeBroden(n=9), quantile=0.05, batch_size=4, progress=False, device=None)
+    np.testing.assert_allclose(r.thresholds, nd.quantile_thresholds(acts, 0.05, device="cpu"))
+    with pytest.raises(ValueError, match="use device='cpu'"):
+        nd.dissect(acts, FakeBroden(n=9), quantile=0.05, progress=False, device="mps")

@@ -129,3 +129,31 @@ def test_device_rule_and_mismatch_errors():
     with pytest.raises(ValueError, match="freeze"):
         require_frozen(m.eval())
     require_frozen(ik.models.freeze(m))
+
+
+def test_methods_that_keep_float64_on_the_device_skip_mps(pretend_mac):
+    """Defect: on a Mac, device=None chose MPS for coupled NMF and dissection, whose float64
+    bookkeeping and quantile sketches MPS cannot hold, so they failed deep inside torch."""
+    assert ik.resolve_device(None).type == "mps"                    # every other method still uses MPS
+    assert ik.resolve_device("mps").type == "mps"
+    with pytest.warns(UserWarning, match="dissect keeps float64 tensors.*running it on the CPU"):
+        assert ik.resolve_device(None, needs_float64="dissect").type == "cpu"
+    with pytest.raises(ValueError, match="dissect keeps float64 tensors on its device, which MPS does not "
+                                         "support; use device='cpu'"):
+        ik.resolve_device("mps", needs_float64="dissect")
+
+
+def test_coupled_nmf_and_dissection_run_on_the_cpu_on_a_mac(pretend_mac):
+    from interpkit import clustering, dissection
+
+    g = torch.Generator().manual_seed(0)
+    acts = torch.rand(6, 10, generator=g)
+    with pytest.warns(UserWarning, match="coupled NMF keeps float64"):
+        res = clustering.coupled_nmf({"layer": acts}, {}, rank=2, n_iter=3, device=None)
+    assert res.F.device.type == "cpu"
+    with pytest.raises(ValueError, match="use device='cpu'"):
+        clustering.coupled_nmf({"layer": acts}, {}, rank=2, n_iter=3, device="mps")
+    with pytest.warns(UserWarning, match="quantile_thresholds keeps float64"):
+        t = dissection.quantile_thresholds(torch.rand(4, 3, 2, 2, generator=g).numpy(), 0.5, device=None)
+    assert t.shape == (3,)
+    # dissect itself: tests/test_dissection.py
