@@ -20,7 +20,10 @@ tidy pandas table (about 0.5 ms). With the checks, the noise, the statistics, th
 the table all stubbed out (an experiment, not a mode of the package), the rest of the analysis
 still takes about 1.25 times the wall-clock time of the plain pass on this machine, where small
 operations run several times slower right after a forward pass than in a warm loop (a softmax of
-50 x 10 numbers: 24 us warm, about 100 us after a forward pass).
+50 x 10 numbers: 24 us warm, about 100 us after a forward pass). Two more experiments (2026-11-24),
+not adopted: a compiled numba kernel for the per-position sums took 0.75 ms where the torch
+statistics take 1.30 ms (too little to reach the target, for a new compiled dependency), and
+cheaper module walks for the input checks and the weight-norm cache saved nothing measurable.
 
     python benchmarks/bench_resampling.py [--reps 40] [--widths 0.25 0.5 1.0] [--device cpu] [--threads N]
 """
