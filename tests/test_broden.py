@@ -325,3 +325,125 @@ def test_in_memory_generic_and_writer(tmp_path: Path) -> None:
         assert torch.equal(back[i]["masks"]["object"], mem[i]["masks"]["object"])
     with pytest.raises(ValueError, match="outside 0..3"):
         InMemoryBroden(images, {"object": obj + 5}, {}, ["-", "a", "b", "s"], ["", "object", "object", "scene"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit: damaged files and bad arguments
+# ---------------------------------------------------------------------------------------------
+def _tiny_mem(names: list[str] | None = None) -> InMemoryBroden:
+    images = np.zeros((3, 3, 8, 8), np.uint8)
+    obj = np.zeros((3, 1, 4, 4), np.int64)
+    obj[:, 0, :2] = 1
+    return InMemoryBroden(images, {"object": obj}, {"scene": np.array([[2], [2], [0]])},
+                          label_names=["-", "a", "s"], label_categories=["", "object", "scene"],
+                          image_names=names)
+
+
+def test_batch_indices_are_checked(fixture_root: Path) -> None:
+    """Defect: an index past the end raised a bare "list index out of range" (Broden), and a boolean
+    mask was read as the indices 0 and 1, silently returning the wrong images."""
+    for ds in (Broden(fixture_root), _tiny_mem()):
+        n = len(ds)
+        with pytest.raises(IndexError, match=f"index {n} out of range for a set of {n} images"):
+            ds.segmentation_batch([0, n])
+        with pytest.raises(IndexError, match="out of range"):
+            ds.images_batch([-n - 1])
+        with pytest.raises(ValueError, match="whole numbers"):
+            ds.images_batch([0.5])
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[-1] = True
+        assert torch.equal(ds.images_batch(mask), ds.images_batch([n - 1]))
+        for x, y in zip(ds.segmentation_batch(mask), ds.segmentation_batch([-1])):
+            assert torch.equal(x, y)
+        assert ds.images_batch([]).shape[0] == 0
+
+
+def test_truncated_image_files(fixture_root: Path) -> None:
+    """Defect: a truncated or garbage image raised PIL's bare OSError ("image file is truncated", no path)
+    or UnidentifiedImageError, without the index.csv line."""
+    ds = Broden(fixture_root)
+    png = fixture_root / "images/ds/b_object.png"
+    png.write_bytes(png.read_bytes()[:60])
+    with pytest.raises(ValueError, match=r"b_object\.png \(index\.csv line 3\) cannot be read.*truncated"):
+        ds[1]
+    (fixture_root / "images/ds/a.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"a\.jpg \(index\.csv line 2\) cannot be read"):
+        ds.images_batch([0])
+
+
+def test_duplicate_category_row(fixture_root: Path) -> None:
+    """Defect: a category listed twice in category.csv shifted its cells by a row: image 1 silently got
+    image 0's object mask."""
+    with open(fixture_root / "category.csv", "a", newline="") as f:
+        f.write("object,5,7,2,2\n")
+    with pytest.raises(ValueError, match=r"category\.csv lists the categories \['object'\] more than once"):
+        Broden(fixture_root)
+
+
+def test_nonpositive_segmentation_size(fixture_root: Path) -> None:
+    """Defect: sh = -4 in index.csv was accepted and segmentation_batch failed with NumPy's "negative
+    dimensions are not allowed"."""
+    _rewrite(fixture_root / "index.csv", ",val,8,12,4,6,", ",val,8,12,-4,6,")
+    with pytest.raises(ValueError, match=r"index\.csv line 3: ih, iw, sh, sw must be positive"):
+        Broden(fixture_root)
+
+
+def test_csv_with_byte_order_mark(fixture_root: Path) -> None:
+    """Defect: a CSV saved with a UTF-8 byte-order mark (Excel) was refused: "missing column(s) ['image']"."""
+    path = fixture_root / "index.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(Broden(fixture_root)) == 2
+
+
+def test_in_memory_scalar_of_wrong_length() -> None:
+    """Defect: image-level labels for 2N images were silently reshaped to (N, 2) instead of refused."""
+    with pytest.raises(ValueError, match=r"scalar\['scene'\] must be \(N=3,\)"):
+        InMemoryBroden(np.zeros((3, 3, 8, 8), np.uint8), {}, {"scene": np.ones(6, np.int64)},
+                       label_names=["-", "s"], label_categories=["", "scene"])
+
+
+def test_writer_refuses_duplicate_image_names(tmp_path: Path) -> None:
+    """Defect: two images with one name were written to the same file, so the export silently held one
+    image twice."""
+    with pytest.raises(ValueError, match=r"image_names must be unique.*\['x'\]"):
+        write_broden(tmp_path / "out", _tiny_mem(["x", "y", "x"]))
+    assert not list(tmp_path.iterdir())
+
+
+def test_writer_restores_old_copy_when_final_rename_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect: when the final rename failed, overwrite=True left no dataset at root (the old copy was
+    hidden in a .old folder)."""
+    root = write_broden(tmp_path / "out", _tiny_mem())
+    real = broden_mod.os.replace
+
+    def flaky(src, dst):
+        if str(src).endswith(".tmp"):
+            raise OSError("disk full")
+        return real(src, dst)
+
+    monkeypatch.setattr(broden_mod.os, "replace", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        write_broden(root, _tiny_mem(), overwrite=True)
+    monkeypatch.setattr(broden_mod.os, "replace", real)
+    assert len(Broden(root)) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_duplicate_label_number(fixture_root: Path) -> None:
+    """Defect: a label number listed twice in label.csv was accepted, the later row silently replacing
+    the name of the first."""
+    with open(fixture_root / "label.csv", "a", newline="") as f:
+        f.write("5,cloud,object(1),1,0.1,\n")
+    with pytest.raises(ValueError, match=r"label\.csv line 11: label number 5 is already on line 4"):
+        Broden(fixture_root)
+
+
+def test_in_memory_empty_or_list_input() -> None:
+    """Defect: zero images failed with NumPy's "cannot reshape array of size 0", and pixel labels given as
+    nested lists with "'list' object has no attribute 'shape'"."""
+    with pytest.raises(ValueError, match=r"images is empty \(N = 0\)"):
+        InMemoryBroden(np.zeros((0, 3, 8, 8), np.uint8), {"object": np.zeros((0, 1, 4, 4), np.int64)}, {},
+                       label_names=["-", "a"], label_categories=["", "object"])
+    lists = [[[[0, 1], [1, 1]]], [[[0, 0], [0, 1]]]]
+    mem = InMemoryBroden(np.zeros((2, 3, 4, 4), np.uint8), {"object": lists}, {},
+                         label_names=["-", "a"], label_categories=["", "object"])
+    assert mem.seg_shape == (2, 2) and mem[0]["masks"]["object"].tolist() == [[[0, 1], [1, 1]]]

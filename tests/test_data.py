@@ -111,3 +111,116 @@ def test_torchvision_cifar_fixtures(tmp_path):
         ik.data.torchvision_set("CIFAR100", tmp_path, train=False)
     with pytest.raises(KeyError, match="choose from"):
         ik.data.torchvision_set("imagenet", tmp_path)
+
+
+def test_imageset_rejects_integer_images():
+    """Defect: uint8 images were cast to float without / 255, giving values up to 255 silently."""
+    with pytest.raises(TypeError, match=r"float\(\) / 255"):
+        ImageSet(torch.randint(0, 256, (3, 1, 4, 4), dtype=torch.uint8), torch.tensor([0, 1, 1]))
+    assert ImageSet(torch.rand(2, 1, 4, 4).double(), [0, 1]).images.dtype == torch.float32   # still fine
+
+
+def test_imageset_rejects_bad_labels():
+    """Defect: fractional labels were truncated (0.5 -> 0), negative labels and labels beyond the named
+    classes were accepted and only failed later, deep inside cross-entropy ("Target 5 is out of bounds")."""
+    x = torch.rand(3, 1, 4, 4)
+    with pytest.raises(ValueError, match="whole numbers"):
+        ImageSet(x, torch.tensor([0.5, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=">= 0"):
+        ImageSet(x, torch.tensor([0, -1, 1]))
+    with pytest.raises(ValueError, match="only 2 classes are named"):
+        ImageSet(x, torch.tensor([0, 1, 5]), ["a", "b"])
+    assert ImageSet(x, torch.tensor([0.0, 1.0, 2.0])).labels.tolist() == [0, 1, 2]        # whole floats are fine
+
+
+def test_subset_boolean_mask_and_fractional_index():
+    """Defect: a boolean mask (d.subset(d.labels == 1)) was cast to indices 0/1, and fractional indices
+    were truncated, both silently selecting the wrong images."""
+    d = ImageSet(torch.rand(6, 1, 4, 4), torch.tensor([0, 1, 0, 1, 0, 1]))
+    s = d.subset(d.labels == 1)
+    assert len(s) == 3 and s.labels.tolist() == [1, 1, 1] and torch.equal(s.images, d.images[1::2])
+    with pytest.raises(ValueError, match="one entry per image"):
+        d.subset(torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="whole numbers"):
+        d.subset(np.linspace(0, 5, 4))
+    with pytest.raises(ValueError, match="1-D"):
+        d.subset(3)
+    assert d.subset(torch.tensor([1.0, 3.0])).labels.tolist() == [1, 1]
+
+
+def test_split_and_resized_check_sizes():
+    """Defect: split(2.0, 2) failed with a raw slicing TypeError, resized(0) with a RuntimeError inside
+    F.interpolate, and resized(np.int64(8)) with "'numpy.int64' object is not iterable"."""
+    d = ImageSet(torch.rand(6, 1, 4, 4), torch.tensor([0, 1, 0, 1, 0, 1]))
+    with pytest.raises(ValueError, match="n_train must be a positive integer"):
+        d.split(2.0, 2)
+    with pytest.raises(ValueError, match="size must be a positive integer"):
+        d.resized(0)
+    with pytest.raises(ValueError, match=r"pair \(height, width\)"):
+        d.resized(8.0)
+    assert d.resized(np.int64(8)).image_size == (8, 8) and d.resized((6, 10)).image_size == (6, 10)
+
+
+def test_torchvision_limit_must_be_positive(tmp_path):
+    """Defect: limit=-1 silently dropped the last image (images[:-1]) instead of being refused."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _write_idx(raw / "train-images-idx3-ubyte", np.zeros((4, 28, 28)))
+    _write_idx(raw / "train-labels-idx1-ubyte", np.arange(4))
+    with pytest.raises(ValueError, match="limit must be a positive integer"):
+        ik.data.torchvision_set("mnist", tmp_path, limit=-1)
+    assert len(ik.data.torchvision_set("mnist", tmp_path, limit=2)) == 2
+
+
+def test_torchvision_damaged_idx_files(tmp_path):
+    """Defect: a cut-off .gz download raised a bare EOFError, a cut-off header NumPy's "buffer is smaller
+    than requested size", and swapped image/label files a misleading message about channel axes."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _write_idx(raw / "train-images-idx3-ubyte", np.zeros((4, 28, 28)), gz=True)
+    _write_idx(raw / "train-labels-idx1-ubyte", np.arange(4))
+    gz = raw / "train-images-idx3-ubyte.gz"
+    gz.write_bytes(gz.read_bytes()[:40])
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz is truncated or corrupt.*re-download"):
+        ik.data.torchvision_set("mnist", tmp_path)
+    gz.unlink()
+    (raw / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3, 0, 0]))
+    with pytest.raises(ValueError, match="header is cut off"):
+        ik.data.torchvision_set("mnist", tmp_path)
+    _write_idx(raw / "train-images-idx3-ubyte", np.arange(4))
+    _write_idx(raw / "train-labels-idx1-ubyte", np.zeros((4, 28, 28)))
+    with pytest.raises(ValueError, match="swapped"):
+        ik.data.torchvision_set("mnist", tmp_path)
+
+
+def test_torchvision_damaged_cifar_files(tmp_path):
+    """Defect: a truncated CIFAR batch raised a bare UnpicklingError, a batch of another set KeyError('labels'),
+    and data of the wrong size "cannot reshape array", none naming the file."""
+    c10 = tmp_path / "cifar-10-batches-py"
+    c10.mkdir()
+    with open(c10 / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
+    with open(c10 / "test_batch", "wb") as fh:
+        pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [1, 2]}, fh)
+    assert len(ik.data.torchvision_set("cifar10", tmp_path, train=False)) == 2
+    (c10 / "test_batch").write_bytes((c10 / "test_batch").read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"test_batch is truncated or corrupt"):
+        ik.data.torchvision_set("cifar10", tmp_path, train=False)
+    with open(c10 / "test_batch", "wb") as fh:
+        pickle.dump({"data": np.zeros((2, 3072), np.uint8), "fine_labels": [1, 2]}, fh)
+    with pytest.raises(ValueError, match=r"test_batch has no \['labels'\]"):
+        ik.data.torchvision_set("cifar10", tmp_path, train=False)
+    with open(c10 / "test_batch", "wb") as fh:
+        pickle.dump({"data": np.zeros((2, 3000), np.uint8), "labels": [1, 2]}, fh)
+    with pytest.raises(ValueError, match=r"test_batch: data of shape \(2, 3000\)"):
+        ik.data.torchvision_set("cifar10", tmp_path, train=False)
+
+
+def test_photographs_single_name_and_non_photographs():
+    """Defect: photographs("astronaut") iterated the letters (KeyError for 'a'), a boolean image
+    (horse) came back silently near-black (True / 255), and a non-image raised a bare IndexError."""
+    assert set(ik.data.photographs("astronaut")) == {"astronaut"}
+    with pytest.raises(ValueError, match="not an 8-bit photograph"):
+        ik.data.photographs(("horse",))
+    with pytest.raises(ValueError, match="not an 8-bit photograph"):
+        ik.data.photographs(("lbp_frontal_face_cascade_filename",))

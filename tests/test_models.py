@@ -157,3 +157,80 @@ def test_coupled_nmf_and_dissection_run_on_the_cpu_on_a_mac(pretend_mac):
         t = dissection.quantile_thresholds(torch.rand(4, 3, 2, 2, generator=g).numpy(), 0.5, device=None)
     assert t.shape == (3,)
     # dissect itself: tests/test_dissection.py
+
+
+def test_architectures_check_their_arguments():
+    """Defect: width=nan raised "cannot convert float NaN to integer", width=inf an OverflowError,
+    num_classes=10.0 or image_size=32.0 a TypeError inside nn.Linear, in_channels=-1 a RuntimeError
+    ("negative dimension"), and image_size=-8 built a model no input fits."""
+    for kwargs, what in [(dict(width=float("nan")), "width"), (dict(width=float("inf")), "width"),
+                         (dict(num_classes=10.0), "num_classes"), (dict(image_size=32.0), "image_size"),
+                         (dict(image_size=-8), "image_size"), (dict(in_channels=0), "in_channels")]:
+        with pytest.raises(ValueError, match=what):
+            ik.models.vgg8(**kwargs)
+    for kwargs, what in [(dict(width=float("nan")), "width"), (dict(num_classes=3.0), "num_classes"),
+                         (dict(in_channels=-1), "in_channels"), (dict(num_classes=1), "at least 2")]:
+        with pytest.raises(ValueError, match=what):
+            ik.models.resnet18_cifar(**kwargs)
+
+
+def test_torchvision_model_truncated_weights(tmp_path):
+    """Defect: a truncated weights file raised torch's bare "PytorchStreamReader failed reading zip archive"."""
+    path = tmp_path / "w.pth"
+    torch.save(ik.models.torchvision_model("resnet18", num_classes=3).state_dict(), path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"w\.pth cannot be read as a state dict with weights_only=True"):
+        ik.models.torchvision_model("resnet18", weights_path=path, num_classes=3)
+
+
+def test_train_checks_hyper_parameters(tmp_cache, tiny_images):
+    """Defect: lr=inf or weight_decay=inf trained to NaN weights and cached them; batch_size=1 skipped
+    every batch and silently returned (and cached) the untrained model; epochs=2.5 failed inside range()."""
+    for kwargs, what in [(dict(lr=float("inf")), "lr"), (dict(lr=float("nan")), "lr"),
+                         (dict(weight_decay=float("inf")), "weight_decay"), (dict(batch_size=1), "at least 2"),
+                         (dict(epochs=2.5), "epochs"), (dict(seed=0.5), "seed")]:
+        with pytest.raises(ValueError, match=what):
+            ik.models.train(_net(), tiny_images, progress=False, **{"epochs": 1, **kwargs})
+    assert not list(tmp_cache.rglob("*.pt"))
+
+
+def test_train_takes_numpy_scalars(tmp_cache, tiny_images):
+    """Defect: epochs=np.int64(1), seed=np.int64(0) or lr=np.float32(...) failed with "Object of type
+    int64 is not JSON serializable" while building the cache key."""
+    import numpy as np
+
+    m = ik.models.train(_net(), tiny_images, epochs=np.int64(1), lr=np.float32(1e-3), seed=np.int64(0),
+                        batch_size=np.int64(16), progress=False, device="cpu")
+    assert len(m.train_history) == 1 and m.cache_path.is_file()
+
+
+def test_train_refuses_non_finite_images(tmp_cache, tiny_images):
+    """Defect: a NaN pixel trained (and cached) a model with NaN loss instead of being reported."""
+    images = tiny_images.images.clone()
+    images[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="1 image values are NaN or infinite"):
+        ik.models.train(_net(), ik.data.ImageSet(images, tiny_images.labels), epochs=1, progress=False)
+    assert not list(tmp_cache.rglob("*.pt"))
+
+
+def test_labels_beyond_the_model_outputs(tmp_cache, tiny_images):
+    """Defect: a 2-class model trained or evaluated on 10-class labels failed inside cross-entropy with
+    "IndexError: Target 2 is out of bounds" (on CUDA a device-side assert)."""
+    ten = ik.data.ImageSet(tiny_images.images, torch.arange(64) % 10)
+    with pytest.raises(ValueError, match="num_classes=10"):
+        ik.models.train(_net(), ten, epochs=1, progress=False, cache=False)
+    with pytest.raises(ValueError, match="2 outputs but the labels go up to 9"):
+        ik.models.evaluate(_net(), ten)
+    with pytest.raises(TypeError, match="ImageSet"):
+        ik.models.evaluate(_net(), tiny_images.images)
+
+
+def test_predict_proba_bad_input(tiny_images):
+    """Defect: batch_size=0 raised "range() arg 3 must not be zero", batch_size=-1 "torch.cat(): expected a
+    non-empty list", and a NumPy array "'numpy.ndarray' object has no attribute 'to'"."""
+    m = _net().eval()
+    for bs in (0, -1):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            ik.models.predict_proba(m, tiny_images.images, batch_size=bs)
+    with pytest.raises(TypeError, match="torch.as_tensor"):
+        ik.models.predict_proba(m, tiny_images.images.numpy())

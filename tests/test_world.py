@@ -190,3 +190,13 @@ def test_bad_ranges(world: ConceptWorld) -> None:
 
 
 GOLDEN_32_SEED0_6 = "11e3c64c5f32b5d33f4b976938628c0aa78fa1be19162bea76d64124fe7544a8"
+
+
+def test_as_broden_chunk_must_be_positive() -> None:
+    """Defect: chunk=-1 rendered nothing and returned uninitialised image bytes and scene labels;
+    chunk=0 failed with "range() arg 3 must not be zero"."""
+    w = ConceptWorld(size=32, seed=0)
+    for chunk in (-1, 0, 2.5):
+        with pytest.raises(ValueError, match="chunk must be a positive integer"):
+            w.as_broden(3, chunk=chunk)
+    assert len(w.as_broden(3, chunk=2)) == 3

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import numbers
 from dataclasses import dataclass, field, fields, replace
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+
+from ..checks import check_positive_int
 
 
 @dataclass
@@ -30,14 +33,26 @@ class ImageSet(Dataset):
                              "add a channel axis with images[:, None] for grey images.")
         if len(self.images) == 0:
             raise ValueError(f"{self.name}: the dataset is empty; pass at least one image.")
+        if not (torch.is_floating_point(self.images) or self.images.dtype == torch.bool):
+            raise TypeError(f"{self.name}: images must be floating point in [0, 1], got {self.images.dtype}; "
+                            "use images.float() / 255 for 8-bit images.")
         if self.images.dtype != torch.float32:
             self.images = self.images.float()
-        self.labels = torch.as_tensor(self.labels, dtype=torch.long)
+        raw = torch.as_tensor(self.labels)
+        if torch.is_floating_point(raw) and not bool((torch.isfinite(raw) & (raw == raw.round())).all()):
+            raise ValueError(f"{self.name}: labels must be whole numbers (class indices), got "
+                             f"{raw[~(torch.isfinite(raw) & (raw == raw.round()))][:5].tolist()}.")
+        self.labels = raw.long()
         if self.labels.shape != (len(self.images),):
             raise ValueError(f"{self.name}: {len(self.images)} images but labels of shape "
                              f"{tuple(self.labels.shape)}; pass one integer label per image.")
+        if int(self.labels.min()) < 0:
+            raise ValueError(f"{self.name}: labels must be class indices >= 0, got {int(self.labels.min())}.")
         if not self.classes:
             self.classes = [str(i) for i in range(int(self.labels.max()) + 1)]
+        elif int(self.labels.max()) >= len(self.classes):
+            raise ValueError(f"{self.name}: a label is {int(self.labels.max())} but only {len(self.classes)} "
+                             "classes are named; pass one name per class (or classes=[] to number them).")
 
     # -- Dataset protocol -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -68,15 +83,28 @@ class ImageSet(Dataset):
 
     def subset(self, index: Sequence[int] | torch.Tensor) -> "ImageSet":
         """A new set holding the images at ``index`` (and every other per-image tensor)."""
-        idx = torch.as_tensor(index, dtype=torch.long)
+        idx = torch.as_tensor(index)
         if idx.numel() == 0:
             raise ValueError(f"{self.name}: subset index is empty; select at least one image.")
+        if idx.ndim != 1:
+            raise ValueError(f"{self.name}: subset takes a 1-D list of indices or a boolean mask, got shape "
+                             f"{tuple(idx.shape)}; e.g. subset([i]) for one image.")
+        if idx.dtype == torch.bool:
+            if len(idx) != len(self):
+                raise ValueError(f"{self.name}: a boolean mask needs one entry per image ({len(self)}), "
+                                 f"got {len(idx)}.")
+            idx = idx.nonzero().flatten()
+            if idx.numel() == 0:
+                raise ValueError(f"{self.name}: the subset mask selects no image; select at least one.")
+        elif torch.is_floating_point(idx) and not bool((idx == idx.round()).all()):
+            raise ValueError(f"{self.name}: subset indices must be whole numbers, got {idx[:5].tolist()}; "
+                             "round them first.")
+        idx = idx.long()
         return replace(self, **{k: getattr(self, k)[idx] for k in self._per_image_fields()})
 
     def split(self, n_train: int, n_test: int, seed: int = 0) -> tuple["ImageSet", "ImageSet"]:
         """Disjoint random train and test subsets of the requested sizes (seeded)."""
-        if n_train <= 0 or n_test <= 0:
-            raise ValueError(f"n_train and n_test must be positive, got {n_train} and {n_test}.")
+        n_train, n_test = check_positive_int("n_train", n_train), check_positive_int("n_test", n_test)
         if n_train + n_test > len(self):
             raise ValueError(f"{self.name} has {len(self)} images; cannot split into {n_train} + {n_test}. "
                              "Lower n_train or n_test.")
@@ -88,7 +116,14 @@ class ImageSet(Dataset):
 
     def resized(self, size: int | tuple[int, int]) -> "ImageSet":
         """The same set with images resized bilinearly to ``size`` (masks are not resized)."""
-        size = (size, size) if isinstance(size, int) else tuple(size)
+        pair = (size, size) if isinstance(size, numbers.Integral) else size
+        try:
+            pair = tuple(pair)
+        except TypeError:
+            pair = ()
+        if len(pair) != 2:
+            raise ValueError(f"size must be an integer or a pair (height, width), got {size!r}.")
+        size = (check_positive_int("size", pair[0]), check_positive_int("size", pair[1]))
         if tuple(self.image_size) == size:
             return self
         imgs = F.interpolate(self.images, size=size, mode="bilinear", align_corners=False,

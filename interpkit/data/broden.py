@@ -73,7 +73,7 @@ def _read_csv(path: Path, required: Sequence[str], what: str) -> tuple[list[str]
         raise FileNotFoundError(f"{path} is missing; a Broden directory needs {what}. Check the root "
                                 f"folder (it must contain index.csv, label.csv, category.csv, c_<category>.csv "
                                 f"and images/).")
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:       # -sig: a CSV saved by Excel
         reader = csv.DictReader(f)
         header = list(reader.fieldnames or [])
         missing = [c for c in required if c not in header]
@@ -114,6 +114,25 @@ def _labels_frame(names: list[str], syns: list[str], frequency: np.ndarray, cove
     frame["category"] = _primary_categories(frame, list(per_cat), fallback)
     frame.loc[0, "category"] = ""
     return frame
+
+
+def _indices(indices: Sequence[int] | torch.Tensor, n: int) -> np.ndarray:
+    """``indices`` (integers, negative ones from the end, or a boolean mask of length ``n``) as row
+    numbers in ``0 .. n-1``."""
+    idx = torch.as_tensor(indices).reshape(-1).cpu()
+    if idx.numel() == 0:
+        return np.zeros(0, np.int64)
+    if idx.dtype == torch.bool:
+        if len(idx) != n:
+            raise ValueError(f"a boolean mask needs one entry per image ({n}), got {len(idx)}.")
+        return idx.nonzero().flatten().numpy()
+    if torch.is_floating_point(idx) and not bool((idx == idx.round()).all()):
+        raise ValueError(f"indices must be whole numbers, got {idx[:5].tolist()}.")
+    idx = idx.long()
+    bad = idx[(idx < -n) | (idx >= n)]
+    if bad.numel():
+        raise IndexError(f"index {int(bad[0])} out of range for a set of {n} images.")
+    return (idx % n).numpy()
 
 
 def _resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -202,6 +221,10 @@ class Broden(_BrodenBase):
                                     f"folder that holds index.csv (e.g. .../broden1_224).")
         _, cat_rows = _read_csv(self.root / "category.csv", ["name"], "category.csv (the list of categories)")
         all_cats = [r["name"] for r in cat_rows]
+        twice = sorted({c for c in all_cats if all_cats.count(c) > 1})
+        if twice:
+            raise ValueError(f"{self.root / 'category.csv'} lists the categories {twice} more than once; keep one "
+                             f"row per category.")
         index_path = self.root / "index.csv"
         header, rows = _read_csv(index_path, META_COLUMNS, "index.csv (one row per image)")
         for line, cat in enumerate(all_cats, start=2):
@@ -246,9 +269,14 @@ class Broden(_BrodenBase):
         names[0] = "-"
         freq, cov = np.zeros(L, np.int64), np.zeros(L, np.float64)
         fallback: list[dict[str, int]] = [{} for _ in range(L)]
+        seen: dict[int, int] = {}
         for num, r, cat_counts, line in parsed:
             if num < 0:
                 raise ValueError(f"{label_path} line {line}: negative label number {num}.")
+            if num in seen:
+                raise ValueError(f"{label_path} line {line}: label number {num} is already on line {seen[num]}; "
+                                 "keep one row per label.")
+            seen[num] = line
             known[num] = True
             names[num] = r["name"]
             syns[num] = r.get("syns") or ""
@@ -283,6 +311,9 @@ class Broden(_BrodenBase):
             except (TypeError, ValueError):
                 raise ValueError(f"{index_path} line {line}: ih, iw, sh, sw must be integers, got "
                                  f"{[r['ih'], r['iw'], r['sh'], r['sw']]}.")
+            if min(ih, iw, sh, sw) < 1:
+                raise ValueError(f"{index_path} line {line}: ih, iw, sh, sw must be positive, got "
+                                 f"{[ih, iw, sh, sw]}.")
             if not r["image"]:
                 raise ValueError(f"{index_path} line {line}: the image cell is empty.")
             self._rows.append((r["image"], r["split"], ih, iw, sh, sw, line))
@@ -330,8 +361,12 @@ class Broden(_BrodenBase):
         path = self.root / "images" / name
         if not path.is_file():
             raise FileNotFoundError(f"{path} (index.csv line {line}) is missing; the Broden copy is incomplete.")
-        with Image.open(path) as im:
-            arr = np.array(im.convert("RGB"))
+        try:
+            with Image.open(path) as im:
+                arr = np.array(im.convert("RGB"))
+        except (OSError, SyntaxError) as exc:     # PIL: truncated or not an image
+            raise ValueError(f"{path} (index.csv line {line}) cannot be read ({exc}); the file is truncated or "
+                             "corrupt, copy it again.") from None
         if arr.shape[:2] != (ih, iw):
             raise ValueError(f"{path} is {arr.shape[0]}x{arr.shape[1]} but index.csv line {line} says "
                              f"ih={ih}, iw={iw}; fix the row or the image.")
@@ -342,10 +377,14 @@ class Broden(_BrodenBase):
         path = self.root / "images" / rel
         if not path.is_file():
             raise FileNotFoundError(f"{path} (index.csv line {line}) is missing; the Broden copy is incomplete.")
-        with Image.open(path) as im:
-            if im.mode not in ("RGB", "RGBA", "L", "I", "I;16"):
-                im = im.convert("RGB")
-            arr = np.asarray(im)
+        try:
+            with Image.open(path) as im:
+                if im.mode not in ("RGB", "RGBA", "L", "I", "I;16"):
+                    im = im.convert("RGB")
+                arr = np.asarray(im)
+        except (OSError, SyntaxError) as exc:     # PIL: truncated or not an image
+            raise ValueError(f"{path} (index.csv line {line}) cannot be read ({exc}); the file is truncated or "
+                             "corrupt, copy it again.") from None
         if arr.ndim == 3:
             lab = arr[..., 0].astype(np.int64) + 256 * arr[..., 1].astype(np.int64)
         else:
@@ -380,7 +419,7 @@ class Broden(_BrodenBase):
 
     def images_batch(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Only the images of ``indices`` as float32 (B, 3, H, W) (no label PNGs are read)."""
-        idx = [int(i) for i in torch.as_tensor(indices).reshape(-1).tolist()]
+        idx = [int(i) for i in _indices(indices, len(self))]
         H, W = self.image_shape
         images = torch.empty((len(idx), 3, H, W), dtype=torch.float32)
         for b, i in enumerate(idx):
@@ -390,7 +429,7 @@ class Broden(_BrodenBase):
     def segmentation_batch(self, indices: Sequence[int] | torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images, stacked pixel-label layers and image-level labels of ``indices`` (see module doc)."""
-        idx = [int(i) for i in torch.as_tensor(indices).reshape(-1).tolist()]
+        idx = [int(i) for i in _indices(indices, len(self))]
         B = len(idx)
         H, W = self.image_shape
         sh, sw = self.seg_shape
@@ -470,6 +509,8 @@ class InMemoryBroden(_BrodenBase):
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {images.shape}.")
         N = len(images)
+        if N == 0:
+            raise ValueError("images is empty (N = 0); pass at least one image.")
         self.categories = list(categories) if categories is not None else [*pixel, *scalar]
         if sorted(self.categories) != sorted([*pixel, *scalar]):
             raise ValueError(f"categories {self.categories} must list each of {[*pixel, *scalar]} once.")
@@ -478,7 +519,7 @@ class InMemoryBroden(_BrodenBase):
         L = len(label_names)
         self._images = images
         self.image_shape = (int(images.shape[2]), int(images.shape[3]))
-        shapes = {a.shape[2:] for a in pixel.values()}
+        shapes = {np.shape(a)[2:] for a in pixel.values()}
         if len(shapes) > 1:
             raise ValueError(f"all pixel categories need one segmentation shape, got {shapes}.")
         self.seg_shape = tuple(int(s) for s in shapes.pop()) if shapes else (self.image_shape[0] // 2,
@@ -499,7 +540,10 @@ class InMemoryBroden(_BrodenBase):
             self._pixel[c], self._nonzero[c] = a, nz
         self._scalar = {}
         for c in self.scalar_categories:
-            a = np.asarray(scalar[c]).reshape(N, -1)
+            a = np.asarray(scalar[c])
+            if a.ndim == 0 or a.shape[0] != N:
+                raise ValueError(f"scalar[{c!r}] must be (N={N},) or (N, m), got {a.shape}.")
+            a = a.reshape(N, -1)
             if a.size and (a.min() < 0 or a.max() >= L):
                 raise ValueError(f"scalar[{c!r}] holds label numbers outside 0..{L - 1} (label_names).")
             self._scalar[c] = a
@@ -568,13 +612,13 @@ class InMemoryBroden(_BrodenBase):
 
     def images_batch(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Only the images of ``indices`` as float32 (B, 3, H, W)."""
-        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1).numpy()
+        idx = _indices(indices, len(self))
         return torch.from_numpy(self._images[idx]).float().div_(255.0)
 
     def segmentation_batch(self, indices: Sequence[int] | torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images, stacked pixel-label layers and image-level labels of ``indices`` (see module doc)."""
-        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1).numpy()
+        idx = _indices(indices, len(self))
         images = torch.from_numpy(self._images[idx]).float().div_(255.0)
         sh, sw = self.seg_shape
         pixel = np.zeros((len(idx), len(self.layer_categories), sh, sw), np.int64)
@@ -619,6 +663,9 @@ def write_broden(root: str | os.PathLike, ds: InMemoryBroden, overwrite: bool = 
     root = Path(root).expanduser()
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root} already exists; pass overwrite=True or choose another folder.")
+    twice = sorted({n for n, k in Counter(ds.image_names).items() if k > 1})
+    if twice:
+        raise ValueError(f"image_names must be unique (each names a file), but {twice[:5]} occur more than once.")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
     try:
@@ -626,7 +673,12 @@ def write_broden(root: str | os.PathLike, ds: InMemoryBroden, overwrite: bool = 
         if root.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old", dir=root.parent))
             os.replace(root, old / "d")
-            os.replace(tmp, root)
+            try:
+                os.replace(tmp, root)
+            except BaseException:
+                os.replace(old / "d", root)          # put the old copy back
+                shutil.rmtree(old, ignore_errors=True)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, root)

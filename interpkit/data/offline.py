@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..checks import check_positive_int
 from .base import ImageSet
 
 DIGIT_CLASSES = [str(i) for i in range(10)]
@@ -54,12 +56,17 @@ def photographs(names: tuple[str, ...] = PHOTOGRAPHS) -> dict[str, torch.Tensor]
     """Real colour photographs shipped with scikit-image, as float32 (3, H, W) in [0, 1]."""
     import skimage.data
 
+    if isinstance(names, str):
+        names = (names,)
     out = {}
     for name in names:
         loader = getattr(skimage.data, name, None)
         if loader is None:
             raise KeyError(f"scikit-image has no photograph {name!r}; choose from {', '.join(PHOTOGRAPHS)}.")
         img = np.asarray(loader())
+        if img.dtype != np.uint8 or img.ndim not in (2, 3):
+            raise ValueError(f"skimage.data.{name} is not an 8-bit photograph (got {img.dtype} of shape "
+                             f"{img.shape}); choose from {', '.join(PHOTOGRAPHS)}.")
         if img.ndim == 2:
             img = np.stack([img] * 3, -1)
         out[name] = torch.from_numpy(img[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
@@ -100,6 +107,7 @@ def torchvision_set(name: str, root: str | Path, train: bool = True, download: b
             "network is available, or use an offline set: interpkit.data.mnist5k() (real digits), "
             "interpkit.data.sklearn_digits(), or interpkit.data.ConceptWorld.") from None
     if limit is not None:
+        limit = check_positive_int("limit", limit)
         images, labels = images[:limit], labels[:limit]
     tensor = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).float() / 255.0
     tensor = tensor[:, None] if tensor.ndim == 3 else tensor
@@ -118,11 +126,17 @@ def _open_maybe_gz(path: Path):
 
 def _read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (the MNIST format: big-endian header of magic and dimensions, then uint8)."""
-    with _open_maybe_gz(path) as f:
-        raw = f.read()
+    f = _open_maybe_gz(path)
+    try:
+        with f:
+            raw = f.read()
+    except (EOFError, OSError, zlib.error) as exc:   # a cut-off or damaged .gz download
+        raise ValueError(f"{getattr(f, 'name', path)} is truncated or corrupt ({exc}); re-download it.") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number); re-download it.")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated: its header is cut off; re-download it.")
     dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
@@ -133,29 +147,46 @@ def _read_idx(path: Path) -> np.ndarray:
 def _read_idx_pair(raw_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     images = _read_idx(raw_dir / f"{prefix}-images-idx3-ubyte")
     labels = _read_idx(raw_dir / f"{prefix}-labels-idx1-ubyte")
+    if images.ndim != 3 or labels.ndim != 1:
+        raise ValueError(f"{raw_dir}: {prefix}-images holds an array of shape {images.shape} and {prefix}-labels "
+                         f"one of shape {labels.shape}; expected (N, rows, cols) and (N,). Are the files swapped?")
     if len(images) != len(labels):
         raise ValueError(f"{raw_dir}: {len(images)} images but {len(labels)} labels; the files do not belong together.")
     return images, labels
 
 
-def _unpickle(path: Path) -> dict:
+def _unpickle(path: Path, *keys: str) -> dict:
     import pickle
 
     if not path.is_file():
         raise FileNotFoundError(f"missing file {path}")
     with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+        try:
+            out = pickle.load(f, encoding="latin1")
+        except Exception as exc:          # truncated or not a pickle: EOFError, UnpicklingError, ...
+            raise ValueError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
+                             "re-download it.") from None
+    missing = [k for k in keys if not isinstance(out, dict) or k not in out]
+    if missing:
+        raise ValueError(f"{path} has no {missing} entries; it is not a file of this CIFAR set, re-download it.")
+    return out
 
 
 def _read_cifar(folder: Path, key: str, train: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if key == "cifar10":
         files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-        batches = [_unpickle(folder / f) for f in files]
+        batches = [_unpickle(folder / f, "data", "labels") for f in files]
         labels = np.concatenate([np.asarray(b["labels"]) for b in batches])
-        classes = list(_unpickle(folder / "batches.meta")["label_names"])
+        classes = list(_unpickle(folder / "batches.meta", "label_names")["label_names"])
     else:
-        batches = [_unpickle(folder / ("train" if train else "test"))]
+        files = ["train" if train else "test"]
+        batches = [_unpickle(folder / files[0], "data", "fine_labels")]
         labels = np.asarray(batches[0]["fine_labels"])
-        classes = list(_unpickle(folder / "meta")["fine_label_names"])
-    data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
+        classes = list(_unpickle(folder / "meta", "fine_label_names")["fine_label_names"])
+    arrays = [np.asarray(b["data"], dtype=np.uint8) for b in batches]
+    for f, a in zip(files, arrays):
+        if a.ndim != 2 or a.shape[1] != 3 * 32 * 32:
+            raise ValueError(f"{folder / f}: data of shape {a.shape}, expected (N, 3072) (3 x 32 x 32 bytes "
+                             "per image); re-download it.")
+    data = np.concatenate(arrays).reshape(-1, 3, 32, 32)
     return data, labels, classes

@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from ..checks import check_positive_int
 from .base import ImageSet
 
 __all__ = ["ConceptWorld", "WorldSet", "WorldDataset", "MIN_SIZE", "MAX_SIZE", "MAX_OBJECTS"]
@@ -555,6 +556,7 @@ class ConceptWorld:
         from .broden import InMemoryBroden, half_resolution
 
         self._check_range(n, start)
+        chunk = check_positive_int("chunk", chunk)
         S = self.size
         sh = sw = S // 2
         names = self.broden_label_names()

@@ -6,12 +6,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checks import check_number, check_positive_int
+
 VGG8_CHANNELS = (32, 64, 128, 128, 256, 256, 512, 512)
 VGG8_STRIDES = (2, 2, 1, 2, 1, 2, 1, 2)  # stride 2 in blocks 1, 2, 4, 6, 8 (no max-pooling)
 
 
 def _scaled(c: int, width: float) -> int:
     return max(4, int(round(c * width)))
+
+
+def _check_args(num_classes: int, in_channels: int, width: float) -> None:
+    if check_positive_int("num_classes", num_classes) < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+    check_positive_int("in_channels", in_channels)
+    check_number("width", width, positive=True, hint="1.0 is the paper's channel counts")
 
 
 class VGG8(nn.Module):
@@ -24,10 +33,8 @@ class VGG8(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, width: float = 1.0,
                  image_size: int = 32) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
-        if width <= 0:
-            raise ValueError(f"width must be positive, got {width}.")
+        _check_args(num_classes, in_channels, width)
+        check_positive_int("image_size", image_size)
         blocks, c_in, side = [], in_channels, image_size
         for c, s in zip(VGG8_CHANNELS, VGG8_STRIDES):
             c_out = _scaled(c, width)
@@ -75,10 +82,7 @@ class ResNet18CIFAR(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, width: float = 1.0) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
-        if width <= 0:
-            raise ValueError(f"width must be positive, got {width}.")
+        _check_args(num_classes, in_channels, width)
         chans = [_scaled(c, width) for c in (64, 128, 256, 512)]
         self.conv1 = nn.Conv2d(in_channels, chans[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(chans[0])
@@ -129,7 +133,13 @@ def torchvision_model(name: str, weights_path: str | Path | None = None, num_cla
         if not path.is_file():
             raise FileNotFoundError(f"weights file {path} does not exist; download it where you have a network "
                                     "and pass its local path.")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:             # truncated download, or a pickled model rather than weights
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ValueError(f"weights file {path} cannot be read as a state dict with weights_only=True "
+                             f"({type(exc).__name__}: {msg}); download it again, or save model.state_dict() "
+                             "rather than the whole model.") from exc
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         model.load_state_dict(state)

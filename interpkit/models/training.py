@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import random
 from pathlib import Path
@@ -13,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_images
+from ..checks import check_images, check_number, check_positive_int
 from ..data.base import ImageSet
 from ..device import resolve_device
-from ..io import atomic_torch_save, load_torch_cache
+from ..io import _to_builtin, atomic_torch_save, load_torch_cache
 
 CACHE_FORMAT = 1
 
@@ -46,7 +47,7 @@ def state_fingerprint(model: nn.Module) -> str:
 def cache_key(model: nn.Module, data: ImageSet, hparams: dict[str, Any]) -> str:
     """Key of a training run: architecture + initial weights + data + hyper-parameters."""
     blob = json.dumps({"format": CACHE_FORMAT, "model": state_fingerprint(model), "arch": type(model).__name__,
-                       "data": data.fingerprint(), "hparams": hparams}, sort_keys=True)
+                       "data": data.fingerprint(), "hparams": hparams}, sort_keys=True, default=_to_builtin)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -73,8 +74,15 @@ def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3
     if not isinstance(data, ImageSet):
         raise TypeError(f"train() takes an interpkit.data.ImageSet, got {type(data).__name__}; wrap tensors "
                         "with ImageSet(images, labels).")
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0 (got {epochs}, {batch_size}, {lr}).")
+    epochs, batch_size = check_positive_int("epochs", epochs), check_positive_int("batch_size", batch_size)
+    if batch_size < 2 and len(data) >= 2:
+        raise ValueError("batch_size must be at least 2: batches of one image are skipped (batch-norm cannot "
+                         "train on them), so nothing would be learned.")
+    check_number("lr", lr, positive=True)
+    check_number("weight_decay", weight_decay)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer, got {seed!r}.")
+    seed = int(seed)
     dev = resolve_device(device)
     model = model.to("cpu")
     check_images(data.images[:1], model, name="training images")
@@ -84,6 +92,10 @@ def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3
     if blob is not None and keep_epoch_states and not blob.get("epoch_states"):
         blob = None                                  # cached without the per-epoch states asked for
     if blob is None:
+        bad = int((~torch.isfinite(data.images)).sum())
+        if bad:
+            raise ValueError(f"{data.name}: {bad} image values are NaN or infinite; training would give NaN "
+                             "weights. Clean the data (e.g. torch.nan_to_num) first.")
         blob = _fit(model, data, dev, hparams, keep_epoch_states, progress)
         if cache:
             atomic_torch_save(blob, path)
@@ -107,6 +119,7 @@ def _fit(model: nn.Module, data: ImageSet, dev: torch.device, hp: dict[str, Any]
     use_amp = hp["amp"] and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     history, epoch_states = [], []
+    top = int(data.labels.max())
     bar = tqdm(total=hp["epochs"] * ((n + bs - 1) // bs), desc=f"train {type(model).__name__}",
                disable=not progress, leave=False)
     for epoch in range(hp["epochs"]):
@@ -119,6 +132,9 @@ def _fit(model: nn.Module, data: ImageSet, dev: torch.device, hp: dict[str, Any]
             x, y = data.images[idx].to(dev, non_blocking=True), data.labels[idx].to(dev, non_blocking=True)
             with torch.autocast(dev.type, enabled=use_amp):
                 logits = model(x)
+                if logits.ndim != 2 or logits.shape[1] <= top:
+                    raise ValueError(f"the model gives outputs of shape {tuple(logits.shape)} but the labels go up "
+                                     f"to {top}; build it with num_classes={top + 1} (data.num_classes).")
                 loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -141,6 +157,8 @@ def _fit(model: nn.Module, data: ImageSet, dev: torch.device, hp: dict[str, Any]
 def predict_proba(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256,
                   device: str | torch.device | None = None) -> torch.Tensor:
     """Softmax outputs (N, classes) on the CPU, computed in batches on ``device``."""
+    batch_size = check_positive_int("batch_size", batch_size)
+    check_images(images)
     dev = resolve_device(device)
     model = model.to(dev)
     check_images(images[:1].to(dev), model)
@@ -152,7 +170,13 @@ def predict_proba(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2
 def evaluate(model: nn.Module, data: ImageSet, *, batch_size: int = 256,
              device: str | torch.device | None = None) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` (put in eval mode) on ``data``."""
+    if not isinstance(data, ImageSet):
+        raise TypeError(f"evaluate() takes an interpkit.data.ImageSet, got {type(data).__name__}; wrap tensors "
+                        "with ImageSet(images, labels).")
     model.eval()
     p = predict_proba(model, data.images, batch_size=batch_size, device=device)
+    if p.shape[1] <= int(data.labels.max()):
+        raise ValueError(f"the model has {p.shape[1]} outputs but the labels go up to {int(data.labels.max())}; "
+                         "evaluate it on data with its own classes.")
     loss = F.nll_loss(torch.log(p.clamp_min(1e-12)), data.labels).item()
     return {"accuracy": float((p.argmax(1) == data.labels).float().mean()), "loss": loss}
