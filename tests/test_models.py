@@ -234,3 +234,15 @@ def test_predict_proba_bad_input(tiny_images):
             ik.models.predict_proba(m, tiny_images.images, batch_size=bs)
     with pytest.raises(TypeError, match="torch.as_tensor"):
         ik.models.predict_proba(m, tiny_images.images.numpy())
+
+
+def test_predict_proba_refuses_a_model_in_training_mode(tiny_images):
+    """Defect: in training mode predict_proba changed the model's batch-norm running statistics (and
+    dropout made its outputs random), silently."""
+    m = ik.models.vgg8(2, 1, width=0.125).train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.raises(ValueError, match=r"predict_proba needs the model in evaluation mode.*model.eval\(\)"):
+        ik.models.predict_proba(m, tiny_images.images[:4])
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    p = ik.models.predict_proba(m.eval(), tiny_images.images[:4])
+    assert p.shape == (4, 2) and torch.allclose(p.sum(1), torch.ones(4))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_images, check_number, check_positive_int
+from ..checks import check_images, check_number, check_positive_int, require_eval
 from ..data.base import ImageSet
 from ..device import resolve_device
 from ..io import _to_builtin, atomic_torch_save, load_torch_cache
@@ -156,7 +156,10 @@ def _fit(model: nn.Module, data: ImageSet, dev: torch.device, hp: dict[str, Any]
 @torch.no_grad()
 def predict_proba(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256,
                   device: str | torch.device | None = None) -> torch.Tensor:
-    """Softmax outputs (N, classes) on the CPU, computed in batches on ``device``."""
+    """Softmax outputs (N, classes) on the CPU, computed in batches on ``device``. The model must be
+    in evaluation mode: in training mode dropout would make the outputs random and every batch would
+    change the batch-norm statistics of the model."""
+    require_eval(model, "predict_proba")
     batch_size = check_positive_int("batch_size", batch_size)
     check_images(images)
     dev = resolve_device(device)
