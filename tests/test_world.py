@@ -200,3 +200,14 @@ def test_as_broden_chunk_must_be_positive() -> None:
         with pytest.raises(ValueError, match="chunk must be a positive integer"):
             w.as_broden(3, chunk=chunk)
     assert len(w.as_broden(3, chunk=2)) == 3
+
+
+def test_dataset_index_must_be_an_integer(world: ConceptWorld, ws: WorldSet) -> None:
+    """Defect: lazy.sample(2.0) failed with "start must be a non-negative integer", an error about an
+    argument the caller never passed; a 0-d integer tensor index failed the same way."""
+    lazy = world.dataset(5, start=10)
+    for bad in (2.0, "2", True):
+        with pytest.raises(TypeError, match="index must be an integer"):
+            lazy.sample(bad)
+    assert torch.equal(lazy[torch.tensor(2)][0], ws.images[12])
+    assert torch.equal(lazy[np.int64(-1)][0], ws.images[14])

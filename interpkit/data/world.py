@@ -31,6 +31,7 @@ or in a batch, on any machine.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -218,6 +219,12 @@ class WorldDataset(Dataset):
 
     def sample(self, i: int) -> dict[str, torch.Tensor]:
         """All annotations of item ``i``: image, label, scene, the four masks, landmarks."""
+        try:
+            if isinstance(i, bool):
+                raise TypeError
+            i = operator.index(i)                        # int, NumPy integer or 0-d integer tensor
+        except TypeError:
+            raise TypeError(f"a WorldDataset index must be an integer, got {i!r} ({type(i).__name__}).") from None
         if not -self.n <= i < self.n:
             raise IndexError(f"index {i} out of range for a WorldDataset of {self.n} images")
         return self.world.render(self.start + (i % self.n))
