@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -16,18 +16,27 @@ class StopForward(Exception):
 def resolve_modules(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Module) -> dict[str, nn.Module]:
     """Map layer names (dotted, as in ``model.named_modules()``) or modules to ``{name: module}``.
 
-    An unknown name raises ``KeyError`` listing the closest valid names.
+    An unknown name raises ``KeyError`` listing the closest valid names. A module registered under
+    several names (shared) can be asked for by any of them; passed as a module, it gets its first name.
     """
     if isinstance(layers, (str, nn.Module)):
         layers = [layers]
-    named = dict(model.named_modules())
-    by_module = {id(m): n for n, m in named.items()}
+    if not isinstance(layers, Iterable):
+        raise TypeError(f"layers must be a layer name, a module or a list of them, got {type(layers).__name__} "
+                        f"{layers!r}; names are strings, e.g. ['0'] for the first layer of a Sequential.")
+    named = dict(model.named_modules(remove_duplicate=False))
+    by_module: dict[int, str] = {}
+    for n, m in named.items():
+        by_module.setdefault(id(m), n)
     out: dict[str, nn.Module] = {}
     for layer in layers:
         if isinstance(layer, nn.Module):
             if id(layer) not in by_module:
                 raise KeyError("a module passed in `layers` is not part of this model; pass its name instead.")
             out[by_module[id(layer)]] = layer
+        elif not isinstance(layer, str):
+            raise TypeError(f"layers must be names (str) or modules, got {type(layer).__name__} {layer!r}; "
+                            "e.g. '0', not 0, for the first layer of a Sequential.")
         elif layer in named:
             out[layer] = named[layer]
         else:
@@ -67,7 +76,8 @@ def capture(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Modul
     ``clone=True`` copies each output at hook time, so a later in-place op (``ReLU(inplace=True)``)
     cannot change it; ``detach=False`` keeps the graph (for losses through activations).
     ``stop=True`` ends the forward pass once every requested layer has run: the call to the model
-    then returns ``None`` instead of its output. Hooks are removed when the block ends, also on error.
+    then returns ``None`` instead of its output (its output when the model itself is one of the
+    layers: its pass has ended by then). Hooks are removed when the block ends, also on error.
     A layer run several times in one pass (a shared module) keeps its last output.
     """
     modules = resolve_modules(model, layers)
@@ -88,11 +98,13 @@ def capture(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Modul
             if inputs:
                 acts.inputs[name] = keep(args[0]) if len(args) == 1 else tuple(keep(a) for a in args)
             seen.add(name)
-            if stop and len(seen) == len(modules):
+            # the model's own hook runs after its forward returned, where nothing would catch the stop
+            if stop and len(seen) == len(modules) and _module is not model:
                 raise StopForward
         return hook
 
     original_forward = model.forward
+    own_forward = vars(model).get("forward")  # an instance attribute (e.g. an enclosing capture's) to restore
 
     def guarded_forward(*args, **kwargs):
         seen.clear()
@@ -111,7 +123,10 @@ def capture(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Modul
         for h in handles:
             h.remove()
         if stop:
-            try:
-                del model.forward
-            except AttributeError:
-                pass
+            if own_forward is not None:
+                model.forward = own_forward
+            else:
+                try:
+                    del model.forward
+                except AttributeError:
+                    pass

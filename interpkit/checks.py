@@ -78,6 +78,8 @@ def check_positive_int(name: str, value: Any) -> int:
 def check_unit_interval(x: torch.Tensor, name: str, hint: str) -> None:
     """Raise unless every value of ``x`` is finite and in [0, 1] (images for a sigmoid decoder or a
     non-negative factorisation); the message counts the non-finite values and gives the range."""
+    if x.numel() == 0:  # no values, none out of range (min() of an empty tensor raises)
+        return
     bad = int((~torch.isfinite(x)).sum())
     lo, hi = float(x.nan_to_num(0.5).min()), float(x.nan_to_num(0.5).max())
     if bad or lo < 0 or hi > 1:

@@ -26,13 +26,23 @@ def resolve_device(device: str | torch.device | None = None, *, needs_float64: s
             warnings.warn(f"{needs_float64} keeps float64 tensors on its device, which MPS does not support; "
                           "running it on the CPU (pass device='cpu' to silence this).", stacklevel=2)
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:  # torch: "Expected one of cpu, cuda, ipu, xpu, ... device type at start of ..."
+        raise ValueError(f"device={device!r} is not a device; use 'cpu', 'cuda', 'cuda:<index>', 'mps' "
+                         "or None (auto).") from None
+    except TypeError:
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', a torch.device or None, "
+                        f"got {type(device).__name__} {device!r}.") from None
     if dev.type == "mps" and needs_float64:
         raise ValueError(f"{needs_float64} keeps float64 tensors on its device, which MPS does not support; "
                          "use device='cpu'.")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available here; "
                          f"use device=None (auto) or device='cpu'.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} was requested but this machine has {torch.cuda.device_count()} "
+                         f"CUDA device(s), numbered from 0; use device='cuda' or a smaller index.")
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
-import tempfile
+import secrets
+import stat
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -17,17 +19,33 @@ import torch
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary file beside ``path`` to write; renamed onto ``path`` when the block ends without
-    an error, removed when it raises (an existing ``path`` is then left as it was)."""
+    an error, removed when it raises (an existing ``path`` is then left as it was). The new file
+    gets the permissions of the file it replaces, or those ``open()`` gives a new file (umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _new_file_beside(path)
     try:
-        yield Path(tmp)
+        if path.is_file():  # keep the permissions of the file being replaced
+            with suppress(OSError):  # best effort: some file systems do not keep permissions
+                os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _new_file_beside(path: Path) -> Path:
+    """Create an empty file with a fresh name beside ``path``, with the permissions ``open()`` gives
+    a new file (0o666 less the umask; ``tempfile.mkstemp`` would make it private, 0o600)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not find a free temporary name beside {path}.")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -45,8 +63,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON (NumPy scalars and arrays are converted)."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_to_builtin) + "\n")
+    """Atomically write ``obj`` as indented JSON (NumPy scalars and arrays and tensors are converted).
+
+    NaN and infinities, which JSON cannot hold (``json.dumps`` would write the invalid tokens
+    ``NaN`` and ``Infinity``), are written as ``null``.
+    """
+    text = json.dumps(_finite_or_none(obj), indent=2, sort_keys=True, allow_nan=False,
+                      default=lambda o: _finite_or_none(_to_builtin(o)))
+    return atomic_write_text(path, text + "\n")
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -66,6 +90,8 @@ def load_torch_cache(path: str | os.PathLike, required: Iterable[str], what: str
     path = Path(path)
     if not path.exists():
         return None
+    if isinstance(required, str):  # one key, not its letters
+        required = (required,)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(blob, dict) or not set(required) <= set(blob):
@@ -75,6 +101,17 @@ def load_torch_cache(path: str | os.PathLike, required: Iterable[str], what: str
                       RuntimeWarning, stacklevel=3)
         return None
     return blob
+
+
+def _finite_or_none(o: Any) -> Any:
+    """``o`` with every non-finite float in it (also in nested dicts, lists and tuples) as ``None``."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite_or_none(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite_or_none(v) for v in o]
+    return o
 
 
 def _to_builtin(o: Any) -> Any:

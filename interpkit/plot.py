@@ -5,29 +5,55 @@ saved here, so notebooks decide how figures are displayed.
 """
 from __future__ import annotations
 
+import operator
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .checks import check_number, check_positive_int
+
 
 def to_display(img: torch.Tensor | np.ndarray) -> np.ndarray:
-    """An image (C, H, W) or (H, W) as an array matplotlib can show (H, W) or (H, W, 3)."""
-    a = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+    """An image (C, H, W) or (H, W) as an array matplotlib can show (H, W) or (H, W, 3).
+
+    C is 1 or 3; an array already laid out (H, W, 3) or (H, W, 4) is kept. Other shapes (a batch,
+    two or four channels first) are a ``ValueError``.
+    """
+    if isinstance(img, torch.Tensor):
+        img = img.detach().cpu()
+        a = (img.float() if img.dtype == torch.bfloat16 else img).numpy()  # NumPy has no bfloat16
+    else:
+        a = np.asarray(img)
     if a.ndim == 3 and a.shape[0] in (1, 3):
         a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+    elif not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))):
+        raise ValueError(f"an image must have shape (C, H, W) with C = 1 or 3, or (H, W), got {a.shape}; "
+                         "pass one image of a batch (x[0]), or one channel of a map (maps[c]).")
     return np.clip(a, 0, 1) if a.dtype.kind == "f" and a.ndim == 3 else a
 
 
 def image_grid(images: Sequence | torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
                size: float = 1.4, cmap: str = "gray", row_labels: Sequence[str] | None = None,
                suptitle: str | None = None) -> plt.Figure:
-    """A grid of images with optional titles (one per image) and row labels."""
+    """A grid of images with optional titles (one per image) and row labels (one per row)."""
     images = list(images)
     n = len(images)
-    ncols = max(1, min(ncols, n))
+    if n == 0:
+        raise ValueError("images is empty; pass at least one image.")
+    ncols = min(check_positive_int("ncols", ncols), n)
+    size = check_number("size", size, positive=True, hint="it is the side of one image in inches")
     nrows = (n + ncols - 1) // ncols
+    if isinstance(titles, str) or isinstance(row_labels, str):
+        raise TypeError("titles and row_labels are lists of strings (one per image, one per row), not one string.")
+    titles = None if titles is None else list(titles)
+    row_labels = None if row_labels is None else list(row_labels)
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"got {len(titles)} titles for {n} images; pass one title per image ('' for none).")
+    if row_labels is not None and len(row_labels) != nrows:
+        raise ValueError(f"got {len(row_labels)} row labels for {nrows} rows ({n} images in {ncols} columns); "
+                         "pass one label per row ('' for none), or change ncols.")
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.3 if suptitle else 0)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -38,10 +64,10 @@ def image_grid(images: Sequence | torch.Tensor, titles: Sequence[str] | None = N
         a = to_display(images[i])
         ax.imshow(a, cmap=cmap if a.ndim == 2 else None, vmin=0 if a.dtype.kind == "f" and a.ndim == 2 and a.min() >= 0 and a.max() <= 1 else None,
                   vmax=1 if a.dtype.kind == "f" and a.ndim == 2 and a.min() >= 0 and a.max() <= 1 else None)
-        if titles is not None and i < len(titles):
+        if titles is not None:
             ax.set_title(titles[i], fontsize=8)
     if row_labels is not None:
-        for r, label in enumerate(row_labels[:nrows]):
+        for r, label in enumerate(row_labels):
             axes[r, 0].set_ylabel(label, fontsize=9)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
@@ -52,8 +78,20 @@ def image_grid(images: Sequence | torch.Tensor, titles: Sequence[str] | None = N
 def feature_maps(maps: torch.Tensor, channels: Sequence[int] | None = None, ncols: int = 8, size: float = 1.2,
                  title: str | None = None, cmap: str = "viridis") -> plt.Figure:
     """Channels of one activation map (C, H, W) side by side, each with its own colour scale."""
-    maps = maps.detach().cpu()
+    maps = torch.as_tensor(maps).detach().cpu()
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be one image's activations (C, H, W), got shape {tuple(maps.shape)}; "
+                         "for a batch pass one image, e.g. acts[name][0].")
     channels = list(range(min(len(maps), 16))) if channels is None else list(channels)
+    if not channels:
+        raise ValueError("no channels to show; pass at least one channel index.")
+    for c in channels:
+        try:
+            i = operator.index(c)
+        except TypeError:
+            raise TypeError(f"channels must be integers, got {c!r}.") from None
+        if not 0 <= i < len(maps):
+            raise ValueError(f"channel {i} does not exist: these maps have {len(maps)} channels, 0 to {len(maps) - 1}.")
     fig = image_grid([maps[c] for c in channels], [f"ch {c}" for c in channels], ncols=ncols, size=size,
                      cmap=cmap, suptitle=title)
     return fig
@@ -64,10 +102,21 @@ def overlay(ax: plt.Axes, image: torch.Tensor, mask: torch.Tensor | np.ndarray, 
     """Draw ``image`` with a boolean ``mask`` tinted on top (mask resized by nearest neighbour)."""
     from matplotlib.colors import to_rgb
 
+    alpha = check_number("alpha", alpha, hint="it is the opacity of the tint, in [0, 1]")
+    if alpha > 1:
+        raise ValueError(f"alpha must be at most 1 (the opacity of the tint), got {alpha!r}.")
     img = to_display(image)
+    if img.dtype == np.uint8:
+        img = img / 255  # 8-bit images hold 0..255 (as matplotlib reads them); the tint is in [0, 1]
+    if img.ndim == 3 and img.shape[2] != 3:
+        img = img[..., 0] if img.shape[2] == 1 else img[..., :3]  # (H, W, 1) grey, (H, W, 4) without alpha
     if img.ndim == 2:
         img = np.stack([img] * 3, -1)
     m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if m.ndim == 3 and m.shape[0] == 1:
+        m = m[0]
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"mask must be one non-empty (H, W) mask, got shape {m.shape}.")
     if m.shape != img.shape[:2]:
         ys = (np.arange(img.shape[0]) * m.shape[0] // img.shape[0])
         xs = (np.arange(img.shape[1]) * m.shape[1] // img.shape[1])
@@ -83,8 +132,12 @@ def overlay(ax: plt.Axes, image: torch.Tensor, mask: torch.Tensor | np.ndarray, 
 
 def bar_chart(values: dict[str, float] | "pd.Series", title: str = "", ylabel: str = "", ax: plt.Axes | None = None,
               color: str = "C0", rotate: int = 0) -> plt.Figure:
-    """A labelled bar chart of ``{name: value}``."""
-    names, vals = list(values.keys()), list(values.values())
+    """A labelled bar chart of ``{name: value}`` (a dict, or a pandas Series indexed by name)."""
+    if not callable(getattr(values, "items", None)):
+        raise TypeError(f"values must be a dict or a pandas Series of {{name: value}}, got {type(values).__name__}; "
+                        "build one with dict(zip(names, values)).")
+    pairs = list(values.items())  # a Series' .values is an array, not a method: items() serves both
+    names, vals = [k for k, _ in pairs], [v for _, v in pairs]
     if ax is None:
         fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(names) + 2), 3))
     else:

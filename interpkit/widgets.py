@@ -14,6 +14,8 @@ from torch import nn
 
 from . import plot
 from .capture import capture
+from .checks import check_images, check_positive_int
+from .device import model_device
 
 
 def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> "ipywidgets.Widget":
@@ -23,36 +25,58 @@ def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> "ipywidge
     ``with out:``. That capture protocol makes a headless executor (nbclient, behind papermill,
     nbval and jupyter-book) send widget messages on the channel it is waiting on for the cell's
     reply, which now and then loses the reply and hangs the run (jupyter/nbclient#312). An error in
-    ``draw`` is raised when the widget is built, and shown in the output area on later redraws.
+    ``draw`` (also a result that is not a figure, or a figure that fails to render) is raised when
+    the widget is built, and shown in the output area on later redraws. Figures ``draw`` opened are
+    closed either way.
     """
     import ipywidgets as w
 
     out = w.Output()
 
     def redraw(*_, initial: bool = False) -> None:
+        before = set(plt.get_fignums())
+        fig = None
         try:
             fig = draw(**{k: c.value for k, c in controls.items()})
+            if not isinstance(fig, plt.Figure):
+                raise TypeError(f"draw must return a matplotlib Figure, got {type(fig).__name__}; "
+                                "end it with `return fig`.")
+            output = _display_output(fig)
         except Exception:
             if initial:
                 raise
-            out.outputs = ({"output_type": "stream", "name": "stderr", "text": traceback.format_exc()},)
-            return
-        try:
-            out.outputs = (_display_output(fig),)
+            output = {"output_type": "stream", "name": "stderr", "text": traceback.format_exc()}
         finally:
-            plt.close(fig)
+            # a failed draw would leave its figure open, to be shown under the next cell that runs
+            for num in set(plt.get_fignums()) - before:
+                plt.close(num)
+            if isinstance(fig, plt.Figure):
+                plt.close(fig)
+        out.outputs = (output,)
 
+    redraw(initial=True)  # before observing: a failed first draw leaves no callbacks on the controls
     for c in controls.values():
         c.observe(redraw, names="value")
-    redraw(initial=True)
     return w.VBox([w.HBox(list(controls.values())), out])
 
 
 def _display_output(obj: object) -> dict:
-    """``obj`` as one ``display_data`` output, formatted as ``display(obj)`` would format it."""
+    """``obj`` as one ``display_data`` output, formatted as ``display(obj)`` would format it.
+
+    IPython's formatters print an error (a bad mathtext title, say) and leave the format out; a
+    format missing here is rendered again so that its error is raised.
+    """
     from IPython.core.interactiveshell import InteractiveShell
 
-    data, metadata = InteractiveShell.instance().display_formatter.format(obj)
+    formatter = InteractiveShell.instance().display_formatter
+    data, metadata = formatter.format(obj)
+    for mime, f in formatter.formatters.items():
+        if mime not in data and f.enabled:
+            try:
+                printer = f.lookup(obj)
+            except KeyError:
+                continue
+            printer(obj)  # raises the error the formatter swallowed (None: a figure with nothing drawn)
     return {"output_type": "display_data", "data": data, "metadata": metadata}
 
 
@@ -61,10 +85,17 @@ def feature_map_explorer(model: nn.Module, images: torch.Tensor, layers: Sequenc
     """Choose a layer, an image and a first channel; shows the image and 16 of that layer's maps."""
     import ipywidgets as w
 
+    n_channels = check_positive_int("n_channels", n_channels)
+    layers = [layers] if isinstance(layers, str) else list(layers)  # one name, not its letters
     model.eval()
-    dev = next(model.parameters()).device
-    with torch.no_grad(), capture(model, list(layers)) as acts:
-        model(images.to(dev))
+    x = images.to(model_device(model)) if isinstance(images, torch.Tensor) else images
+    check_images(x, model)
+    with torch.no_grad(), capture(model, layers) as acts:
+        model(x)
+    flat = [k for k in layers if acts[k].ndim != 4]  # acts[k] says so if a layer never ran
+    if flat:
+        raise ValueError(f"layer {flat[0]!r} gives outputs of shape {tuple(acts[flat[0]].shape)}, not maps "
+                         "(N, C, H, W); choose convolutional layers (e.g. 'features.0').")
     acts = {k: v.cpu() for k, v in acts.items()}
 
     def draw(layer: str, image: int, first: int) -> plt.Figure:

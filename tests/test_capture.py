@@ -107,3 +107,60 @@ def test_activation_matrices_names_a_layer_that_never_ran():
     net = _Branchy().eval()
     with pytest.raises(KeyError, match="'unused' did not run"):
         ik.clustering.activation_matrices(net, torch.rand(4, 1, 4, 4), ["conv", "unused"], relu=True, device="cpu")
+
+
+class _Shared(nn.Module):
+    """One convolution registered under two names (``conv`` and its alias ``again``), run once."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.again = self.conv
+        self.head = nn.Conv2d(2, 1, 1)
+
+    def forward(self, x):
+        return self.head(self.again(x))
+
+
+def test_a_shared_module_can_be_asked_for_by_either_name():
+    """Defect: the alias of a shared module raised KeyError "no layer named 'again'" although model.again exists."""
+    net, x = _Shared().eval(), torch.rand(2, 1, 4, 4)
+    with ik.capture(net, ["again", "conv"]) as acts:
+        net(x)
+    torch.testing.assert_close(acts["again"], net.conv(x))
+    torch.testing.assert_close(acts["conv"], acts["again"])
+    with ik.capture(net, [net.again], stop=True) as acts:     # a module keeps its first name
+        assert net(x) is None
+    assert list(acts) == ["conv"]
+    assert all(len(m._forward_hooks) == 0 for m in net.modules()) and "forward" not in vars(net)
+
+
+def test_stop_with_the_model_itself_among_the_layers():
+    """Defect: capture(net, "", stop=True) let the internal StopForward exception escape from net(x)."""
+    net, x = small_net(), torch.randn(2, 1, 8, 8)
+    with ik.capture(net, ["", "2"], stop=True) as acts:
+        out = net(x)
+    torch.testing.assert_close(acts[""], out)   # its pass had ended: the output comes back
+    assert "forward" not in vars(net) and all(len(m._forward_hooks) == 0 for m in net.modules())
+
+
+def test_nested_stop_captures_restore_the_enclosing_guard():
+    """Defect: leaving an inner stop=True capture deleted the outer one's guard, so the outer pass raised StopForward."""
+    net, x = small_net(), torch.randn(2, 1, 8, 8)
+    with ik.capture(net, "2", stop=True) as outer:
+        with ik.capture(net, "0", stop=True) as inner:
+            assert net(x) is None
+        assert set(inner) == {"0"}
+        assert net(x) is None
+        assert set(outer) == {"2"}
+    assert "forward" not in vars(net) and net(x).shape == (2, 3)
+
+
+def test_a_layer_index_instead_of_a_name_is_a_clear_type_error():
+    """Defect: capture(net, 0) failed with "'int' object is not iterable", capture(net, [0]) with a KeyError suggesting '0'."""
+    net = small_net()
+    for layers in (0, [0], ["0", 2]):
+        with pytest.raises(TypeError, match="names are strings|'0', not 0"):
+            with ik.capture(net, layers):
+                pass
+    assert all(len(m._forward_hooks) == 0 for m in net.modules())

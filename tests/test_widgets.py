@@ -95,3 +95,72 @@ def test_feature_map_explorer_responds_to_layer_and_image():
     image.value = 2
     assert len(out.outputs) == 1 and out.outputs[0]["data"] != before
     assert plt.get_fignums() == []
+
+
+def test_a_draw_that_returns_no_figure_fails_the_first_draw():
+    """Defect: a draw without `return fig` built a widget that silently showed the text 'None'."""
+    def draw(k: int):
+        fig, ax = plt.subplots(figsize=(1, 1))
+        return ax if k else None
+
+    with pytest.raises(TypeError, match="draw must return a matplotlib Figure, got NoneType; end it with `return fig`"):
+        ik.widgets.interactive_figure(draw, k=ipywidgets.IntSlider(0, 0, 3))
+    with pytest.raises(TypeError, match="got Axes"):
+        ik.widgets.interactive_figure(draw, k=ipywidgets.IntSlider(1, 0, 3))
+    assert plt.get_fignums() == []
+
+
+def test_a_figure_that_fails_to_render_fails_the_first_draw():
+    """Defect: a figure the PNG formatter could not render (bad mathtext) built a widget showing only '<Figure ...>' text."""
+    def draw(k: int) -> plt.Figure:
+        fig, ax = plt.subplots(figsize=(1, 1))
+        ax.set_title(r"$\notacommand{x}$" if k == 2 else "fine")
+        return fig
+
+    with pytest.raises(ValueError, match="notacommand"):
+        ik.widgets.interactive_figure(draw, k=ipywidgets.IntSlider(2, 0, 3))
+    k = ipywidgets.IntSlider(0, 0, 3)
+    out = _output_area(ik.widgets.interactive_figure(draw, k=k))
+    assert out.outputs[0]["data"]["image/png"]
+    k.value = 2                                       # from a slider: shown in the output area
+    assert out.outputs[0]["output_type"] == "stream" and "notacommand" in out.outputs[0]["text"]
+    assert plt.get_fignums() == []
+
+
+def test_a_failed_draw_closes_its_figure_and_leaves_no_callbacks():
+    """Defect: a failed draw left its figure open (shown under the next cell); a failed first draw left callbacks."""
+    calls = []
+
+    def draw(k: int) -> plt.Figure:
+        calls.append(k)
+        fig = plt.figure(figsize=(1, 1))
+        if k == 2:
+            raise ValueError("k = 2 cannot be drawn")
+        return fig
+
+    k = ipywidgets.IntSlider(2, 0, 3)
+    with pytest.raises(ValueError, match="cannot be drawn"):
+        ik.widgets.interactive_figure(draw, k=k)
+    assert plt.get_fignums() == []
+    k.value = 1
+    assert calls == [2]                               # the widget was never built: nothing redraws
+    k2 = ipywidgets.IntSlider(0, 0, 3)
+    out = _output_area(ik.widgets.interactive_figure(draw, k=k2))
+    k2.value = 2
+    assert out.outputs[0]["output_type"] == "stream" and plt.get_fignums() == []
+
+
+def test_feature_map_explorer_takes_one_layer_name_and_refuses_layers_without_maps():
+    """Defect: "features.0" was split into letters (KeyError 'f'), a linear layer failed in matplotlib when drawn."""
+    torch.manual_seed(0)
+    model = ik.models.vgg8(10, 1, width=0.25).eval()
+    images = torch.rand(2, 1, 32, 32)
+    box = ik.widgets.feature_map_explorer(model, images, "features.0")
+    assert box.children[0].children[0].options == ("features.0",)
+    with pytest.raises(ValueError, match=r"layer 'classifier.2' gives outputs of shape \(2, 10\), not maps"):
+        ik.widgets.feature_map_explorer(model, images, ["classifier.2", "features.0"])
+    with pytest.raises(ValueError, match="n_channels must be a positive integer"):
+        ik.widgets.feature_map_explorer(model, images, ["features.0"], n_channels=0)
+    with pytest.raises(ValueError, match="the model's first convolution takes 1 channels but images have 3"):
+        ik.widgets.feature_map_explorer(model, torch.rand(2, 3, 32, 32), ["features.0"])
+    assert plt.get_fignums() == []

@@ -149,7 +149,7 @@ def _result_nodes(result: Path, root: Path) -> list[nodes.Node]:
             cols: list[str] = []
             for r in value:
                 cols += [c for c in r if c not in cols and not isinstance(r[c], (list, dict))]
-            rows = [[_fmt(r.get(c, "")) for c in cols] for r in value]
+            rows = [["" if r.get(c) is None else _fmt(r[c]) for c in cols] for r in value]  # null: as NaN, blank
             out.append(_table(cols, rows, f"{result.stem}: {key}"))
         elif isinstance(value, dict) and value:
             rows = [[k, _fmt(v)] for k, v in value.items()]
