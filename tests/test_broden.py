@@ -447,3 +447,11 @@ def test_in_memory_empty_or_list_input() -> None:
     mem = InMemoryBroden(np.zeros((2, 3, 4, 4), np.uint8), {"object": lists}, {},
                          label_names=["-", "a"], label_categories=["", "object"])
     assert mem.seg_shape == (2, 2) and mem[0]["masks"]["object"].tolist() == [[[0, 1], [1, 1]]]
+
+
+def test_in_memory_category_named_like_an_index_column() -> None:
+    """Defect: a category called "split" was accepted; write_broden then wrote an index.csv with two
+    "split" columns, and reading it back failed with "images/train ... is missing"."""
+    with pytest.raises(ValueError, match=r"categories \['split'\] have the names of index.csv's own columns"):
+        InMemoryBroden(np.zeros((1, 3, 4, 4), np.uint8), {"split": np.zeros((1, 1, 2, 2), np.int64)}, {},
+                       label_names=["-", "a"], label_categories=["", "split"])

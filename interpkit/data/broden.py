@@ -514,6 +514,10 @@ class InMemoryBroden(_BrodenBase):
         self.categories = list(categories) if categories is not None else [*pixel, *scalar]
         if sorted(self.categories) != sorted([*pixel, *scalar]):
             raise ValueError(f"categories {self.categories} must list each of {[*pixel, *scalar]} once.")
+        clash = [c for c in self.categories if c in META_COLUMNS]
+        if clash:  # index.csv has these columns already: write_broden would write a header with them twice
+            raise ValueError(f"categories {clash} have the names of index.csv's own columns {META_COLUMNS}; "
+                             "rename them.")
         self.pixel_categories = [c for c in self.categories if c in pixel]
         self.scalar_categories = [c for c in self.categories if c in scalar]
         L = len(label_names)
