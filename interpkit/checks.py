@@ -85,3 +85,22 @@ def check_unit_interval(x: torch.Tensor, name: str, hint: str) -> None:
     if bad or lo < 0 or hi > 1:
         raise ValueError(f"{name} must be finite and lie in [0, 1], got {bad} non-finite values and range "
                          f"[{lo:g}, {hi:g}]; {hint}")
+
+
+def row_indices(indices: Any, n: int, what: str = "indices") -> torch.Tensor:
+    """``indices`` into ``n`` rows as a 1-D int64 tensor with values in ``0 .. n-1``: integers
+    (negative ones count from the end), whole floats, or a boolean mask of length ``n``. A mask is
+    not read as the indices 0 and 1, fractional values are a ``ValueError`` (a cast would truncate
+    them), and an index out of range is an ``IndexError`` that gives the set's size."""
+    idx = torch.as_tensor(indices).reshape(-1).cpu()
+    if idx.dtype == torch.bool:
+        if len(idx) != n:
+            raise ValueError(f"a boolean mask needs one entry per image ({n}), got {len(idx)}.")
+        return idx.nonzero().flatten()
+    if torch.is_floating_point(idx) and not bool((idx == idx.round()).all()):
+        raise ValueError(f"{what} must be whole numbers, got {idx[:5].tolist()}; round them first.")
+    idx = idx.long()
+    bad = idx[(idx < -n) | (idx >= n)]
+    if bad.numel():
+        raise IndexError(f"index {int(bad[0])} out of range for a set of {n} images.")
+    return idx % n

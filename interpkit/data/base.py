@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..checks import check_positive_int
+from ..checks import check_positive_int, row_indices
 
 
 @dataclass
@@ -89,17 +89,9 @@ class ImageSet(Dataset):
         if idx.ndim != 1:
             raise ValueError(f"{self.name}: subset takes a 1-D list of indices or a boolean mask, got shape "
                              f"{tuple(idx.shape)}; e.g. subset([i]) for one image.")
-        if idx.dtype == torch.bool:
-            if len(idx) != len(self):
-                raise ValueError(f"{self.name}: a boolean mask needs one entry per image ({len(self)}), "
-                                 f"got {len(idx)}.")
-            idx = idx.nonzero().flatten()
-            if idx.numel() == 0:
-                raise ValueError(f"{self.name}: the subset mask selects no image; select at least one.")
-        elif torch.is_floating_point(idx) and not bool((idx == idx.round()).all()):
-            raise ValueError(f"{self.name}: subset indices must be whole numbers, got {idx[:5].tolist()}; "
-                             "round them first.")
-        idx = idx.long()
+        idx = row_indices(idx, len(self), f"{self.name}: subset indices")
+        if idx.numel() == 0:
+            raise ValueError(f"{self.name}: the subset mask selects no image; select at least one.")
         return replace(self, **{k: getattr(self, k)[idx] for k in self._per_image_fields()})
 
     def split(self, n_train: int, n_test: int, seed: int = 0) -> tuple["ImageSet", "ImageSet"]:

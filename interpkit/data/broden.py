@@ -50,6 +50,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..checks import row_indices
+
 __all__ = ["Broden", "InMemoryBroden", "write_broden", "half_resolution", "INDEX_COLUMNS"]
 
 META_COLUMNS = ["image", "split", "ih", "iw", "sh", "sw"]
@@ -114,25 +116,6 @@ def _labels_frame(names: list[str], syns: list[str], frequency: np.ndarray, cove
     frame["category"] = _primary_categories(frame, list(per_cat), fallback)
     frame.loc[0, "category"] = ""
     return frame
-
-
-def _indices(indices: Sequence[int] | torch.Tensor, n: int) -> np.ndarray:
-    """``indices`` (integers, negative ones from the end, or a boolean mask of length ``n``) as row
-    numbers in ``0 .. n-1``."""
-    idx = torch.as_tensor(indices).reshape(-1).cpu()
-    if idx.numel() == 0:
-        return np.zeros(0, np.int64)
-    if idx.dtype == torch.bool:
-        if len(idx) != n:
-            raise ValueError(f"a boolean mask needs one entry per image ({n}), got {len(idx)}.")
-        return idx.nonzero().flatten().numpy()
-    if torch.is_floating_point(idx) and not bool((idx == idx.round()).all()):
-        raise ValueError(f"indices must be whole numbers, got {idx[:5].tolist()}.")
-    idx = idx.long()
-    bad = idx[(idx < -n) | (idx >= n)]
-    if bad.numel():
-        raise IndexError(f"index {int(bad[0])} out of range for a set of {n} images.")
-    return (idx % n).numpy()
 
 
 def _resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -419,7 +402,7 @@ class Broden(_BrodenBase):
 
     def images_batch(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Only the images of ``indices`` as float32 (B, 3, H, W) (no label PNGs are read)."""
-        idx = [int(i) for i in _indices(indices, len(self))]
+        idx = row_indices(indices, len(self)).tolist()
         H, W = self.image_shape
         images = torch.empty((len(idx), 3, H, W), dtype=torch.float32)
         for b, i in enumerate(idx):
@@ -429,7 +412,7 @@ class Broden(_BrodenBase):
     def segmentation_batch(self, indices: Sequence[int] | torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images, stacked pixel-label layers and image-level labels of ``indices`` (see module doc)."""
-        idx = [int(i) for i in _indices(indices, len(self))]
+        idx = row_indices(indices, len(self)).tolist()
         B = len(idx)
         H, W = self.image_shape
         sh, sw = self.seg_shape
@@ -616,13 +599,13 @@ class InMemoryBroden(_BrodenBase):
 
     def images_batch(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Only the images of ``indices`` as float32 (B, 3, H, W)."""
-        idx = _indices(indices, len(self))
+        idx = row_indices(indices, len(self)).numpy()
         return torch.from_numpy(self._images[idx]).float().div_(255.0)
 
     def segmentation_batch(self, indices: Sequence[int] | torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Images, stacked pixel-label layers and image-level labels of ``indices`` (see module doc)."""
-        idx = _indices(indices, len(self))
+        idx = row_indices(indices, len(self)).numpy()
         images = torch.from_numpy(self._images[idx]).float().div_(255.0)
         sh, sw = self.seg_shape
         pixel = np.zeros((len(idx), len(self.layer_categories), sh, sw), np.int64)
