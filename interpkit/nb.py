@@ -58,11 +58,12 @@ def save_results(stem: str, results: Mapping[str, Any], smoke: bool | None = Non
                          f"got {stem!r}.")
     payload = dict(results)
     payload.setdefault("smoke", smoke_mode(smoke))
-    bad = _non_finite(json.loads(json.dumps(payload, default=_to_builtin)))  # NumPy and tensors as plain numbers
+    plain = json.loads(json.dumps(payload, default=_to_builtin))  # NumPy and tensors as plain numbers
+    bad = _non_finite(plain)
     if bad:
         raise ValueError(f"{stem}: results {', '.join(bad[:5])} are NaN or infinite; fix what computes them, "
                          "or store None where a number does not apply.")
-    return atomic_write_json(results_dir() / f"{stem}.json", payload)
+    return atomic_write_json(results_dir() / f"{stem}.json", plain)
 
 
 def _non_finite(obj: Any, where: str = "") -> list[str]:
