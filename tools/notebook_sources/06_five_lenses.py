@@ -127,10 +127,10 @@ top-0.5% activation region is compared with each concept's pixel mask, and a uni
 reaches 0.04 is a *detector* of that concept. This is the only one of the five methods that reads
 the annotations, so its labels serve as the reference the other lenses are compared with.
 
-Dissection is cheap, so we run it on all eight blocks first. This is also how the chapter's two
-layers were chosen: in the book's run the stride-2 blocks `features.3` and `features.5` hold no
-detectors at all, while the stride-1 blocks after them do; `features.2` (colour detectors) and
-`features.4` (the first part detectors) are the mid-level layers with the most to compare.
+Dissection is cheap, so we run it on all eight blocks first, to see where the detectors are. The
+other lenses then look at two mid-level blocks, `features.2` and `features.4` (the `layers`
+parameter), whose maps (16x16 and 8x8 at 64 px) are still large enough for the pixel-level
+comparisons; the text under the table says what dissection finds there in this run.
 """),
 ("code", r"""
 t0 = time.perf_counter()
@@ -138,7 +138,27 @@ broden = world.as_broden(n_test, start=n_train)            # the test split, as 
 dis_all = dissection.dissect(model, broden, ik.models.conv_layer_names(model), device=device, progress=False)
 dis = {l: dis_all[l] for l in layers}
 timings["dissection"] = time.perf_counter() - t0
-dissection.summarize(dis_all)
+block_summary = dissection.summarize(dis_all)
+block_summary
+"""),
+("code", r"""
+from IPython.display import Markdown
+
+def detector_words(row):
+    # "3 detectors (unique concepts: 1 colour, 2 part)" for one row of the summary
+    kinds = [f"{int(row[f'unique_{c}'])} `{c}`" for c in ("color", "object", "part", "texture", "scene")
+             if row[f"unique_{c}"] > 0]
+    n = int(row["detectors"])
+    return f"{n} detector unit{'s' * (n != 1)}" + (f" (unique concepts: {', '.join(kinds)})" if kinds else "")
+
+by_layer = block_summary.set_index("layer")
+part_blocks = by_layer.index[by_layer["unique_part"] > 0].tolist()
+Markdown(f"In this run the {len(by_layer)} blocks hold "
+         + ", ".join(f"{int(n)}" for n in by_layer["detectors"]) + " detector units (blocks 0 to "
+         f"{len(by_layer) - 1}). The chapter's layers: " + "; ".join(f"`{l}` {detector_words(by_layer.loc[l])}"
+                                                           for l in layers)
+         + ". " + (f"The first part detectors appear in `{part_blocks[0]}`." if part_blocks
+                   else "No block has a part detector."))
 """),
 ("code", r"""
 def label_ids(result: dissection.DissectionResult) -> dict[tuple[str, str], int]:
