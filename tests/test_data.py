@@ -224,3 +224,21 @@ def test_photographs_single_name_and_non_photographs():
         ik.data.photographs(("horse",))
     with pytest.raises(ValueError, match="not an 8-bit photograph"):
         ik.data.photographs(("lbp_frontal_face_cascade_filename",))
+
+
+def test_photographs_refuses_downloads_and_non_loaders(monkeypatch):
+    """Defect: photographs("data_dir") raised "'str' object is not callable", "download_all" would have
+    fetched every optional file of scikit-image, and a photograph that must be downloaded (lily)
+    failed with scikit-image's advice to install pooch instead of naming the offline ones."""
+    import skimage.data
+
+    for name in ("data_dir", "download_all", 3):
+        with pytest.raises(KeyError, match="no photograph"):
+            ik.data.photographs((name,))
+
+    def needs_download():
+        raise ModuleNotFoundError("The requested file ... requires ... pooch.")
+
+    monkeypatch.setattr(skimage.data, "lily", needs_download)
+    with pytest.raises(FileNotFoundError, match="does not ship with scikit-image.*astronaut"):
+        ik.data.photographs("lily")

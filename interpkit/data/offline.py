@@ -60,10 +60,16 @@ def photographs(names: tuple[str, ...] = PHOTOGRAPHS) -> dict[str, torch.Tensor]
         names = (names,)
     out = {}
     for name in names:
-        loader = getattr(skimage.data, name, None)
-        if loader is None:
+        # download_all would fetch every optional data file of scikit-image; data_dir is a path
+        loader = getattr(skimage.data, name, None) if isinstance(name, str) and name != "download_all" else None
+        if not callable(loader):
             raise KeyError(f"scikit-image has no photograph {name!r}; choose from {', '.join(PHOTOGRAPHS)}.")
-        img = np.asarray(loader())
+        try:
+            img = np.asarray(loader())
+        except (ModuleNotFoundError, OSError) as e:   # not in the package: scikit-image tried to download it
+            raise FileNotFoundError(
+                f"skimage.data.{name} does not ship with scikit-image and could not be downloaded "
+                f"({type(e).__name__}: {e}). Use a photograph that ships with it: {', '.join(PHOTOGRAPHS)}.") from e
         if img.dtype != np.uint8 or img.ndim not in (2, 3):
             raise ValueError(f"skimage.data.{name} is not an 8-bit photograph (got {img.dtype} of shape "
                              f"{img.shape}); choose from {', '.join(PHOTOGRAPHS)}.")
