@@ -87,11 +87,15 @@ def feature_map_explorer(model: nn.Module, images: torch.Tensor, layers: Sequenc
 
     n_channels = check_positive_int("n_channels", n_channels)
     layers = [layers] if isinstance(layers, str) else list(layers)  # one name, not its letters
-    model.eval()
     x = images.to(model_device(model)) if isinstance(images, torch.Tensor) else images
     check_images(x, model)
-    with torch.no_grad(), capture(model, layers) as acts:
-        model(x)
+    was_training = model.training
+    model.eval()          # maps as the trained network computes them (batch-norm running statistics)
+    try:
+        with torch.no_grad(), capture(model, layers) as acts:
+            model(x)
+    finally:
+        model.train(was_training)   # the caller's model keeps its mode
     flat = [k for k in layers if acts[k].ndim != 4]  # acts[k] says so if a layer never ran
     if flat:
         raise ValueError(f"layer {flat[0]!r} gives outputs of shape {tuple(acts[flat[0]].shape)}, not maps "

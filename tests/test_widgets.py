@@ -97,6 +97,23 @@ def test_feature_map_explorer_responds_to_layer_and_image():
     assert plt.get_fignums() == []
 
 
+def test_feature_map_explorer_keeps_the_models_mode():
+    """Defect: the explorer switched the caller's model to evaluation mode for good."""
+    torch.manual_seed(0)
+    model = ik.models.vgg8(10, 1, width=0.25).train()
+    images = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        expected = model.eval().features[0](images)   # evaluation-mode maps (running statistics)
+    model.train()
+    ik.widgets.feature_map_explorer(model, images, ["features.0"])
+    assert model.training and all(m.training for m in model.modules())
+    # and its forward pass ran in evaluation mode: the batch-norm running statistics are unchanged
+    with ik.capture(model.eval(), ["features.0"]) as acts, torch.no_grad():
+        model(images)
+    assert torch.allclose(acts["features.0"], expected)
+    plt.close("all")
+
+
 def test_a_draw_that_returns_no_figure_fails_the_first_draw():
     """Defect: a draw without `return fig` built a widget that silently showed the text 'None'."""
     def draw(k: int):
