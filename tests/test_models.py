@@ -183,6 +183,16 @@ def test_torchvision_model_truncated_weights(tmp_path):
         ik.models.torchvision_model("resnet18", weights_path=path, num_classes=3)
 
 
+def test_train_history_averages_over_the_images_it_trained_on(tmp_cache, tiny_images):
+    """Defect: with a last batch of one image (skipped: batch norm cannot train on it) the epoch's loss
+    and accuracy were divided by all images, so the accuracy could never reach 1."""
+    data = tiny_images.subset(range(33))                     # batches of 16, 16 and 1
+    m = ik.models.train(_net(), data, epochs=3, batch_size=16, progress=False, device="cpu")
+    assert m.train_history[-1]["train_acc"] > 0
+    for h in m.train_history:   # a count out of the 32 images trained on (k / 33 is never k' / 32 for 0 < k <= 32)
+        assert h["train_acc"] * 32 == pytest.approx(round(h["train_acc"] * 32), abs=1e-9)
+
+
 def test_train_checks_hyper_parameters(tmp_cache, tiny_images):
     """Defect: lr=inf or weight_decay=inf trained to NaN weights and cached them; batch_size=1 skipped
     every batch and silently returned (and cached) the untrained model; epochs=2.5 failed inside range()."""

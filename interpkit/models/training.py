@@ -124,10 +124,11 @@ def _fit(model: nn.Module, data: ImageSet, dev: torch.device, hp: dict[str, Any]
                disable=not progress, leave=False)
     for epoch in range(hp["epochs"]):
         perm = torch.randperm(n, generator=gen)
-        total_loss, correct = 0.0, 0
+        total_loss, correct, seen = 0.0, 0, 0
         for i in range(0, n, bs):
             idx = perm[i:i + bs]
             if len(idx) < 2 and n >= 2:  # batch-norm cannot train on a single image
+                bar.update(1)
                 continue
             x, y = data.images[idx].to(dev, non_blocking=True), data.labels[idx].to(dev, non_blocking=True)
             with torch.autocast(dev.type, enabled=use_amp):
@@ -142,9 +143,11 @@ def _fit(model: nn.Module, data: ImageSet, dev: torch.device, hp: dict[str, Any]
             scaler.update()
             total_loss += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y).sum())
+            seen += len(idx)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-        history.append({"epoch": epoch + 1, "loss": total_loss / n, "train_acc": correct / n})
+        # averages over the images trained on (a last batch of one image is skipped)
+        history.append({"epoch": epoch + 1, "loss": total_loss / seen, "train_acc": correct / seen})
         if keep_epoch_states:
             epoch_states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     bar.close()
