@@ -84,6 +84,7 @@ def capture(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Modul
     acts = Activations(list(modules))
     seen: set[str] = set()
     handles = []
+    passes = [0]   # model calls running now: a stop is raised only where guarded_forward catches it
 
     def keep(t):
         if not isinstance(t, torch.Tensor):
@@ -99,7 +100,8 @@ def capture(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Modul
                 acts.inputs[name] = keep(args[0]) if len(args) == 1 else tuple(keep(a) for a in args)
             seen.add(name)
             # the model's own hook runs after its forward returned, where nothing would catch the stop
-            if stop and len(seen) == len(modules) and _module is not model:
+            # a submodule called directly (not through the model) runs to its end
+            if stop and passes[0] and len(seen) == len(modules) and _module is not model:
                 raise StopForward
         return hook
 
@@ -108,10 +110,13 @@ def capture(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Modul
 
     def guarded_forward(*args, **kwargs):
         seen.clear()
+        passes[0] += 1
         try:
             return original_forward(*args, **kwargs)
         except StopForward:
             return None
+        finally:
+            passes[0] -= 1
 
     try:
         for name, module in modules.items():

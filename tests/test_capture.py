@@ -144,6 +144,18 @@ def test_stop_with_the_model_itself_among_the_layers():
     assert "forward" not in vars(net) and all(len(m._forward_hooks) == 0 for m in net.modules())
 
 
+def test_stop_lets_a_submodule_called_directly_run_to_its_end():
+    """Defect: with stop=True, calling a part of the model directly (not the model) let the internal
+    StopForward exception escape from that call."""
+    net, x = small_net(), torch.randn(2, 1, 8, 8)
+    part = torch.nn.Sequential(*list(net)[:4])           # shares the modules "0" to "3"
+    with ik.capture(net, ["0", "2"], stop=True) as acts:
+        out = part(x)
+        assert out.shape[0] == 2 and set(acts) == {"0", "2"}
+        assert net(x) is None                             # a pass through the model still stops
+    assert "forward" not in vars(net)
+
+
 def test_nested_stop_captures_restore_the_enclosing_guard():
     """Defect: leaving an inner stop=True capture deleted the outer one's guard, so the outer pass raised StopForward."""
     net, x = small_net(), torch.randn(2, 1, 8, 8)
