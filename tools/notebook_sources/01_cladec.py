@@ -177,6 +177,8 @@ fig.tight_layout()
 plt.show()
 display(pd.concat({k: v.set_index("epoch")[["mse", "logit_mean", "output_spread", "test_mse"]]
                    for k, v in diag.items()}, axis=1).round(4))
+"""),
+("code", r"""
 d_end = {k: v.iloc[-1] for k, v in diag.items()}
 stalled = d_end["default"].output_spread < 0.5 * d_end["mean"].output_spread
 Markdown(f"**In this run**, after {diag_epochs} epochs: output spread across images {d_end['default'].output_spread:.4f} "
@@ -188,7 +190,7 @@ Markdown(f"**In this run**, after {diag_epochs} epochs: output spread across ima
             if stalled else
             "The stall is **not** visible in this run (the spread is not clearly smaller with the authors' settings); "
             "in smoke mode the decoders train for too few epochs to reach it."))
-"""),
+""", ["hide-input"]),
 ("md", r"""
 ## Decoding four blocks, early to last
 
@@ -261,7 +263,7 @@ Markdown(
     f"(cross-entropy {cla.classifier_loss.iloc[0]:.2f} to {cla.classifier_loss.iloc[-1]:.2f}; they were decoded from "
     f"its own activations). The fresh-classifier column is the paper's argument that ClaDec's images hold what "
     f"matters for classification even when they are worse reconstructions.")
-"""),
+""", ["hide-input"]),
 ("md", r"""
 ## The trade-off: reconstruction versus the classifier's verdict
 
@@ -307,7 +309,7 @@ Markdown(
     f"({swa.classifier_loss.iloc[0]:.3f} to {swa.classifier_loss.iloc[-1]:.3f}): the decoder gives up pixel fidelity "
     f"for images the classifier finds unambiguous. At large $\\alpha$ the images gain high-contrast strokes the "
     f"classifier responds to; they are faithful to the classifier, less to the input.")
-"""),
+""", ["hide-input"]),
 ("md", r"""
 ## Explore
 
@@ -492,7 +494,7 @@ paragraphs = [
        "the smoke run trains."),
 ]
 Markdown("\n\n".join(paragraphs))
-"""),
+""", ["hide-input"]),
 ("md", r"""
 ## Exercises
 

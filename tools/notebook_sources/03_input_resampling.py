@@ -646,7 +646,7 @@ Markdown("\n".join([
     f"{prec_size.iloc[0]:.1f} of the {top_k * len(layers)} possible channels over all layers (mean over images), "
     f"against {prec_size.iloc[-1]:.1f} at the end.",
 ]))
-"""),
+""", ["hide-input"]),
 ("md", r"""
 ## Exercises
 

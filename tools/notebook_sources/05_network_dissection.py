@@ -278,7 +278,7 @@ Markdown(
     f"- Only {summary['detectors'].sum()} of the trained network's {n_units_total} units "
     f"({100 * det_frac:.0f}%) reach an IoU of {iou_threshold} at q = {quantile}. The next section explains why "
     f"the counts are small.")
-"""),
+""", ["hide-input"]),
 ("md", r"""
 
 ### Why the paper's quantile is small for this world
@@ -310,7 +310,7 @@ Markdown(
     f"{bound(share['color']):.3f} with an average colour (the threshold is {iou_threshold}). Concepts whose share "
     f"is close to the masks' share are the easiest to detect: here "
     f"{', '.join(c for c in share.sort_values(key=lambda g: -g.map(bound)).index[:2])}.")
-"""),
+""", ["hide-input"]),
 ("md", r"""
 Raising $q$ towards the concepts' coverage is the world's analogue of the paper's setting. The sweep
 below dissects both networks at several quantiles from saved activations (one forward pass per
@@ -750,7 +750,7 @@ Markdown("\n".join([
     f"paper's (to {100 * rot_world[1] / max(rot_world[0], 1):.0f}% of the unrotated count), because a small network "
     f"on a small dictionary detects a few concepts, colours above all, in any basis.",
 ]))
-"""),
+""", ["hide-input"]),
 ("md", r"""
 ## Exercises
 

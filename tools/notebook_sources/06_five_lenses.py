@@ -159,7 +159,7 @@ Markdown(f"In this run the {len(by_layer)} blocks hold "
                                                            for l in layers)
          + ". " + (f"The first part detectors appear in `{part_blocks[0]}`." if part_blocks
                    else "No block has a part detector."))
-"""),
+""", ["hide-input"]),
 ("code", r"""
 def label_ids(result: dissection.DissectionResult) -> dict[tuple[str, str], int]:
     # (category, name) -> column of the IoU matrix
