@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -96,6 +97,12 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     assert not missing, f"{out.name} lacks {missing}"
     for i, check in enumerate(spec.get("checks", [])):
         assert check(data), f"{out.name}: check {i} failed on {data}"
+    # the chapters' computed prose (Markdown outputs) must not quote undefined numbers
+    ran = nbformat.read(tmp_path / path.name, as_version=4)
+    prose = ["".join(o["data"]["text/markdown"]) for c in ran.cells if c.cell_type == "code"
+             for o in c.outputs if "text/markdown" in o.get("data", {})]
+    undefined = [m.group(0) for t in prose for m in re.finditer(r".{0,40}\b(?:nan|NaN|inf)\b.{0,10}", t)]
+    assert not undefined, f"{path.name} writes undefined numbers into its text: {undefined}"
     executed.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tmp_path / path.name, executed.with_suffix(".tmp"))
     executed.with_suffix(".tmp").replace(executed)  # only notebooks that passed every check
