@@ -438,7 +438,7 @@ def _train_decoder(kind: str, keyed: nn.Module, layer: str, act_shape: tuple[int
     seed_everything(hp["seed"])
     decoder = build_decoder(act_shape, tuple(train.images.shape[1:]), width=hp["width"], mean_pixel=mean_pixel)
     key = cache_key(keyed, train, {"kind": kind, "layer": layer, "decoder": repr(decoder),
-                                   "format": CACHE_FORMAT, **hp})
+                                   "format": CACHE_FORMAT, **hp}, dev)
     path = cache_dir() / "cladec" / f"{kind}-{key}.pt"
     required = ("decoder", "history") + (("encoder",) if kind == "RefAE" else ())
     blob = load_torch_cache(path, required, f"{kind} decoder") if cache else None

@@ -51,6 +51,15 @@ def resolve_device(device: str | torch.device | None = None, *, needs_float64: s
     return dev
 
 
+def numerics(device: torch.device) -> dict[str, object]:
+    """What decides a training run's exact weights besides its inputs: the device type and, on the
+    CPU, torch's thread count (sums split over 1 or 2 threads round differently, so the two train
+    slightly different models). Part of every training cache key, so that a cached model is reused
+    only where training it again would give the same weights."""
+    device = torch.device(device)
+    return {"device": device.type, **({"threads": torch.get_num_threads()} if device.type == "cpu" else {})}
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of a model's first parameter or buffer (CPU for a model with neither)."""
     for t in model.parameters():

@@ -55,7 +55,7 @@ from torch import nn
 from .capture import capture, resolve_modules
 from .checks import check_images, check_number, require_eval
 from .data.base import ImageSet
-from .device import model_device, resolve_device
+from .device import model_device, numerics, resolve_device
 from .io import atomic_torch_save, load_torch_cache
 from .models.training import cache_dir, seed_everything, state_fingerprint
 
@@ -488,7 +488,7 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
                    loss_peak=loss_peak, weight_decay=weight_decay, seed=seed)
     blob_key = json.dumps({"format": CACHE_FORMAT, "performer": state_fingerprint(performer.cpu()),
                            "data": data.fingerprint(), "config": explainer.config, "hparams": hparams,
-                           "init": state_fingerprint(explainer)}, sort_keys=True)
+                           "init": state_fingerprint(explainer), "numerics": numerics(dev)}, sort_keys=True)
     performer.to(dev)
     path = cache_dir() / "explainers" / f"Explainer-{hashlib.sha256(blob_key.encode()).hexdigest()[:24]}.pt"
     blob = load_torch_cache(path, ("state_dict", "history", "scales"), "explainer") if cache else None

@@ -193,6 +193,25 @@ def test_train_history_averages_over_the_images_it_trained_on(tmp_cache, tiny_im
         assert h["train_acc"] * 32 == pytest.approx(round(h["train_acc"] * 32), abs=1e-9)
 
 
+def test_cache_keys_depend_on_the_thread_count(tmp_cache, tiny_images):
+    """Defect: a model trained with one torch thread was reused by a run with two, although two
+    threads train a slightly different model (sums split over threads round differently), so the
+    same notebook gave other numbers on a fresh machine than on one with an older cache."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        k1 = training.cache_key(_net(), tiny_images, {"epochs": 1}, "cpu")
+        m1 = ik.models.train(_net(), tiny_images, epochs=1, batch_size=16, progress=False, device="cpu")
+        torch.set_num_threads(2)
+        k2 = training.cache_key(_net(), tiny_images, {"epochs": 1}, "cpu")
+        m2 = ik.models.train(_net(), tiny_images, epochs=1, batch_size=16, progress=False, device="cpu")
+        assert ik.device.numerics(torch.device("cpu")) == {"device": "cpu", "threads": 2}
+    finally:
+        torch.set_num_threads(threads)
+    assert k1 != k2 and m1.cache_path != m2.cache_path
+    assert ik.device.numerics(torch.device("cuda")) == {"device": "cuda"}   # no CUDA needed to name it
+
+
 def test_train_checks_hyper_parameters(tmp_cache, tiny_images):
     """Defect: lr=inf or weight_decay=inf trained to NaN weights and cached them; batch_size=1 skipped
     every batch and silently returned (and cached) the untrained model; epochs=2.5 failed inside range()."""

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..checks import check_images, check_number, check_positive_int, require_eval
 from ..data.base import ImageSet
-from ..device import resolve_device
+from ..device import numerics, resolve_device
 from ..io import _to_builtin, atomic_torch_save, load_torch_cache
 
 CACHE_FORMAT = 1
@@ -44,10 +44,13 @@ def state_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(model: nn.Module, data: ImageSet, hparams: dict[str, Any]) -> str:
-    """Key of a training run: architecture + initial weights + data + hyper-parameters."""
+def cache_key(model: nn.Module, data: ImageSet, hparams: dict[str, Any],
+              device: str | torch.device = "cpu") -> str:
+    """Key of a training run: architecture + initial weights + data + hyper-parameters + where it
+    runs (:func:`interpkit.device.numerics`: device type, and torch's thread count on the CPU)."""
     blob = json.dumps({"format": CACHE_FORMAT, "model": state_fingerprint(model), "arch": type(model).__name__,
-                       "data": data.fingerprint(), "hparams": hparams}, sort_keys=True, default=_to_builtin)
+                       "data": data.fingerprint(), "hparams": hparams, "numerics": numerics(device)},
+                      sort_keys=True, default=_to_builtin)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -65,8 +68,9 @@ def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3
           amp: bool = False) -> nn.Module:
     """Train a classifier with Adam and cross-entropy, or load the identical run from the cache.
 
-    The cache key covers the architecture, the *initial* weights, the data and every argument
-    that changes the result, so a hit is always the same model. Files are written atomically once
+    The cache key covers the architecture, the *initial* weights, the data, every argument that
+    changes the result and where it runs (device type; on the CPU, torch's thread count, since 1
+    and 2 threads round differently), so a hit is always the model training would give here. Files are written atomically once
     training finished (an interrupted run leaves nothing behind) and read with ``weights_only=True``.
     Returns the model in eval mode on ``device``, with ``model.train_history`` (per-epoch loss and
     accuracy) and, if ``keep_epoch_states``, ``model.epoch_states`` (CPU state dicts after each epoch).
@@ -87,7 +91,7 @@ def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3
     model = model.to("cpu")
     check_images(data.images[:1], model, name="training images")
     hparams = dict(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed, amp=amp)
-    path = cache_dir() / "models" / f"{type(model).__name__}-{cache_key(model, data, hparams)}.pt"
+    path = cache_dir() / "models" / f"{type(model).__name__}-{cache_key(model, data, hparams, dev)}.pt"
     blob = load_torch_cache(path, ("state_dict", "history"), "model") if cache else None
     if blob is not None and keep_epoch_states and not blob.get("epoch_states"):
         blob = None                                  # cached without the per-epoch states asked for
