@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .capture import capture, resolve_modules
-from .checks import check_images, check_number, require_eval
+from .checks import check_images, check_number, check_positive_int, require_eval
 from .data.base import ImageSet
 from .device import model_device, numerics, resolve_device
 from .io import atomic_torch_save, load_torch_cache
@@ -461,9 +461,11 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
         raise TypeError(f"train_explainer() takes an interpkit.data.ImageSet, got {type(data).__name__}.")
     if not isinstance(input_layer, str):
         raise TypeError(f"input_layer must be a layer name (str), got {type(input_layer).__name__}.")
-    if epochs < 1 or batch_size < 2 or lr <= 0:
-        raise ValueError(f"epochs must be >= 1, batch_size >= 2 (the filter loss compares images of a batch) "
-                         f"and lr > 0; got {epochs}, {batch_size}, {lr}.")
+    check_positive_int("epochs", epochs)
+    if check_positive_int("batch_size", batch_size) < 2:
+        raise ValueError(f"batch_size must be at least 2 (the filter loss compares images of a batch), "
+                         f"got {batch_size}.")
+    check_number("lr", lr, positive=True)
     for name, weight in (("filter_weight", filter_weight), ("p_weight", p_weight)):
         check_number(name, weight, hint="pass 0 to switch that term off")
     _check_beta(beta)

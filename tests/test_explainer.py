@@ -287,6 +287,11 @@ def test_bad_loss_hyper_parameters_are_rejected_before_training(tiny):
             E.train_explainer(perf, data, "features.1", "features.3", loss_peak=peak, **kw)
     with pytest.raises(ValueError, match="beta"):
         E.train_explainer(perf, data, "features.1", "features.3", beta=float("nan"), **kw)
+    # Defect: lr=NaN passed the `lr <= 0` test and trained an all-NaN explainer; epochs=2.5 was accepted
+    for bad, name in ((dict(lr=float("nan")), "lr"), (dict(lr=0.0), "lr"), (dict(epochs=2.5), "epochs"),
+                      (dict(batch_size=1), "batch_size")):
+        with pytest.raises(ValueError, match=name):
+            E.train_explainer(perf, data, "features.1", "features.3", **{**kw, **bad})
     with pytest.raises(ValueError, match="beta"):
         E.Explainer((8, 8, 8), {"t": (8, 4, 4)}, beta=float("nan"))
     with pytest.raises(ValueError, match="beta"):
