@@ -335,9 +335,8 @@ def _hparams(alpha, epochs, lr, weight_decay, batch_size, width, seed, init, amp
 
 def _validate(alpha, epochs, lr, weight_decay, batch_size, width, init) -> float:
     alpha = _check_alpha(alpha)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+    check_positive_int("epochs", epochs)
+    if check_positive_int("batch_size", batch_size) < 2:
         raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}.")
     check_number("lr", lr, positive=True)
     check_number("width", width, positive=True)
