@@ -49,6 +49,20 @@ def resolve_modules(model: nn.Module, layers: Sequence[str | nn.Module] | str | 
     return out
 
 
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in evaluation mode inside the block; afterwards every submodule has its own mode
+    back, so a model that was partly in training mode (say, frozen batch norm while fine-tuning)
+    stays exactly as it was, also when the block raises."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 class Activations(dict):
     """``{layer name: tensor}`` filled by :func:`capture`; ``inputs`` holds module inputs if asked."""
 

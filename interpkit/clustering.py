@@ -55,7 +55,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .capture import capture
+from .capture import capture, eval_mode
 from .data.base import ImageSet
 from .checks import check_number, check_positive_int, check_unit_interval
 from .device import resolve_device
@@ -135,8 +135,7 @@ def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layer
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     dev = resolve_device(device)
     n = len(x_all)
-    was_training = model.training
-    model.to(dev).eval()
+    model.to(dev)
     out = ActivationMatrices()
     storage: dict[str, torch.Tensor | np.ndarray] = {}
     files: dict[str, tuple[Path, tuple[int, int]]] = {}   # memmap layers: final file and shape
@@ -147,6 +146,7 @@ def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layer
     # every memmap file is written under a temporary name, renamed into place when the block ends
     # after the last batch, and removed if a batch fails (an earlier complete file is kept)
     with contextlib.ExitStack() as pending:
+        pending.enter_context(eval_mode(model))   # left last: the model gets its modes back
         try:
             for s in starts:
                 xb = x_all[s:s + batch_size].to(dev, torch.float32)
@@ -183,7 +183,6 @@ def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layer
             for name in files:
                 storage[name].flush()
         finally:
-            model.train(was_training)
             for name in files:                  # unmapped before a rename or removal (needed on Windows)
                 storage.pop(name, None)
     for name in layers:

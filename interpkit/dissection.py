@@ -21,6 +21,7 @@ buffers (the top ``quantile`` fraction of the values, see :func:`dissect`).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import capture, resolve_modules
+from .capture import capture, eval_mode, resolve_modules
 from .device import model_device, resolve_device
 
 __all__ = ["QUANTILE", "IOU_THRESHOLD", "DissectionResult", "dissect", "summarize", "quantile_thresholds",
@@ -882,7 +883,8 @@ def dissect(source: nn.Module | np.ndarray | torch.Tensor | Mapping[str, Any], d
 
     starts = list(range(0, n, batch_size))
     shapes: dict[str, tuple[int, int, int]] = {}
-    was_training, orig_dev = (model.training, model_device(model)) if model is not None else (False, None)
+    orig_dev = model_device(model) if model is not None else None
+    modes = contextlib.ExitStack()   # the model's train/eval modes, given back at the end
 
     def forward(idx: list[int], images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         x = (images if images is not None else _images_batch(dataset, idx)).to(dev, torch.float32)
@@ -920,7 +922,7 @@ def dissect(source: nn.Module | np.ndarray | torch.Tensor | Mapping[str, Any], d
     tmpdir = None
     try:
         if model is not None:
-            model.to(dev).eval()
+            modes.enter_context(eval_mode(model.to(dev)))
         # -- pass 1: thresholds ------------------------------------------------------------------
         thr: dict[str, torch.Tensor] = dict(thr_given)
         errors: dict[str, np.ndarray | None] = {nm: None for nm in names}
@@ -981,8 +983,9 @@ def dissect(source: nn.Module | np.ndarray | torch.Tensor | Mapping[str, Any], d
             sp.close()
         if tmpdir is not None:
             tmpdir.cleanup()
+        modes.close()
         if model is not None:
-            model.to(orig_dev).train(was_training)
+            model.to(orig_dev)
 
     results = {nm: tallies[nm].result(nm, thr[nm], label_px, n, quantile, iou_threshold, methods[nm], errors[nm])
                for nm in names}

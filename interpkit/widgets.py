@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from . import plot
-from .capture import capture
+from .capture import capture, eval_mode
 from .checks import check_images, check_positive_int
 from .device import model_device
 
@@ -89,13 +89,10 @@ def feature_map_explorer(model: nn.Module, images: torch.Tensor, layers: Sequenc
     layers = [layers] if isinstance(layers, str) else list(layers)  # one name, not its letters
     x = images.to(model_device(model)) if isinstance(images, torch.Tensor) else images
     check_images(x, model)
-    was_training = model.training
-    model.eval()          # maps as the trained network computes them (batch-norm running statistics)
-    try:
-        with torch.no_grad(), capture(model, layers) as acts:
-            model(x)
-    finally:
-        model.train(was_training)   # the caller's model keeps its mode
+    # maps as the trained network computes them (batch-norm running statistics); the caller's
+    # model keeps its modes
+    with eval_mode(model), torch.no_grad(), capture(model, layers) as acts:
+        model(x)
     flat = [k for k in layers if acts[k].ndim != 4]  # acts[k] says so if a layer never ran
     if flat:
         raise ValueError(f"layer {flat[0]!r} gives outputs of shape {tuple(acts[flat[0]].shape)}, not maps "

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 import interpkit as ik
+from interpkit.capture import eval_mode
 
 
 def small_net():
@@ -176,3 +177,18 @@ def test_a_layer_index_instead_of_a_name_is_a_clear_type_error():
             with ik.capture(net, layers):
                 pass
     assert all(len(m._forward_hooks) == 0 for m in net.modules())
+
+
+def test_eval_mode_gives_every_submodule_its_own_mode_back():
+    """Defect: the widget, activation_matrices and dissect each set model.eval() and gave back only
+    the top-level flag (model.train(was_training)), so a partly frozen model (batch norm in eval
+    mode while the rest trains) came back entirely in training mode."""
+    net = small_net().train()
+    net[1].eval()                                          # a frozen batch norm, say
+    modes = [m.training for m in net.modules()]
+    with eval_mode(net):
+        assert not any(m.training for m in net.modules())
+    assert [m.training for m in net.modules()] == modes
+    with pytest.raises(RuntimeError), eval_mode(net):
+        raise RuntimeError("fails inside the block")
+    assert [m.training for m in net.modules()] == modes

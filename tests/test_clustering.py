@@ -210,7 +210,9 @@ def test_activation_matrices_stream_batches_into_units_by_examples(tmp_path):
     assert mats.shapes == {"act": (4, 6, 6), "pool": (4, 2, 2)}
     assert mats["act"].shape == (4 * 36, 10)
     torch.testing.assert_close(mats["act"], want.reshape(10, -1).T)
+    net.train().conv.eval()                            # partly frozen: the mix comes back as it was
     mm = cl.activation_matrices(net, x, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
+    assert net.training and not net.conv.training
     assert isinstance(mm["act"], np.memmap) and (tmp_path / "act.f32").exists()
     np.testing.assert_allclose(np.asarray(mm["act"]), want.reshape(10, -1).T.detach().numpy(), rtol=1e-6)
     # unit -> (channel, y, x) mapping used by top_units

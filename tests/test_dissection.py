@@ -288,6 +288,10 @@ def test_model_source_matches_precomputed_activations(tmp_path):
     single = nd.dissect(net, ds, "conv2", thresholds=np.ones(4, np.float32) * 0.1, progress=False, device="cpu")
     assert isinstance(single, nd.DissectionResult) and single.threshold_method == "given"
     assert net.training is False and next(net.parameters()).device.type == "cpu"
+    net.train()
+    net.conv2.eval()                                   # partly frozen: the mix comes back as it was
+    nd.dissect(net, ds, "conv2", thresholds=np.ones(4, np.float32) * 0.1, progress=False, device="cpu")
+    assert net.training and net.conv1.training and not net.conv2.training
 
 
 def test_mapping_source_and_tensor_source():

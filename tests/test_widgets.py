@@ -105,8 +105,10 @@ def test_feature_map_explorer_keeps_the_models_mode():
     with torch.no_grad():
         expected = model.eval().features[0](images)   # evaluation-mode maps (running statistics)
     model.train()
+    model.features[3].eval()                           # partly frozen: the mix must come back as it was
+    modes = [m.training for m in model.modules()]
     ik.widgets.feature_map_explorer(model, images, ["features.0"])
-    assert model.training and all(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == modes
     # and its forward pass ran in evaluation mode: the batch-norm running statistics are unchanged
     with ik.capture(model.eval(), ["features.0"]) as acts, torch.no_grad():
         model(images)
