@@ -339,17 +339,22 @@ class Broden(_BrodenBase):
         """Path of the image of row ``i``."""
         return self.root / "images" / self._rows[i][0]
 
-    def _load_image(self, i: int) -> torch.Tensor:
-        name, _, ih, iw, _, _, line = self._rows[i]
-        path = self.root / "images" / name
+    def _read(self, path: Path, line: int, keep_modes: tuple[str, ...] = ()) -> np.ndarray:
+        """The image file ``path`` (of index.csv line ``line``) as an array, converted to RGB unless its
+        mode is in ``keep_modes``; a missing, truncated or corrupt file says which row it belongs to."""
         if not path.is_file():
             raise FileNotFoundError(f"{path} (index.csv line {line}) is missing; the Broden copy is incomplete.")
         try:
             with Image.open(path) as im:
-                arr = np.array(im.convert("RGB"))
+                return np.array(im if im.mode in keep_modes else im.convert("RGB"))
         except (OSError, SyntaxError) as exc:     # PIL: truncated or not an image
             raise ValueError(f"{path} (index.csv line {line}) cannot be read ({exc}); the file is truncated or "
                              "corrupt, copy it again.") from None
+
+    def _load_image(self, i: int) -> torch.Tensor:
+        name, _, ih, iw, _, _, line = self._rows[i]
+        path = self.root / "images" / name
+        arr = self._read(path, line)
         if arr.shape[:2] != (ih, iw):
             raise ValueError(f"{path} is {arr.shape[0]}x{arr.shape[1]} but index.csv line {line} says "
                              f"ih={ih}, iw={iw}; fix the row or the image.")
@@ -358,16 +363,7 @@ class Broden(_BrodenBase):
     def _load_png(self, rel: str, i: int) -> np.ndarray:
         _, _, _, _, sh, sw, line = self._rows[i]
         path = self.root / "images" / rel
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} (index.csv line {line}) is missing; the Broden copy is incomplete.")
-        try:
-            with Image.open(path) as im:
-                if im.mode not in ("RGB", "RGBA", "L", "I", "I;16"):
-                    im = im.convert("RGB")
-                arr = np.asarray(im)
-        except (OSError, SyntaxError) as exc:     # PIL: truncated or not an image
-            raise ValueError(f"{path} (index.csv line {line}) cannot be read ({exc}); the file is truncated or "
-                             "corrupt, copy it again.") from None
+        arr = self._read(path, line, keep_modes=("RGB", "RGBA", "L", "I", "I;16"))
         if arr.ndim == 3:
             lab = arr[..., 0].astype(np.int64) + 256 * arr[..., 1].astype(np.int64)
         else:
