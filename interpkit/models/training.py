@@ -70,8 +70,9 @@ def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3
 
     The cache key covers the architecture, the *initial* weights, the data, every argument that
     changes the result and where it runs (device type; on the CPU, torch's thread count, since 1
-    and 2 threads round differently), so a hit is always the model training would give here. Files are written atomically once
-    training finished (an interrupted run leaves nothing behind) and read with ``weights_only=True``.
+    and 2 threads round differently), so a hit is always the model training would give here.
+    Files are written atomically once training finished (an interrupted run leaves nothing behind)
+    and read with ``weights_only=True``.
     Returns the model in eval mode on ``device``, with ``model.train_history`` (per-epoch loss and
     accuracy) and, if ``keep_epoch_states``, ``model.epoch_states`` (CPU state dicts after each epoch).
     """
