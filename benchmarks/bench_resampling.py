@@ -23,17 +23,27 @@ tidy pandas table (about 0.5 ms). With the checks, the noise, the statistics, th
 the table all stubbed out (an experiment, not a mode of the package), the rest of the analysis
 still takes about 1.25 times the wall-clock time of the plain pass on this machine, where small
 operations run several times slower right after a forward pass than in a warm loop (a softmax of
-50 x 10 numbers: 24 us warm, about 100 us after a forward pass). Two more experiments (2026-11-24),
+50 x 10 numbers: 24 us warm, about 100 us after a forward pass); by CPU time that floor is 1.55
+(two runs of 80 on 2026-11-24: 1.550 and 1.553; wall clock 1.262 and 1.265), above the target: in
+the single-threaded rest torch's second thread still spins, so each millisecond of it costs about
+two of CPU time. At this width the target cannot be met by the CPU-time measure without leaving
+out work the analysis must do. Two more experiments (2026-11-24),
 not adopted: a compiled numba kernel for the per-position sums took 0.75 ms where the torch
 statistics take 1.30 ms (too little to reach the target, for a new compiled dependency), and
 cheaper module walks for the input checks and the weight-norm cache saved nothing measurable.
 
-    python benchmarks/bench_resampling.py [--reps 40] [--widths 0.25 0.5 1.0] [--device cpu] [--threads N]
+    python benchmarks/bench_resampling.py [--reps 40] [--widths 0.25 0.5 1.0] [--device cpu] [--threads N] [--floor]
+
+``--floor`` adds, for one image at each width, the experiment above: the analysis with the input
+checks, the noise, the statistics, the weight norms and the table replaced by stubs (rows with
+``floor`` true). Its numbers are not results of the method, only a lower bound on any version of it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import types
 import platform
 import time
 
@@ -54,7 +64,27 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench(width: float, images: torch.Tensor, n: int, reps: int, dev: torch.device) -> dict:
+@contextlib.contextmanager
+def _floor_stubs(model: torch.nn.Module, layers: list[str]):
+    """Replace the analysis' checks, noise, statistics, weight norms and table by near-free stubs."""
+    modules = resolve_modules(model, layers)
+    saved = {k: getattr(rs, k) for k in ("pd", "_weight_norms_of", "require_eval", "resolve_modules", "check_images",
+                                         "_position_sums", "_perturb")}
+    rs.pd = types.SimpleNamespace(DataFrame=lambda d, copy=False: d)
+    rs._weight_norms_of = lambda module, c, fold=True: np.zeros(c)
+    rs.require_eval = lambda *a, **k: None
+    rs.resolve_modules = lambda *a, **k: modules
+    rs.check_images = lambda *a, **k: None
+    rs._position_sums = lambda acts, u: np.zeros((acts[0].shape[0], 6, sum(a.shape[2] for a in acts)))
+    rs._perturb = lambda x, n, *a: (x.expand(n, *x.shape[1:]).contiguous(),)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(rs, k, v)
+
+
+def bench(width: float, images: torch.Tensor, n: int, reps: int, dev: torch.device, floor: bool = False) -> dict:
     ik.models.seed_everything(0)
     model = ik.models.vgg8(10, 1, width=width).to(dev).eval()
     layers = ik.models.conv_layer_names(model)
@@ -74,20 +104,21 @@ def bench(width: float, images: torch.Tensor, n: int, reps: int, dev: torch.devi
         res = rs.analyze(model, x, layers, n=n, sigma=0.1, device=dev)
         res.scores  # the tidy table is part of the cost
 
-    for _ in range(3):  # warm up all three
-        plain(); record(); analysis()
     wall = {"plain": [], "record": [], "analysis": []}
     cpu = {"plain": [], "record": [], "analysis": []}
-    for _ in range(reps):
-        for name, f in (("plain", plain), ("record", record), ("analysis", analysis)):
-            _sync(dev)
-            c0, t0 = time.process_time(), time.perf_counter()
-            f()
-            _sync(dev)
-            wall[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
+    with _floor_stubs(model, layers) if floor else contextlib.nullcontext():
+        for _ in range(3):  # warm up all three
+            plain(); record(); analysis()
+        for _ in range(reps):
+            for name, f in (("plain", plain), ("record", record), ("analysis", analysis)):
+                _sync(dev)
+                c0, t0 = time.process_time(), time.perf_counter()
+                f()
+                _sync(dev)
+                wall[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
     q = lambda v: float(np.quantile(v, 0.25))  # noqa: E731
-    return {"width": width, "images": len(images), "channels": sum(model.features[i][0].out_channels for i in range(8)),
+    return {"width": width, "images": len(images), "floor": floor, "channels": sum(model.features[i][0].out_channels for i in range(8)),
             "plain_cpu_ms": 1e3 * q(cpu["plain"]), "analysis_cpu_ms": 1e3 * q(cpu["analysis"]),
             "ratio": q(cpu["analysis"]) / q(cpu["plain"]), "record_ratio": q(cpu["record"]) / q(cpu["plain"]),
             "plain_wall_ms": 1e3 * q(wall["plain"]), "analysis_wall_ms": 1e3 * q(wall["analysis"]),
@@ -103,6 +134,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=20, help="also time a batch of this many images (0: skip)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--floor", action="store_true", help="also time the analysis with its own work stubbed out")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -111,15 +143,18 @@ def main() -> None:
     rows = [bench(w, images[:1], args.n, args.reps, dev) for w in args.widths]
     if args.batch:
         rows += [bench(w, images[:args.batch], args.n, max(5, args.reps // 4), dev) for w in args.widths[:2]]
+    if args.floor:
+        rows += [bench(w, images[:1], args.n, args.reps, dev, floor=True) for w in args.widths]
     df = pd.DataFrame(rows)
     print(f"input resampling, N = {args.n} copies of one 1x32x32 image, all 8 conv blocks of VGG8, "
           f"{dev}, {torch.get_num_threads()} threads, lower quartiles of {args.reps} alternating runs; "
           f"ratio = CPU-time ratio, ratio_wall = wall-clock ratio; record_ratio = CPU-time ratio of the "
           f"forward pass with the recording hooks alone")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    ok = bool((df.loc[df["images"] == 1, "ratio"] <= TARGET_RATIO).all())
+    real = df[~df["floor"]]
+    ok = bool((real.loc[real["images"] == 1, "ratio"] <= TARGET_RATIO).all())
     print(f"target (one image): analysis <= {TARGET_RATIO}x plain forward -> "
-          f"{'met' if ok else 'NOT met for width ' + ', '.join(str(w) for w in df.query('images == 1 and ratio > @TARGET_RATIO')['width'])}")
+          f"{'met' if ok else 'NOT met for width ' + ', '.join(str(w) for w in real.query('images == 1 and ratio > @TARGET_RATIO')['width'])}")
     path = atomic_write_json(ik.nb.results_dir() / "bench_resampling.json", {
         "benchmark": "resampling", "n_copies": args.n, "device": str(dev), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "machine": platform.machine(), "reps": args.reps,
