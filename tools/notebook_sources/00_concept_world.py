@@ -30,7 +30,8 @@ reads and writes the Broden format of D. Bau, B. Zhou, A. Khosla, A. Oliva and A
 - how to ask the same dataset for a fast batch of stacked label layers, as Network Dissection does.
 ```
 
-**Run time** on a 2-core CPU: about 20 seconds; under 15 seconds in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
+**Run time** on a 2-core CPU: 12-17 seconds (the range of two fresh-clone book builds on
+2026-11-24); about 11 seconds in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.

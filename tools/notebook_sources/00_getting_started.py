@@ -24,8 +24,8 @@ classifier that Schneider and Vlachos use for ClaDec {cite}`schneider2021cladec`
   assertions at the end.
 ```
 
-**Run time** on a 2-core CPU: about 30 seconds from a cold cache, a few seconds warm; about
-15 seconds in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
+**Run time** on a 2-core CPU: 23-29 seconds from a cold cache (the range of two fresh-clone book
+builds on 2026-11-24), a few seconds warm; about 13 seconds in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.

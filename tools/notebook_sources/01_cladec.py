@@ -40,10 +40,10 @@ reconstruction, with a parameter $\alpha$.
 - which of the paper's claims hold on 5,000 real MNIST digits on a CPU, and which do not.
 ```
 
-**Run time** on a 2-core CPU: about 3.5 minutes from a cold cache (196 s measured on a quiet
-machine with the getting-started chapter's classifier already cached, about 40 s more without it;
-up to 9 minutes when another job shares the machine), under 30 seconds warm; about a minute in
-smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
+**Run time** on a 2-core CPU: 156-195 seconds from a cold cache (the range of two fresh-clone
+book builds on 2026-11-24, with the getting-started chapter's classifier already cached; about 40 s
+more without it; up to 9 minutes when another job shares the machine), under 30 seconds warm; about
+a minute in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.

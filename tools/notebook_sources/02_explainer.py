@@ -36,9 +36,9 @@ what the performer computes.
   against ground-truth part masks, which the concept world provides and real datasets do not.
 ```
 
-**Run time** on a 2-core CPU: about 2 minutes from a cold cache (119 s measured on a quiet
-machine; the performer and four explainers are trained, then cached), about 30 seconds warm; about
-70 seconds in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
+**Run time** on a 2-core CPU: 121-149 seconds from a cold cache (the range of two fresh-clone
+book builds on 2026-11-24; the performer and four explainers are trained, then cached), about 30
+seconds warm; about 70 seconds in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.

@@ -35,9 +35,9 @@ does not: we switch the chosen neurons off), and follow the set overlap through 
 - what did and did not reproduce, and why the design of the noise (a ramp of noise levels) matters.
 ```
 
-**Run time** on a 2-core CPU: about 1.6 minutes from a cold cache (97 s measured on a quiet
-machine; two training runs of the chapter-0 classifier with per-epoch checkpoints), about 40
-seconds warm, and about 30 seconds in smoke mode (`INTERPKIT_SMOKE=1`). On a machine shared with
+**Run time** on a 2-core CPU: 67-87 seconds from a cold cache (the range of two fresh-clone book
+builds on 2026-11-24; two training runs of the chapter-0 classifier with per-epoch checkpoints),
+about 40 seconds warm, and about 30 seconds in smoke mode (`INTERPKIT_SMOKE=1`). On a machine shared with
 other jobs it can be several times longer: we measured 6.5 minutes cold at a load average of 13-18. GPU: not measured yet (no GPU was available when these were taken).
 """),
 ("code", r"""

@@ -45,9 +45,9 @@ Broden format and read back with `ik.data.Broden`, the same reader that serves t
 - how to point the same code at the real Broden data and a torchvision ResNet-18.
 ```
 
-**Run time** on a 2-core CPU: about 1.7 minutes from a cold cache (103 s measured on a quiet
-machine, of which about 1 minute trains the classifier), about 40 seconds with the classifier
-cached, and under a minute in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
+**Run time** on a 2-core CPU: 74-95 seconds from a cold cache (the range of two fresh-clone book
+builds on 2026-11-24, of which about 50 seconds train the classifier), about 40 seconds with the
+classifier cached, and under a minute in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.

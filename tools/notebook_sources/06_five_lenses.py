@@ -32,9 +32,9 @@ known, we can ask where the methods agree with each other and with the truth, an
 ```
 
 **Run time** on a 2-core CPU: about a minute from a cold cache (one classifier, two ClaDec
-decoders and one explainer are trained, then cached; 60 s measured on a quiet machine, 50 s in the
-book build, where the classifier comes from chapter 2), less warm; about 25 seconds in smoke mode
-(`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
+decoders and one explainer are trained, then cached; 60 s measured alone, 37-45 s in two
+fresh-clone book builds on 2026-11-24, where the classifier comes from chapter 2), less warm; about
+25 seconds in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.
