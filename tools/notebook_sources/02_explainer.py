@@ -72,7 +72,7 @@ from interpkit import explainer as E
 smoke = ik.nb.smoke_mode(smoke)
 if smoke:
     n_test, explainer_epochs = 300, 6     # the performer is the full run's (same data, cached)
-    remedy_epochs = 3                     # smoke: the remedies only run through, too short to judge
+    remedy_epochs = 1                     # smoke: the remedies only run through (one epoch each), too short to judge
 torch.manual_seed(seed)
 print("device:", ik.resolve_device(device), "| smoke mode:", smoke)
 """),
@@ -292,8 +292,9 @@ for `remedy_epochs` epochs.
 """),
 ("code", r"""
 remedy_settings = {f"filter-loss weight {remedy_filter_weight:g}": dict(filter_weight=remedy_filter_weight,
-                                                                        epochs=explainer_epochs if not smoke else 2),
-                   f"{remedy_epochs} epochs": dict(filter_weight=filter_weight, epochs=remedy_epochs)}
+                                                                        epochs=explainer_epochs if not smoke else 1),
+                   f"{remedy_epochs} epoch{'s' * (remedy_epochs != 1)}": dict(filter_weight=filter_weight,
+                                                                              epochs=remedy_epochs)}
 remedy_reports = {}
 for name, kw in remedy_settings.items():
     ex = E.train_explainer(performer, train, input_layer, target_layers, n_filters=n_filters, lr=explainer_lr,
@@ -319,7 +320,7 @@ Markdown(
     + f" (the performer: {inst_perf_ref:.4f}, {remedies.loc['performer (for comparison)', 'part_iou']:.3f}). "
     + ("At least one remedy makes the explainer's filters more stable than the performer's."
        if remedy_helps else "Neither remedy makes the explainer's filters more stable than the performer's.")
-    + (" (Smoke mode trains the remedies for a few epochs only; these numbers say nothing.)" if smoke else ""))
+    + (" (Smoke mode trains the remedies for one epoch only; these numbers say nothing.)" if smoke else ""))
 """, ["hide-input"]),
 ("md", r"""
 ## Checks and results
