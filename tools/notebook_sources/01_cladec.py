@@ -308,7 +308,7 @@ for method, (on_misread, on_correct) in decoded.items():
                          "judge agrees with label (correctly read digits)":
                              float((nearest_class_mean(on_correct) == test.labels[correct]).float().mean())})
 misread_table = pd.DataFrame(misread_rows).set_index("images")
-misread_table
+misread_table.round(3)
 """),
 ("code", r"""
 n_mis_show = min(10, len(misread))
