@@ -47,7 +47,7 @@ from torch import nn
 
 from .capture import capture, resolve_modules
 from .checks import check_images, check_number, check_positive_int, check_unit_interval, require_frozen
-from .data.base import ImageSet
+from .data.base import ImageSet, require_image_set
 from .device import model_device, resolve_device
 from .io import atomic_torch_save, load_torch_cache
 from .models.training import cache_dir, cache_key, evaluate, seed_everything
@@ -298,9 +298,7 @@ def cladec_loss(x_hat: torch.Tensor, x: torch.Tensor, logits: torch.Tensor | Non
 
 
 def _check_data(data: Any, model: nn.Module, what: str) -> None:
-    if not isinstance(data, ImageSet):
-        raise TypeError(f"{what} must be an interpkit.data.ImageSet, got {type(data).__name__}; wrap tensors "
-                        "with ImageSet(images, labels).")
+    require_image_set(data, f"the {what} data")
     check_images(data.images[:1].to(model_device(model)), model, name=f"{what} images")
 
 

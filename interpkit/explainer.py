@@ -54,7 +54,7 @@ from torch import nn
 
 from .capture import capture, resolve_modules
 from .checks import check_images, check_number, check_positive_int, require_eval
-from .data.base import ImageSet
+from .data.base import ImageSet, require_image_set
 from .device import model_device, numerics, resolve_device
 from .io import atomic_torch_save, load_torch_cache
 from .models.training import cache_dir, seed_everything, state_fingerprint
@@ -457,8 +457,7 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
     mode on ``device`` with ``train_history`` (per-epoch losses and mean p), ``input_layer``,
     ``target_layers`` and ``cache_path``.
     """
-    if not isinstance(data, ImageSet):
-        raise TypeError(f"train_explainer() takes an interpkit.data.ImageSet, got {type(data).__name__}.")
+    require_image_set(data, "the data of train_explainer()")
     if not isinstance(input_layer, str):
         raise TypeError(f"input_layer must be a layer name (str), got {type(input_layer).__name__}.")
     check_positive_int("epochs", epochs)

@@ -292,6 +292,9 @@ def test_bad_loss_hyper_parameters_are_rejected_before_training(tiny):
                       (dict(batch_size=1), "batch_size")):
         with pytest.raises(ValueError, match=name):
             E.train_explainer(perf, data, "features.1", "features.3", **{**kw, **bad})
+    # bare tensors: the error says how to wrap them (it used to name the type only)
+    with pytest.raises(TypeError, match=r"wrap tensors with ImageSet\(images, labels\)"):
+        E.train_explainer(perf, data.images, "features.1", "features.3", **kw)
     with pytest.raises(ValueError, match="beta"):
         E.Explainer((8, 8, 8), {"t": (8, 4, 4)}, beta=float("nan"))
     with pytest.raises(ValueError, match="beta"):

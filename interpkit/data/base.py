@@ -141,3 +141,11 @@ class ImageSet(Dataset):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, n={len(self)}, channels={self.num_channels}, "
                 f"size={self.image_size}, classes={self.num_classes})")
+
+
+def require_image_set(data: object, what: str) -> None:
+    """Raise a ``TypeError`` that says how to wrap tensors unless ``data`` is an :class:`ImageSet`
+    (the trainers need its labels and class names, not bare tensors)."""
+    if not isinstance(data, ImageSet):
+        raise TypeError(f"{what} must be an interpkit.data.ImageSet, got {type(data).__name__}; wrap tensors "
+                        "with ImageSet(images, labels).")

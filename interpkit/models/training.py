@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_images, check_number, check_positive_int, require_eval
-from ..data.base import ImageSet
+from ..data.base import ImageSet, require_image_set
 from ..device import numerics, resolve_device
 from ..io import _to_builtin, atomic_torch_save, load_torch_cache
 
@@ -76,9 +76,7 @@ def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3
     Returns the model in eval mode on ``device``, with ``model.train_history`` (per-epoch loss and
     accuracy) and, if ``keep_epoch_states``, ``model.epoch_states`` (CPU state dicts after each epoch).
     """
-    if not isinstance(data, ImageSet):
-        raise TypeError(f"train() takes an interpkit.data.ImageSet, got {type(data).__name__}; wrap tensors "
-                        "with ImageSet(images, labels).")
+    require_image_set(data, "the data of train()")
     epochs, batch_size = check_positive_int("epochs", epochs), check_positive_int("batch_size", batch_size)
     if batch_size < 2 and len(data) >= 2:
         raise ValueError("batch_size must be at least 2: batches of one image are skipped (batch-norm cannot "
@@ -181,9 +179,7 @@ def predict_proba(model: nn.Module, images: torch.Tensor, *, batch_size: int = 2
 def evaluate(model: nn.Module, data: ImageSet, *, batch_size: int = 256,
              device: str | torch.device | None = None) -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` (put in eval mode) on ``data``."""
-    if not isinstance(data, ImageSet):
-        raise TypeError(f"evaluate() takes an interpkit.data.ImageSet, got {type(data).__name__}; wrap tensors "
-                        "with ImageSet(images, labels).")
+    require_image_set(data, "the data of evaluate()")
     model.eval()
     p = predict_proba(model, data.images, batch_size=batch_size, device=device)
     if p.shape[1] <= int(data.labels.max()):
