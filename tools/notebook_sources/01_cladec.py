@@ -607,9 +607,11 @@ Markdown("\n\n".join(paragraphs))
 3. **The authors' settings.** Set `dec_lr = 3e-4` and compare the per-layer table. Is the
    mean-pixel bias still needed when the learning rate is small and training is long
    (`dec_epochs = 40`)?
-4. **Misclassified digits.** Use the widget to find a test digit the classifier gets wrong. What
-   does ClaDec at the last layer draw for it, and what does RefAE draw? What does that tell you
-   about the error?
+4. **Misclassified digits.** The section on misread digits judges decodings by the nearest
+   class-mean image, a weak judge (it agrees with the label on about 80% of the original digits).
+   Replace it with a classifier of another architecture trained on the original training images.
+   Does ClaDec's decoding of a misread digit still go to the predicted class more often than to the
+   true one? And at `features.3`, where the layer keeps more of the digit?
 5. **For teachers.** The fresh-classifier accuracy is the paper's argument that ClaDec keeps what
    matters for the class. Ask students why a fresh classifier could still do *better* on RefAE's
    reconstructions, and what experiment would separate the two explanations.
