@@ -36,6 +36,8 @@ reconstruction, with a parameter $\alpha$.
   what we changed, and the evidence for it;
 - how reconstructions change from an early block to the last one, and how they differ from an
   auto-encoder's;
+- whether a digit the classifier misreads decodes to the class it believes in (measured with a
+  judge that does not know the network);
 - how $\alpha$ trades fidelity to the image for fidelity to the classifier;
 - which of the paper's claims hold on 5,000 real MNIST digits on a CPU, and which do not.
 ```
