@@ -54,8 +54,12 @@ def image_grid(images: Sequence | torch.Tensor, titles: Sequence[str] | None = N
     if row_labels is not None and len(row_labels) != nrows:
         raise ValueError(f"got {len(row_labels)} row labels for {nrows} rows ({n} images in {ncols} columns); "
                          "pass one label per row ('' for none), or change ncols.")
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.3 if suptitle else 0)),
-                             squeeze=False)
+    # Row labels are written across, left of their row: written along the axis (matplotlib's
+    # default) a label longer than the row is high runs into the rows above and below. The figure
+    # is widened by about the longest label's width, so the images keep their size.
+    label_width = 0.075 * max(map(len, row_labels)) + 0.15 if row_labels else 0.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + label_width,
+                                                    size * nrows + (0.3 if suptitle else 0)), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([]), ax.set_yticks([])
         if i >= n:
@@ -68,7 +72,7 @@ def image_grid(images: Sequence | torch.Tensor, titles: Sequence[str] | None = N
             ax.set_title(titles[i], fontsize=8)
     if row_labels is not None:
         for r, label in enumerate(row_labels):
-            axes[r, 0].set_ylabel(label, fontsize=9)
+            axes[r, 0].set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center")
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()

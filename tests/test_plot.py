@@ -103,3 +103,24 @@ def test_bar_chart_takes_a_pandas_series():
     assert [p.get_height() for p in ax.patches] == [1.0, 3.0]
     with pytest.raises(TypeError, match="values must be a dict or a pandas Series"):
         ik.plot.bar_chart([1, 2])
+
+
+def test_image_grid_row_labels_stay_beside_their_own_row():
+    """Defect: row labels were written along the axis (vertically); one longer than the row is high
+    ("ClaDec features.1" beside 1-inch images, the ClaDec chapter's main figure) ran into the rows
+    above and below, so nobody could tell which row was which layer."""
+    labels = ["original", "RefAE features.1", "ClaDec features.1", "ClaDec features.7"]
+    fig = ik.plot.image_grid(torch.rand(4 * 5, 1, 8, 8), ncols=5, size=1.0, row_labels=labels)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    first_column = [ax for ax in fig.axes if ax.get_ylabel()]
+    assert [ax.get_ylabel() for ax in first_column] == labels
+    for ax in first_column:
+        box, row = ax.yaxis.label.get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert row.y0 <= box.y0 and box.y1 <= row.y1, f"{ax.get_ylabel()!r} leaves its row"
+        assert box.x1 <= row.x0 + 1, f"{ax.get_ylabel()!r} overlaps the images"
+        assert box.x0 >= 0, f"{ax.get_ylabel()!r} is cut off at the figure's left edge"
+    # the images keep their size: about `size` inches per column, whatever the labels' length
+    width = first_column[0].get_window_extent(renderer).width / fig.dpi
+    assert 0.75 <= width <= 1.0, width
+    plt.close(fig)
