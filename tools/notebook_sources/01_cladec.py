@@ -279,9 +279,12 @@ how often it names the predicted class and how often the true one. The originals
 a digit that fooled the network may already look a bit like the wrong class.
 """),
 ("code", r"""
-with torch.no_grad():
-    test_pred = torch.cat([model(b.to(dev)).argmax(1).cpu() for b in test.images.split(256)])
+test_pred = ik.models.predict_proba(model, test.images, device=device).argmax(1)
 misread = (test_pred != test.labels).nonzero().flatten()
+correct = (test_pred == test.labels).nonzero().flatten()
+if len(misread) == 0:
+    raise RuntimeError(f"the classifier reads all {len(test)} test digits correctly, so there is no misread digit "
+                       "to decode; raise n_test.")
 class_means = torch.stack([dec_train.images[dec_train.labels == c].mean(0) for c in range(train.num_classes)])
 
 
@@ -290,66 +293,54 @@ def nearest_class_mean(images):
     return torch.cdist(images.flatten(1), class_means.flatten(1)).argmin(1)
 
 
-def judge_counts(images, pred, true):
-    j = nearest_class_mean(images)
-    return {"as_predicted": int((j == pred).sum()), "as_true": int((j == true).sum())}
-
-
-correct = (test_pred == test.labels).nonzero().flatten()
 mis_x, mis_true, mis_pred = test.images[misread], test.labels[misread], test_pred[misread]
 decoded = {"original": (mis_x, test.images[correct])}
 for method in ("RefAE", "ClaDec"):
     ex = explainers[(layers[-1], method, 0.0)]
     decoded[method] = (cladec.reconstruct(ex, mis_x), cladec.reconstruct(ex, test.images[correct]))
-misread_rows = []
+judged = {}
 for method, (on_misread, on_correct) in decoded.items():
-    counts = judge_counts(on_misread, mis_pred, mis_true) if len(misread) else {"as_predicted": 0, "as_true": 0}
-    misread_rows.append({"images": method if method == "original" else f"{method} {layers[-1]}",
-                         "misread digits": len(misread), "judged as predicted class": counts["as_predicted"],
-                         "judged as true class": counts["as_true"],
-                         "judge agrees with label (correctly read digits)":
-                             float((nearest_class_mean(on_correct) == test.labels[correct]).float().mean())})
-misread_table = pd.DataFrame(misread_rows).set_index("images")
+    j, agrees = nearest_class_mean(on_misread), nearest_class_mean(on_correct) == test.labels[correct]
+    judged[method] = {"as_predicted": int((j == mis_pred).sum()), "as_true": int((j == mis_true).sum()),
+                      "agrees_on_correct": float(agrees.float().mean())}
+misread_table = pd.DataFrame.from_dict(judged, orient="index").rename(columns={
+    "as_predicted": f"of {len(misread)} misread: judged as predicted class", "as_true": "judged as true class",
+    "agrees_on_correct": "judge agrees with label (correctly read digits)"})
+misread_table.index.name = f"images (decoded from {layers[-1]})"
 misread_table.round(3)
 """),
 ("code", r"""
 n_mis_show = min(10, len(misread))
-if n_mis_show:
-    grid = torch.cat([decoded[m][0][:n_mis_show] for m in ("original", "RefAE", "ClaDec")])
-    titles = [f"{int(t)} read as {int(q)}" for t, q in zip(mis_true[:n_mis_show], mis_pred[:n_mis_show])]
-    fig = ik.plot.image_grid(grid, titles + [""] * (2 * n_mis_show), ncols=n_mis_show, size=1.0,
-                             row_labels=["original", "RefAE", "ClaDec"],
-                             suptitle=f"misread test digits (label read as prediction) and their decodings "
-                                      f"from {layers[-1]}")
-    plt.show()
-else:
-    print("the classifier reads every test digit correctly: nothing to show")
+grid = torch.cat([decoded[m][0][:n_mis_show] for m in decoded])
+titles = [f"{int(t)} read as {int(q)}" for t, q in zip(mis_true[:n_mis_show], mis_pred[:n_mis_show])]
+fig = ik.plot.image_grid(grid, titles + [""] * (2 * n_mis_show), ncols=n_mis_show, size=1.0, row_labels=list(decoded),
+                         suptitle=f"misread test digits (label read as prediction) and their decodings "
+                                  f"from {layers[-1]}")
+plt.show()
 """),
 ("code", r"""
 from scipy.stats import binomtest
 
-mt = misread_table
-cla_row, ori_row, ref_row = mt.iloc[2], mt.iloc[0], mt.iloc[1]
-decided = int(cla_row["judged as predicted class"] + cla_row["judged as true class"])
-misread_p = float(binomtest(int(cla_row["judged as predicted class"]), decided).pvalue) if decided else float("nan")
-frac = lambda r, c: r[c] / max(len(misread), 1)  # noqa: E731
+mis_cla, mis_ori, mis_ref = judged["ClaDec"], judged["original"], judged["RefAE"]
+decided = mis_cla["as_predicted"] + mis_cla["as_true"]
+misread_p = float(binomtest(mis_cla["as_predicted"], decided).pvalue) if decided else float("nan")
+share = lambda n: f"{n / len(misread):.0%}"  # noqa: E731
 Markdown(
     f"**In this run** the classifier misreads {len(misread)} of {len(test)} test digits. The judge names the predicted "
-    f"class for {frac(cla_row, 'judged as predicted class'):.0%} of ClaDec's last-block decodings and the true class for "
-    f"{frac(cla_row, 'judged as true class'):.0%}"
+    f"class for {share(mis_cla['as_predicted'])} of ClaDec's last-block decodings and the true class for "
+    f"{share(mis_cla['as_true'])}"
     + (f" (a sign test over the {decided} decodings it gives to one of the two: p = {misread_p:.2g})" if decided else "")
-    + f"; for the originals the shares are {frac(ori_row, 'judged as predicted class'):.0%} and "
-    f"{frac(ori_row, 'judged as true class'):.0%}, for the RefAE's decodings {frac(ref_row, 'judged as predicted class'):.0%} "
-    f"and {frac(ref_row, 'judged as true class'):.0%}. "
+    + f"; for the originals the shares are {share(mis_ori['as_predicted'])} and {share(mis_ori['as_true'])}, "
+    f"for the RefAE's decodings {share(mis_ref['as_predicted'])} and {share(mis_ref['as_true'])}. "
     + ("So the decoding of a misread digit moves towards the class the network believes in, further than the "
        "misread digit itself and further than the auto-encoder's decoding from a bottleneck of the same size."
-       if cla_row["judged as predicted class"] > max(cla_row["judged as true class"], ori_row["judged as predicted class"],
-                                                      ref_row["judged as predicted class"])
+       if mis_cla["as_predicted"] > max(mis_cla["as_true"], mis_ori["as_predicted"], mis_ref["as_predicted"])
        else "So in this run the decodings of misread digits do **not** clearly move towards the predicted class.")
     + f" The last column is the other half of the figure guide's reading: on the digits the network reads correctly, "
-    f"the judge agrees with the label for {cla_row.iloc[-1]:.0%} of ClaDec's decodings against {ori_row.iloc[-1]:.0%} of "
-    f"the originals"
-    + (", so ClaDec's last-block digits are more prototypical than the digits themselves." if cla_row.iloc[-1] > ori_row.iloc[-1]
+    f"the judge agrees with the label for {mis_cla['agrees_on_correct']:.0%} of ClaDec's decodings against "
+    f"{mis_ori['agrees_on_correct']:.0%} of the originals"
+    + (", so ClaDec's last-block digits are more prototypical than the digits themselves."
+       if mis_cla["agrees_on_correct"] > mis_ori["agrees_on_correct"]
        else "; ClaDec's decoders are not trained long enough in this run to draw cleaner prototypes than the digits.")
     + " With a few dozen misread digits at most, these are small counts: read them as a direction, not a size.")
 """, ["hide-input"]),
@@ -464,9 +455,8 @@ assert (sw.classifier_loss.iloc[1:] < sw.classifier_loss.iloc[0]).all(), sw[["al
 # 5. a misread digit decodes, at the last block, to the class the network believes in: the nearest
 #    class-mean image names the predicted class for more of ClaDec's decodings than the true class,
 #    and than for the misread originals themselves
-if len(misread):
-    assert cla_row["judged as predicted class"] > cla_row["judged as true class"], misread_table
-    assert cla_row["judged as predicted class"] > ori_row["judged as predicted class"], misread_table
+assert mis_cla["as_predicted"] > mis_cla["as_true"], misread_table
+assert mis_cla["as_predicted"] > mis_ori["as_predicted"], misread_table
 print("all asserted checks hold")
 """),
 ("code", r"""
@@ -487,9 +477,8 @@ results = {
     "diagnostic_test_mse": {k: float(v.test_mse.iloc[-1]) for k, v in diag.items()},
     "diagnostic_output_spread": {k: float(v.output_spread.iloc[-1]) for k, v in diag.items()},
     "misread": {"n": int(len(misread)), "sign_test_p": misread_p,
-                **{name: {"as_predicted": int(r["judged as predicted class"]), "as_true": int(r["judged as true class"]),
-                          "judge_agrees_on_correct": float(r.iloc[-1])}
-                   for name, r in zip(("original", "refae", "cladec"), (ori_row, ref_row, cla_row))}},
+                **{method.lower(): {"as_predicted": v["as_predicted"], "as_true": v["as_true"],
+                                    "judge_agrees_on_correct": v["agrees_on_correct"]} for method, v in judged.items()}},
     "smoke": smoke,
 }
 ik.nb.save_results("01_cladec", results)
@@ -536,10 +525,10 @@ rows = [
      "holds": bool((plain.relative_mse <= 0.70).all())},
     {"claim": "a misread digit decodes, at the last block, to the class the network believes in",
      "paper": "not measured (our reading of 'the layer keeps the class')",
-     "measured": (f"{int(cla_row['judged as predicted class'])} of {len(misread)} ClaDec decodings nearest the predicted "
-                  f"class's mean, {int(cla_row['judged as true class'])} the true class's (originals: "
-                  f"{int(ori_row['judged as predicted class'])} and {int(ori_row['judged as true class'])})"),
-     "holds": bool(len(misread)) and bool(cla_row["judged as predicted class"] > cla_row["judged as true class"])},
+     "measured": (f"{mis_cla['as_predicted']} of {len(misread)} ClaDec decodings nearest the predicted class's mean, "
+                  f"{mis_cla['as_true']} the true class's "
+                  f"(originals: {mis_ori['as_predicted']} and {mis_ori['as_true']})"),
+     "holds": mis_cla["as_predicted"] > mis_cla["as_true"]},
     {"claim": "the authors' optimiser settings train a decoder from every layer",
      "paper": "implicitly (their figures)",
      "measured": f"output spread across images after {diag_epochs} epochs: "
