@@ -50,7 +50,7 @@ from .checks import check_images, check_number, check_positive_int, check_unit_i
 from .data.base import ImageSet, require_image_set
 from .device import model_device, resolve_device
 from .io import atomic_torch_save, load_torch_cache
-from .models.training import cache_dir, cache_key, evaluate, seed_everything
+from .models.training import cache_dir, cache_key, evaluate, reinitialize, seed_everything
 from .models.training import train as train_classifier
 
 __all__ = ["Decoder", "ClaDec", "RefAE", "build_decoder", "cladec_loss", "train_cladec", "train_refae",
@@ -250,15 +250,10 @@ def fresh_copy(model: nn.Module, seed: int = 0) -> nn.Module:
     fresh = copy.deepcopy(model).to("cpu")
     for attr in ("train_history", "epoch_states", "cache_path"):
         fresh.__dict__.pop(attr, None)
-    torch.manual_seed(seed)
-    for name, m in fresh.named_modules():
-        own = list(m.parameters(recurse=False))
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-        elif own:
-            raise TypeError(f"module {name!r} ({type(m).__name__}) has parameters but no reset_parameters(), so "
-                            "a fresh copy cannot be made automatically; build a freshly initialised model of "
-                            "the same architecture and pass it as encoder=.")
+    if not reinitialize(fresh, seed):
+        raise TypeError(f"{type(model).__name__} has a module with parameters but no reset_parameters(), so a "
+                        "fresh copy cannot be made automatically; build a freshly initialised model of the same "
+                        "architecture and pass it as encoder=.")
     for p in fresh.parameters():
         p.requires_grad_(True)
     return fresh.train()

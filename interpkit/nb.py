@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from .checks import check_positive_int
 from .io import _to_builtin, atomic_write_json
 
 SMOKE_ENV = "INTERPKIT_SMOKE"
@@ -114,3 +115,104 @@ def paper_vs_measured(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     df = _ClaimsTable(rows, columns=columns)
     df["holds"] = [("yes" if r["holds"] else "no") if r.get("holds") is not None else "n/a" for r in rows]
     return df
+
+
+# ------------------------------------------------------------------------------- claims over seeds
+def seeds(seed: int, smoke: bool, *, full: int = 3, quick: int = 1) -> list[int]:
+    """The seeds a chapter runs its claims over: ``seed, seed + 1, ...``, ``full`` of them in the
+    full configuration and ``quick`` in smoke mode (the chapter's ``seed`` parameter moves them all).
+
+    Args:
+        seed: the chapter's ``seed`` parameter (the first seed).
+        smoke: whether the chapter runs in smoke mode.
+        full: how many seeds in the full configuration (at least 3 for a claim to be a statistic).
+        quick: how many in smoke mode.
+    Returns:
+        The list of seeds.
+    """
+    n = check_positive_int("quick" if smoke else "full", quick if smoke else full)
+    return [int(seed) + i for i in range(n)]
+
+
+class Claim:
+    """One claim of a chapter, measured once per seed (or per independent run).
+
+    Args:
+        key: a short identifier (``"decoder_beats_baseline"``), the key in the results JSON.
+        claim: the claim in words, as the chapter states it.
+        paper: what the paper reports (with its number where it gives one).
+        values: the measured number behind the claim, one per seed (e.g. a difference whose sign
+            is the claim, or an accuracy).
+        holds: whether the claim held, one per seed (same length as ``values``).
+        asserted: True when the chapter asserts it (it must then hold for every seed run); False for
+            a claim reported with its pass rate only (it did not hold on every seed of the sweep).
+        fmt: format of the numbers in the table.
+        note: a short remark shown after the numbers (a threshold, a unit).
+    """
+
+    def __init__(self, key: str, claim: str, paper: str, values: Iterable[float], holds: Iterable[bool], *,
+                 asserted: bool = True, fmt: str = ".3f", note: str = "") -> None:
+        self.key, self.claim, self.paper, self.fmt, self.note = key, claim, paper, fmt, note
+        self.values = [float(v) for v in values]
+        self.holds = [bool(h) for h in holds]
+        self.asserted = bool(asserted)
+        if not self.values or len(self.values) != len(self.holds):
+            raise ValueError(f"claim {key!r}: give one value and one holds flag per seed, got "
+                             f"{len(self.values)} values and {len(self.holds)} flags.")
+
+    @property
+    def passed(self) -> int:
+        return sum(self.holds)
+
+    def summary(self) -> dict[str, Any]:
+        """Mean, sample standard deviation (0 for one run), min, max, pass count and the values."""
+        v = np.asarray(self.values, dtype=float)
+        return {"values": self.values, "holds": self.holds, "mean": float(v.mean()),
+                "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "min": float(v.min()), "max": float(v.max()),
+                "passed": self.passed, "runs": len(v), "asserted": self.asserted}
+
+    def measured(self) -> str:
+        s, f = self.summary(), self.fmt
+        if s["runs"] == 1:
+            text = f"{s['mean']:{f}} (1 seed)"
+        else:
+            text = f"{s['mean']:{f}} ± {s['sd']:{f}} (min {s['min']:{f}}, max {s['max']:{f}}; {s['runs']} seeds)"
+        return f"{text}; {self.note}" if self.note else text
+
+
+def claims_table(claims: Iterable[Claim]) -> pd.DataFrame:
+    """The paper-vs-measured table of a chapter's claims: mean ± sd over seeds, the pass rate, and
+    whether the chapter asserts the claim.
+
+    Args:
+        claims: the chapter's :class:`Claim` objects.
+    Returns:
+        A DataFrame (claim, paper, measured, holds, asserted) shown in full in a notebook.
+    """
+    rows = [{"claim": c.claim, "paper": c.paper, "measured": c.measured(),
+             "holds": f"{c.passed}/{len(c.holds)} seeds", "asserted": "yes" if c.asserted else "no (reported)"}
+            for c in claims]
+    return _ClaimsTable(rows, columns=["claim", "paper", "measured", "holds", "asserted"])
+
+
+def claims_json(claims: Iterable[Claim]) -> dict[str, dict[str, Any]]:
+    """The claims as ``{key: summary}`` for the results JSON (what the seed sweep reads)."""
+    return {c.key: {"claim": c.claim, **c.summary()} for c in claims}
+
+
+class ClaimFailed(AssertionError):
+    """An asserted claim did not hold for every seed of the run."""
+
+
+def check_claims(claims: Iterable[Claim], chapter: str) -> None:
+    """Raise :class:`ClaimFailed` naming the chapter and every asserted claim that did not hold on
+    every seed, with its values; claims that are only reported never fail. Call it in the last
+    cell, after the table and the results file are written, so a failure leaves both behind.
+    """
+    failed = [c for c in claims if c.asserted and not all(c.holds)]
+    if failed:
+        lines = [f"- {c.key}: {c.claim} -- held on {c.passed} of {len(c.holds)} seeds; values "
+                 + ", ".join(f"{v:{c.fmt}}" for v in c.values) for c in failed]
+        raise ClaimFailed(f"{chapter}: {len(failed)} asserted claim(s) did not hold:\n" + "\n".join(lines)
+                          + "\nThe chapter's figures and paper-vs-measured table above show the run; if this "
+                            "machine or seed differs from the book's, please report it with the values.")

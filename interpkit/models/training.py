@@ -28,6 +28,20 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "interpkit"
 
 
+def ensure_cache_dir(folder: Path) -> Path:
+    """Create ``folder`` (a cache folder) or raise at once, before any training, if it cannot be
+    created or written: a late failure would lose the trained model."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(f"the model cache {folder} cannot be used ({exc.strerror or exc}); set INTERPKIT_CACHE to a "
+                      "writable folder, or pass cache=False to train without caching.") from exc
+    return folder
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
@@ -45,13 +59,33 @@ def state_fingerprint(model: nn.Module) -> str:
 
 
 def cache_key(model: nn.Module, data: ImageSet, hparams: dict[str, Any],
-              device: str | torch.device = "cpu") -> str:
+              device: str | torch.device = "cpu", *, weights: str | None = None) -> str:
     """Key of a training run: architecture + initial weights + data + hyper-parameters + where it
-    runs (:func:`interpkit.device.numerics`: device type, and torch's thread count on the CPU)."""
-    blob = json.dumps({"format": CACHE_FORMAT, "model": state_fingerprint(model), "arch": type(model).__name__,
+    runs (:func:`interpkit.device.numerics`: device type, and torch's thread count on the CPU).
+
+    ``weights`` stands for the initial weights when they are a function of something smaller (the
+    seed they were drawn from); by default they are hashed."""
+    model_key = weights if weights is not None else state_fingerprint(model)
+    blob = json.dumps({"format": CACHE_FORMAT, "model": model_key, "arch": type(model).__name__,
                        "data": data.fingerprint(), "hparams": hparams, "numerics": numerics(device)},
                       sort_keys=True, default=_to_builtin)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def reinitialize(model: nn.Module, seed: int) -> bool:
+    """Draw ``model``'s initial weights again, from ``seed`` alone, through each module's own
+    ``reset_parameters`` (the initialisation its constructor uses); torch's global random state is
+    left as it was. Returns False, with the weights untouched, when a module that owns parameters
+    has no ``reset_parameters`` (its initialisation cannot be repeated from a seed)."""
+    owners = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    if any(not callable(getattr(m, "reset_parameters", None)) for m in owners):
+        return False
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in model.modules():
+            if callable(getattr(m, "reset_parameters", None)):
+                m.reset_parameters()
+    return True
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -65,12 +99,18 @@ def freeze(model: nn.Module) -> nn.Module:
 def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3, batch_size: int = 64,
           weight_decay: float = 0.0, seed: int = 0, device: str | torch.device | None = None,
           keep_epoch_states: bool = False, cache: bool = True, progress: bool = True,
-          amp: bool = False) -> nn.Module:
+          amp: bool = False, init: str = "seed") -> nn.Module:
     """Train a classifier with Adam and cross-entropy, or load the identical run from the cache.
 
-    The cache key covers the architecture, the *initial* weights, the data, every argument that
-    changes the result and where it runs (device type; on the CPU, torch's thread count, since 1
-    and 2 threads round differently), so a hit is always the model training would give here.
+    With ``init="seed"`` (the default) the initial weights are drawn again from ``seed``
+    (:func:`reinitialize`), so a run is a function of the architecture, the data, the arguments
+    and the seed alone: the same call in a new process hits the cache, and another seed changes
+    the initialisation as well as the batch order. ``init="keep"`` trains from the weights the model
+    has (fine-tuning), and the cache key then hashes them.
+    The cache key covers the architecture, the initial weights (or their seed), the data, every
+    argument that changes the result and where it runs (device type; on the CPU, torch's thread
+    count, since 1 and 2 threads round differently), so a hit is always the model training would
+    give here. The cache folder is checked before training, so an unusable one fails at once.
     Files are written atomically once training finished (an interrupted run leaves nothing behind)
     and read with ``weights_only=True``.
     Returns the model in eval mode on ``device``, with ``model.train_history`` (per-epoch loss and
@@ -86,11 +126,23 @@ def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"seed must be an integer, got {seed!r}.")
     seed = int(seed)
+    if init not in ("seed", "keep"):
+        raise ValueError(f"init must be 'seed' (initial weights drawn from the seed) or 'keep' (train from the "
+                         f"model's current weights), got {init!r}.")
     dev = resolve_device(device)
     model = model.to("cpu")
     check_images(data.images[:1], model, name="training images")
     hparams = dict(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed, amp=amp)
-    path = cache_dir() / "models" / f"{type(model).__name__}-{cache_key(model, data, hparams, dev)}.pt"
+    weights = None
+    if init == "seed":
+        if not reinitialize(model, seed):
+            raise ValueError(f"{type(model).__name__} has a module with parameters but no reset_parameters(), so "
+                             "its initial weights cannot be drawn from the seed; pass init='keep' to train from "
+                             "the weights it has.")
+        weights = f"seed:{seed}"
+    path = cache_dir() / "models" / f"{type(model).__name__}-{cache_key(model, data, hparams, dev, weights=weights)}.pt"
+    if cache:
+        ensure_cache_dir(path.parent)
     blob = load_torch_cache(path, ("state_dict", "history"), "model") if cache else None
     if blob is not None and keep_epoch_states and not blob.get("epoch_states"):
         blob = None                                  # cached without the per-epoch states asked for
