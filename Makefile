@@ -6,13 +6,15 @@ STAMP  := $(VENV)/.installed
 # torch/torchvision releases known to work (on this project's machines they install from local disk)
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup book book-smoke test test-fast bench clean-book clean lock help
+.PHONY: setup book book-smoke test test-fast bench sweep sweep-full clean-book clean lock help
 
 help:
 	@echo "make book   set up .venv, execute every notebook and build the HTML book into _build/html"
 	@echo "make book-smoke  the same with every notebook in smoke mode (quick), into _build/smoke"
 	@echo "make test   set up .venv and run the whole test suite (unit tests + notebook regression)"
 	@echo "make bench  run the benchmarks (results/bench_*.json)"
+	@echo "make sweep  every chapter in smoke mode for seeds 0..4 at 1 and 2 torch threads -> book/seed_sweep.md"
+	@echo "make sweep-full  the same in full mode for seeds 0..2 (hours on a 2-core CPU)"
 
 setup: $(STAMP)
 
@@ -41,6 +43,13 @@ test-fast: setup
 
 bench: setup
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# Which claims hold over seeds and thread counts (records in book/seed_sweep/, table in book/seed_sweep.md).
+sweep: setup
+	$(BIN)/python tools/seed_sweep.py
+
+sweep-full: setup
+	$(BIN)/python tools/seed_sweep.py --full
 
 # Record the versions the suite last ran with (used as constraints by `make setup`).
 lock:

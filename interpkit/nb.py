@@ -213,6 +213,24 @@ def check_claims(claims: Iterable[Claim], chapter: str) -> None:
     if failed:
         lines = [f"- {c.key}: {c.claim} -- held on {c.passed} of {len(c.holds)} seeds; values "
                  + ", ".join(f"{v:{c.fmt}}" for v in c.values) for c in failed]
+        _show_failed(chapter, failed)
         raise ClaimFailed(f"{chapter}: {len(failed)} asserted claim(s) did not hold:\n" + "\n".join(lines)
                           + "\nThe chapter's figures and paper-vs-measured table above show the run; if this "
                             "machine or seed differs from the book's, please report it with the values.")
+
+
+def _show_failed(chapter: str, failed: list[Claim]) -> None:
+    """A red box in the notebook (and the rendered book) listing the claims that failed."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:  # outside IPython the exception's message says it all
+        return
+    if get_ipython() is None:
+        return
+    import html
+
+    items = "".join(f"<li><b>{html.escape(c.claim)}</b>: held on {c.passed} of {len(c.holds)} seeds "
+                    f"({html.escape(c.measured())})</li>" for c in failed)
+    display(HTML(f'<div class="admonition error"><p class="admonition-title">{html.escape(chapter)}: '
+                 f"{len(failed)} claim(s) did not hold in this run</p><ul>{items}</ul></div>"))

@@ -357,6 +357,26 @@ def jupyter_book(source: Path, output: Path | None, toc: Path | None, fresh: boo
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 
+def chapter_failures(build_dir: Path) -> list[str]:
+    """What went wrong in the executed chapters of a build: every error output of a notebook in
+    ``jupyter_execute/`` (a failed claim check, whose cell is tagged ``raises-exception`` so that the
+    chapter is still rendered, with the failure shown in red) and every execution report in
+    ``html/reports/`` (a notebook that stopped on an error and is rendered without outputs)."""
+    import nbformat
+
+    found = []
+    for nb_path in sorted((build_dir / "jupyter_execute").rglob("*.ipynb")):
+        nb = nbformat.read(nb_path, as_version=4)
+        for cell in nb.cells:
+            for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+                if out.get("output_type") == "error":
+                    found.append(f"{nb_path.stem}: {out.get('ename')}: {out.get('evalue')}")
+    for log in sorted((build_dir / "html" / "reports").rglob("*.log")):
+        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-3:]
+        found.append(f"{log.name.split('.')[0]}: execution stopped; {' | '.join(tail)} (full log: {log})")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--smoke", action="store_true",
@@ -422,6 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.perf_counter()
     rc = jupyter_book(source, output, toc if args.toc or source != ROOT else None, fresh, env)
     t_build = time.perf_counter() - t1
+    failures = chapter_failures(html_dir.parent) if executes else []
+    if failures:
+        print("build_book: the book was built, but these chapters report failures (each is shown in red in its "
+              "chapter):\n  " + "\n  ".join(failures), file=sys.stderr, flush=True)
+        rc = rc or 1
     if rc == 0:
         problems = check_assets(html_dir)
         if problems:
