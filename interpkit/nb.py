@@ -26,14 +26,22 @@ def smoke_mode(smoke: bool | str | None = None) -> bool:
     variable, or ``smoke`` given as text, e.g. by ``papermill -r``) is read as 1/true/yes/on or
     0/false/no/off/empty; anything else is a ``ValueError`` rather than a silent full run.
     """
+    global _resolved_smoke
     if smoke is not None and not isinstance(smoke, str):
-        return bool(smoke)
+        _resolved_smoke = bool(smoke)
+        return _resolved_smoke
     text, name = (smoke, "smoke") if isinstance(smoke, str) else (os.environ.get(SMOKE_ENV, "0"), SMOKE_ENV)
     value = text.strip().lower()
     if value not in _ON | _OFF:
         raise ValueError(f"{name}={text!r} is not a switch; use 1 (or true, yes, on) for the quick smoke "
                          "configuration, 0 (or false, no, off, empty) for the full one.")
-    return value in _ON
+    _resolved_smoke = value in _ON
+    return _resolved_smoke
+
+
+#: What the chapter's ``smoke = ik.nb.smoke_mode(smoke)`` last resolved to (None before any call):
+#: save_results records it, so a papermill ``-p smoke True`` run without the variable says smoke.
+_resolved_smoke: bool | None = None
 
 
 def results_dir() -> Path:
@@ -51,6 +59,9 @@ def results_dir() -> Path:
 def save_results(stem: str, results: Mapping[str, Any], smoke: bool | None = None) -> Path:
     """Write a notebook's key numbers to ``<results_dir>/<stem>.json`` atomically; returns the path.
 
+    The file records ``smoke``: the argument if given, else what :func:`smoke_mode` last resolved
+    (the chapter's own setting), else the environment.
+
     A NaN or infinite number is refused (``ValueError`` naming its key): key numbers that did not
     come out are a defect to see, and JSON has no such numbers. Write ``None`` for "not applicable".
     """
@@ -58,7 +69,7 @@ def save_results(stem: str, results: Mapping[str, Any], smoke: bool | None = Non
         raise ValueError(f"stem must be a plain file name without '.json', such as '03_input_resampling', "
                          f"got {stem!r}.")
     payload = dict(results)
-    payload.setdefault("smoke", smoke_mode(smoke))
+    payload.setdefault("smoke", smoke_mode(smoke) if smoke is not None or _resolved_smoke is None else _resolved_smoke)
     plain = json.loads(json.dumps(payload, default=_to_builtin))  # NumPy and tensors as plain numbers
     bad = _non_finite(plain)
     if bad:

@@ -102,3 +102,13 @@ def test_seed_sweep_report_counts_runs_per_claim(tmp_path):
     report = tmp_path / "sweep.md"
     assert seed_sweep.main(["--report-only", "--out", str(tmp_path), "--report", str(report)]) == 1  # one failed
     assert "9/10" in report.read_text()
+
+
+def test_save_results_records_the_mode_the_chapter_resolved(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERPKIT_RESULTS_DIR", str(tmp_path))
+    monkeypatch.delenv("INTERPKIT_SMOKE", raising=False)
+    monkeypatch.setattr(ik.nb, "_resolved_smoke", None)
+    assert json.loads(ik.nb.save_results("a", {"x": 1}).read_text())["smoke"] is False  # from the environment
+    assert ik.nb.smoke_mode(True) is True  # papermill's -p smoke True, environment unset
+    assert json.loads(ik.nb.save_results("b", {"x": 1}).read_text())["smoke"] is True
+    assert json.loads(ik.nb.save_results("c", {"x": 1}, smoke=False).read_text())["smoke"] is False
