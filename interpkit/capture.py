@@ -95,9 +95,21 @@ def _check_input(model: nn.Module, args: tuple) -> None:
         raise TypeError(f"{type(model).__name__} was called with a NumPy array ({x.dtype}, shape {x.shape}) inside "
                         "capture(); pass a float tensor in [0, 1]: torch.from_numpy(x).float() (and / 255 for "
                         "8-bit images).")
-    if isinstance(x, torch.Tensor) and not (x.is_floating_point() or x.is_complex()):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{type(model).__name__} was called with {type(x).__name__} inside capture(); pass a float "
+                        "tensor of images (N, C, H, W).")
+    if not x.is_floating_point():
         raise TypeError(f"{type(model).__name__} was called with {x.dtype} images inside capture(); pass float "
                         "images in [0, 1]: x.float() / 255 for 8-bit images.")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{type(model).__name__} was called with a tensor of shape {tuple(x.shape)} inside "
+                         "capture(); pass images (N, C, H, W), or x[None] for one image (C, H, W).")
+    # values are not range-checked here: a model may take normalised inputs (e.g. dissect's transform);
+    # NaN/inf never make sense and would only give NaN activations
+    if not x.is_meta and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{type(model).__name__} was called with images holding "
+                         f"{int((~torch.isfinite(x)).sum())} NaN/inf values inside capture(); clean them "
+                         "(torch.nan_to_num) or drop those images.")
 
 
 @contextmanager

@@ -71,13 +71,13 @@ def check_pixel_values(x: torch.Tensor, name: str = "images") -> None:
     lo, hi = (float(v) for v in torch.aminmax(x.detach()))
     if lo >= 0 and hi <= 1:
         return
-    if lo >= 0 and hi <= 255:
+    if lo >= 0 and 2 < hi <= 255:
         hint = "they look like 8-bit values (0..255): divide by 255"
     elif lo < 0:
         hint = ("they look normalised (mean/std): pass the images before normalisation and put the normalisation "
                 "inside the model (or a method's transform argument)")
     else:
-        hint = "rescale them to [0, 1]"
+        hint = "rescale them to [0, 1], or clamp them (x.clamp(0, 1)) after adding noise"
     raise ValueError(f"{name} must be finite and lie in [0, 1], got range [{lo:g}, {hi:g}]; {hint}.")
 
 

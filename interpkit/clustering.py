@@ -100,6 +100,7 @@ def pixel_matrices(images: torch.Tensor | ImageSet) -> dict[str, torch.Tensor]:
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"pixel_matrices needs images of shape (N, C, H, W) or an ImageSet, got "
                          f"{type(x).__name__} of shape {getattr(x, 'shape', None)}.")
+    check_images(x)                    # float (not uint8), not empty, finite, in [0, 1]
     x = x.detach().float().cpu()
     check_unit_interval(x, "pixel values", "clean or drop images with NaN, and pass the images before "
                         "normalisation, e.g. ImageSet.images, not mean/std-normalised inputs.")
