@@ -5,6 +5,7 @@ import difflib
 from contextlib import contextmanager
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -81,6 +82,36 @@ class Activations(dict):
                        "Add it to the layers passed to capture().")
 
 
+def _takes_images(model: nn.Module) -> bool:
+    """Whether ``model``'s first module with parameters is a floating-point 2-D convolution (then it
+    takes float images; a model that starts with, say, an embedding takes integer input)."""
+    first = next((m for m in model.modules() if any(True for _ in m.parameters(recurse=False))), None)
+    return isinstance(first, nn.Conv2d) and first.weight.is_floating_point()
+
+
+def _check_input(model: nn.Module, args: tuple) -> None:
+    x = args[0] if args else None
+    if isinstance(x, np.ndarray):
+        raise TypeError(f"{type(model).__name__} was called with a NumPy array ({x.dtype}, shape {x.shape}) inside "
+                        "capture(); pass a float tensor in [0, 1]: torch.from_numpy(x).float() (and / 255 for "
+                        "8-bit images).")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{type(model).__name__} was called with {type(x).__name__} inside capture(); pass a float "
+                        "tensor of images (N, C, H, W).")
+    if not x.is_floating_point():
+        raise TypeError(f"{type(model).__name__} was called with {x.dtype} images inside capture(); pass float "
+                        "images in [0, 1]: x.float() / 255 for 8-bit images.")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{type(model).__name__} was called with a tensor of shape {tuple(x.shape)} inside "
+                         "capture(); pass images (N, C, H, W), or x[None] for one image (C, H, W).")
+    # values are not range-checked here: a model may take normalised inputs (e.g. dissect's transform);
+    # NaN/inf never make sense and would only give NaN activations
+    if not x.is_meta and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{type(model).__name__} was called with images holding "
+                         f"{int((~torch.isfinite(x)).sum())} NaN/inf values inside capture(); clean them "
+                         "(torch.nan_to_num) or drop those images.")
+
+
 @contextmanager
 def capture(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Module, *,
             inputs: bool = False, stop: bool = False, clone: bool = True,
@@ -133,6 +164,8 @@ def capture(model: nn.Module, layers: Sequence[str | nn.Module] | str | nn.Modul
             passes[0] -= 1
 
     try:
+        if _takes_images(model):   # a clear error for uint8 or NumPy images instead of one from inside a conv
+            handles.append(model.register_forward_pre_hook(_check_input))
         for name, module in modules.items():
             handles.append(module.register_forward_hook(make_hook(name)))
         if stop:

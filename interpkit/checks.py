@@ -5,6 +5,7 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,8 +20,19 @@ def first_conv(model: nn.Module) -> nn.Conv2d | None:
     return None
 
 
-def check_images(x: torch.Tensor, model: nn.Module | None = None, *, name: str = "images") -> None:
-    """Check that ``x`` is a float batch (N, C, H, W) that ``model`` can take (channels, device)."""
+def check_images(x: torch.Tensor, model: nn.Module | None = None, *, name: str = "images",
+                 values: bool = True) -> None:
+    """Check that ``x`` is a float batch (N, C, H, W) that ``model`` can take (channels, device) and,
+    with ``values`` (the default), that every value is finite and in [0, 1] (:func:`check_pixel_values`).
+
+    This is the one image policy of the library: every public entry point that takes images calls
+    it, so NaN/inf pixels, 8-bit values (0..255, as uint8 or as floats) and normalised inputs are
+    refused with the same message instead of giving NaN or meaningless outputs. The value check
+    reads the whole tensor once (one ``isfinite`` and one ``aminmax`` pass), which costs far less
+    than the forward pass the images are taken for."""
+    if isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a torch.Tensor, got ndarray; convert with torch.as_tensor (a NumPy array of "
+                        f"{x.dtype}, shape {x.shape}: torch.from_numpy(x).float(), and / 255 for 8-bit images).")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; convert with torch.as_tensor.")
     if x.ndim != 4:
@@ -30,6 +42,8 @@ def check_images(x: torch.Tensor, model: nn.Module | None = None, *, name: str =
         raise ValueError(f"{name} is empty (N = 0); pass at least one image.")
     if not torch.is_floating_point(x):
         raise TypeError(f"{name} must be floating point in [0, 1], got {x.dtype}; use x.float() / 255.")
+    if values:
+        check_pixel_values(x, name)
     if model is not None:
         conv = first_conv(model)
         if conv is not None and conv.in_channels != x.shape[1]:
@@ -37,6 +51,34 @@ def check_images(x: torch.Tensor, model: nn.Module | None = None, *, name: str =
                              f"have {x.shape[1]}; convert the data (e.g. ImageSet.to_rgb()) or build the "
                              f"model with in_channels={x.shape[1]}.")
         check_same_device(model, x)
+
+
+def check_pixel_values(x: torch.Tensor, name: str = "images") -> None:
+    """Raise a ``ValueError`` unless every value of the float tensor ``x`` is finite and in [0, 1],
+    the library's image contract. The message counts the non-finite values, gives the range, and
+    names the likely cause (8-bit values not divided by 255, or mean/std-normalised inputs)."""
+    if x.numel() == 0 or x.is_meta:   # a meta tensor has shapes but no values to check
+        return
+    finite = torch.isfinite(x)
+    bad = 0 if bool(finite.all()) else int((~finite).sum())
+    if bad:
+        if bad == x.numel():
+            raise ValueError(f"{name} must be finite and lie in [0, 1], but all {bad} values are NaN or infinite; "
+                             "clean the data (e.g. torch.nan_to_num) or drop those images.")
+        lo, hi = (float(v) for v in torch.aminmax(x[finite]))
+        raise ValueError(f"{name} must be finite and lie in [0, 1], got {bad} NaN/inf (non-finite) values (range of "
+                         f"the others [{lo:g}, {hi:g}]); clean the data (e.g. torch.nan_to_num) or drop those images.")
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if lo >= 0 and hi <= 1:
+        return
+    if lo >= 0 and 2 < hi <= 255:
+        hint = "they look like 8-bit values (0..255): divide by 255"
+    elif lo < 0:
+        hint = ("they look normalised (mean/std): pass the images before normalisation and put the normalisation "
+                "inside the model (or a method's transform argument)")
+    else:
+        hint = "rescale them to [0, 1], or clamp them (x.clamp(0, 1)) after adding noise"
+    raise ValueError(f"{name} must be finite and lie in [0, 1], got range [{lo:g}, {hi:g}]; {hint}.")
 
 
 def require_eval(model: nn.Module, what: str = "this method") -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -49,8 +50,8 @@ from .capture import capture, resolve_modules
 from .checks import check_images, check_number, check_positive_int, check_unit_interval, require_frozen
 from .data.base import ImageSet, require_image_set
 from .device import model_device, resolve_device
-from .io import atomic_torch_save, load_torch_cache
-from .models.training import cache_dir, cache_key, evaluate, reinitialize, seed_everything
+from .io import atomic_torch_save, load_torch_cache, state_mismatch
+from .models.training import cache_dir, cache_key, ensure_cache_dir, evaluate, reinitialize, seed_everything
 from .models.training import train as train_classifier
 
 __all__ = ["Decoder", "ClaDec", "RefAE", "build_decoder", "cladec_loss", "train_cladec", "train_refae",
@@ -433,7 +434,14 @@ def _train_decoder(kind: str, keyed: nn.Module, layer: str, act_shape: tuple[int
                                    "format": CACHE_FORMAT, **hp}, dev)
     path = cache_dir() / "cladec" / f"{kind}-{key}.pt"
     required = ("decoder", "history") + (("encoder",) if kind == "RefAE" else ())
+    if cache:
+        ensure_cache_dir(path.parent)                # an unusable cache fails now, not after training
     blob = load_torch_cache(path, required, f"{kind} decoder") if cache else None
+    if blob is not None and (why := state_mismatch(decoder, blob["decoder"]) or (
+            state_mismatch(fit_kw["encoder"], blob["encoder"]) if kind == "RefAE" else "")):
+        warnings.warn(f"{kind} cache file {path} holds weights of another architecture ({why}); retraining.",
+                      RuntimeWarning, stacklevel=3)
+        blob = None
     if blob is None:
         blob = _fit(decoder, train, dev, hp, progress, layer=layer, **fit_kw)
         if cache:

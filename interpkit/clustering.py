@@ -57,7 +57,7 @@ from torch import nn
 
 from .capture import capture, eval_mode
 from .data.base import ImageSet
-from .checks import check_number, check_positive_int, check_unit_interval
+from .checks import check_images, check_number, check_positive_int, check_unit_interval
 from .device import resolve_device
 from .io import atomic_path
 
@@ -100,6 +100,7 @@ def pixel_matrices(images: torch.Tensor | ImageSet) -> dict[str, torch.Tensor]:
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"pixel_matrices needs images of shape (N, C, H, W) or an ImageSet, got "
                          f"{type(x).__name__} of shape {getattr(x, 'shape', None)}.")
+    check_images(x)                    # float (not uint8), not empty, finite, in [0, 1]
     x = x.detach().float().cpu()
     check_unit_interval(x, "pixel values", "clean or drop images with NaN, and pass the images before "
                         "normalisation, e.g. ImageSet.images, not mean/std-normalised inputs.")
@@ -131,6 +132,7 @@ def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layer
     x_all = getattr(images, "images", images)
     if not isinstance(x_all, torch.Tensor) or x_all.ndim != 4:
         raise ValueError("activation_matrices needs images of shape (N, C, H, W) or an ImageSet.")
+    check_images(x_all)        # float in [0, 1]: uint8 or 0..255 images were run unscaled, NaN gave NaN columns
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     dev = resolve_device(device)
@@ -726,7 +728,14 @@ def concept_pixel_image(result: CoupledNMF, concept: int, image_size: tuple[int,
     if not result.P:
         raise ValueError("this factorisation has no pixel matrices; run coupled_nmf with "
                          "pixels=pixel_matrices(images).")
-    h, w = image_size
+    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
+    pixels = next(iter(result.P.values())).shape[0]
+    if len(size) != 2 or not all(isinstance(v, (int, np.integer)) for v in size) or size[0] * size[1] != pixels:
+        raise ValueError(f"image_size {image_size!r} does not fit the pixel factors: they hold {pixels} pixels per "
+                         f"channel, so image_size must be (H, W) with H * W = {pixels}"
+                         + (f", e.g. ({math.isqrt(pixels)}, {math.isqrt(pixels)})" if math.isqrt(pixels) ** 2 == pixels
+                            else "") + ".")
+    h, w = size
     img = np.stack([_np(p[:, concept]).reshape(h, w) for p in result.P.values()])
     m = img.max()
     return img / m if m > 0 else img

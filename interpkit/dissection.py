@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .capture import capture, eval_mode, resolve_modules
+from .checks import check_images
 from .device import model_device, resolve_device
 
 __all__ = ["QUANTILE", "IOU_THRESHOLD", "DissectionResult", "dissect", "summarize", "quantile_thresholds",
@@ -789,7 +790,9 @@ class _Spool:
 
 def _images_batch(dataset: Any, idx: list[int]) -> torch.Tensor:
     fast = getattr(dataset, "images_batch", None)
-    return torch.as_tensor(fast(idx) if callable(fast) else dataset.segmentation_batch(idx)[0])
+    x = torch.as_tensor(fast(idx) if callable(fast) else dataset.segmentation_batch(idx)[0])
+    check_images(x, name="dataset images")   # float in [0, 1] before any transform: not 0..255, no NaN
+    return x
 
 
 # ----------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
@@ -56,8 +57,8 @@ from .capture import capture, resolve_modules
 from .checks import check_images, check_number, check_positive_int, require_eval
 from .data.base import ImageSet, require_image_set
 from .device import model_device, numerics, resolve_device
-from .io import atomic_torch_save, load_torch_cache
-from .models.training import cache_dir, seed_everything, state_fingerprint
+from .io import atomic_torch_save, load_torch_cache, state_mismatch
+from .models.training import cache_dir, ensure_cache_dir, seed_everything, state_fingerprint
 
 CACHE_FORMAT = 1
 DEFAULT_BETA = 4.0
@@ -427,6 +428,7 @@ def performer_features(performer: nn.Module, images: torch.Tensor, layers: str |
     dev = resolve_device(device)
     performer = performer.to(dev)
     require_eval(performer, "performer_features")
+    check_images(images)
     check_images(images[:1].to(dev), performer)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
     for i in range(0, len(images), batch_size):
@@ -475,6 +477,7 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
     dev = resolve_device(device)
     performer = performer.to(dev)
     require_eval(performer, "train_explainer")
+    check_images(data.images, name="training images")     # finite, in [0, 1]: never cache a NaN explainer
     check_images(data.images[:1].to(dev), performer, name="training images")
     shapes = check_layer_order(performer, input_layer, targets, data.images[:2].to(dev))
     feats = performer_features(performer, data.images, [input_layer, *targets], device=dev, out_device=dev)
@@ -487,12 +490,19 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
         loss_peak = float(2 * shapes[input_layer][-1] ** 2)
     hparams = dict(epochs=epochs, lr=lr, batch_size=batch_size, filter_weight=filter_weight, p_weight=p_weight,
                    loss_peak=loss_peak, weight_decay=weight_decay, seed=seed)
-    blob_key = json.dumps({"format": CACHE_FORMAT, "performer": state_fingerprint(performer.cpu()),
+    performer_print = state_fingerprint(performer.cpu())
+    blob_key = json.dumps({"format": CACHE_FORMAT, "performer": performer_print,
                            "data": data.fingerprint(), "config": explainer.config, "hparams": hparams,
                            "init": state_fingerprint(explainer), "numerics": numerics(dev)}, sort_keys=True)
     performer.to(dev)
     path = cache_dir() / "explainers" / f"Explainer-{hashlib.sha256(blob_key.encode()).hexdigest()[:24]}.pt"
+    if cache:
+        ensure_cache_dir(path.parent)                 # an unusable cache fails now, not after training
     blob = load_torch_cache(path, ("state_dict", "history", "scales"), "explainer") if cache else None
+    if blob is not None and (why := state_mismatch(explainer, blob["state_dict"])):
+        warnings.warn(f"explainer cache file {path} holds weights of another architecture ({why}); retraining.",
+                      RuntimeWarning, stacklevel=2)
+        blob = None
     if blob is None:
         blob = _fit(explainer, feats, input_layer, targets, dev, hparams, progress)
         if cache:
@@ -501,6 +511,7 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
     explainer.train_history = list(blob["history"])
     explainer.target_scales = dict(blob["scales"])
     explainer.cache_path = path if cache else None
+    explainer.performer_fingerprint = performer_print   # the metrics refuse another performer
     return explainer.to(dev).eval()
 
 
@@ -587,6 +598,10 @@ def _prepare(explainer: Explainer, performer: nn.Module, device) -> torch.device
     if explainer.input_layer is None:
         raise ValueError("this explainer does not know its input layer; build it with input_layer=... "
                          "(train_explainer does).")
+    distilled_from = getattr(explainer, "performer_fingerprint", None)
+    if distilled_from is not None and state_fingerprint(performer) != distilled_from:
+        raise ValueError("this explainer was distilled from another performer (other architecture or weights); "
+                         "pass the model given to train_explainer, or train an explainer for this one.")
     dev = resolve_device(device)
     performer.to(dev)
     explainer.to(dev)
@@ -633,6 +648,8 @@ def reconstruction_error(explainer: Explainer, performer: nn.Module, data: Image
     """Relative error ``||f_hat - f|| / ||f||`` (Frobenius, over the whole set) per target layer,
     and the fraction of the target's variance explained (``r2``); NaN where undefined (a target
     that is all zero, or constant, for ``r2``)."""
+    require_image_set(data, "the data of reconstruction_error()")
+    check_images(data.images)
     dev = _prepare(explainer, performer, device)
     layers = [explainer.input_layer, *explainer.target_layers]
     err = {t: 0.0 for t in explainer.target_layers}
@@ -662,6 +679,8 @@ def accuracy_with_reconstruction(explainer: Explainer, performer: nn.Module, dat
                                  layer: str | None = None, batch_size: int = 256,
                                  device: str | torch.device | None = None) -> dict[str, float]:
     """The performer's accuracy on its own features and with ``layer`` replaced by the reconstruction."""
+    require_image_set(data, "the data of accuracy_with_reconstruction()")
+    check_images(data.images)
     dev = _prepare(explainer, performer, device)
     own, rec, agree = 0, 0, 0
     for i in range(0, len(data), batch_size):

@@ -103,6 +103,23 @@ def load_torch_cache(path: str | os.PathLike, required: Iterable[str], what: str
     return blob
 
 
+def state_mismatch(module: torch.nn.Module, state: Any) -> str:
+    """Why ``state`` cannot be loaded into ``module`` ("" when it can): not a dict of tensors, missing
+    or unexpected keys, or a tensor of another shape. Checked without loading, so a cache file of
+    another architecture leaves the module untouched (``load_state_dict`` copies the matching
+    tensors before it raises on the others)."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return "not a state dict of tensors"
+    own = module.state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        return f"missing keys {missing[:3]}, unexpected keys {extra[:3]}"
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            return f"{k} has shape {tuple(state[k].shape)}, the model's {tuple(v.shape)}"
+    return ""
+
+
 def _finite_or_none(o: Any) -> Any:
     """``o`` with every non-finite float in it (also in nested dicts, lists and tuples) as ``None``."""
     if isinstance(o, float):

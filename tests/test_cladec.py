@@ -252,7 +252,10 @@ def test_training_images_must_be_finite_and_in_unit_interval(frozen, data16, tmp
     x = data16.images.clone()
     x = {"0-255": x * 255, "nan": x.index_put_((torch.tensor([0]),), torch.tensor(float("nan"))),
          "normalised": (x - 0.5) / 0.25}[bad]
-    data = ik.data.ImageSet(x, data16.labels, list(data16.classes), f"bad-{bad}")
+    with pytest.raises(ValueError, match=r"images must be finite and lie in \[0, 1\]"):   # refused when made
+        ik.data.ImageSet(x, data16.labels, list(data16.classes), f"bad-{bad}")
+    data = ik.data.ImageSet(data16.images.clone(), data16.labels, list(data16.classes), f"bad-{bad}")
+    data.images = x                                   # and when changed afterwards
     for fn in (cladec.train_cladec, cladec.train_refae):
         with pytest.raises(ValueError, match=r"training images must be finite and lie in \[0, 1\]"):
             fn(frozen, "features.3", data, **FAST)

@@ -228,9 +228,14 @@ def test_activation_matrices_reject_negative_and_nan_layers():
         cl.activation_matrices(net, x, "conv", device="cpu")
     ok = cl.activation_matrices(net, x, "conv", device="cpu", relu=True)
     assert (ok["conv"] >= 0).all()
-    x[2, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"NaN/inf activations \(examples \[2\]"):
+    bad = x.clone()
+    bad[2, 0, 0, 0] = float("nan")                   # NaN images: refused up front by the image check
+    with pytest.raises(ValueError, match=r"images must be finite and lie in \[0, 1\], got 1 NaN/inf"):
+        cl.activation_matrices(net, bad, "act", device="cpu")
+    h = net.act.register_forward_hook(lambda m, a, out: out.index_fill(0, torch.tensor([2]), float("nan")))
+    with pytest.raises(ValueError, match=r"NaN/inf activations \(examples \[2\]"):   # NaN from the model
         cl.activation_matrices(net, x, "act", device="cpu")
+    h.remove()
 
 
 def test_pixel_matrices_layout():
@@ -325,16 +330,22 @@ def test_memmap_activations_are_written_atomically(tmp_path):
     good = cl.activation_matrices(net, x, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
     before = np.array(good["act"])
     del good
-    bad = x.clone()
-    bad[9, 0, 0, 0] = float("nan")                    # the third batch fails
+    calls = [0]
+
+    def nan_in_third_batch(_m, _a, out):             # the third batch fails (NaN activations)
+        calls[0] += 1
+        return out * float("nan") if calls[0] == 3 else out
+
+    h = net.act.register_forward_hook(nan_in_third_batch)
     with pytest.raises(ValueError, match="NaN/inf"):
-        cl.activation_matrices(net, bad * 2, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
+        cl.activation_matrices(net, x * 0.5, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
+    h.remove()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["act.f32"]     # no partial or temporary files
     after = np.memmap(tmp_path / "act.f32", dtype=np.float32, mode="r", shape=before.T.shape).T
     np.testing.assert_array_equal(after, before)     # the earlier, complete result is intact
-    fresh = cl.activation_matrices(net, x * 2, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
+    fresh = cl.activation_matrices(net, x * 0.5, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
     assert isinstance(fresh["act"], np.memmap) and str(fresh["act"].filename) == str((tmp_path / "act.f32").resolve())
-    np.testing.assert_allclose(np.asarray(fresh["act"]), net.act(net.conv(x * 2)).reshape(10, -1).T.detach().numpy(),
+    np.testing.assert_allclose(np.asarray(fresh["act"]), net.act(net.conv(x * 0.5)).reshape(10, -1).T.detach().numpy(),
                                rtol=1e-6)
 
 

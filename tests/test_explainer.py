@@ -190,8 +190,13 @@ def test_train_cache_and_metrics(tiny, tmp_cache):
     # a performer fed another image size gives mismatched features: clear error
     big = ik.models.vgg8(2, in_channels=3, width=0.125, image_size=64).eval()
     big.features.load_state_dict(perf.features.state_dict())
+    big_data = ik.data.ImageSet(torch.rand(4, 3, 64, 64), torch.zeros(4))
+    with pytest.raises(ValueError, match="distilled from another performer"):   # the explainer knows its performer
+        E.accuracy_with_reconstruction(ex, big, big_data)
+    known, ex.performer_fingerprint = ex.performer_fingerprint, None             # one built by hand does not
     with pytest.raises(ValueError, match="input features of shape"):
-        E.accuracy_with_reconstruction(ex, big, ik.data.ImageSet(torch.rand(4, 3, 64, 64), torch.zeros(4)))
+        E.accuracy_with_reconstruction(ex, big, big_data)
+    ex.performer_fingerprint = known
     with pytest.raises(ValueError, match="evaluation mode"):
         E.reconstruction_error(ex, perf.train(), data)
     perf.eval()

@@ -237,8 +237,12 @@ def test_train_refuses_non_finite_images(tmp_cache, tiny_images):
     """Defect: a NaN pixel trained (and cached) a model with NaN loss instead of being reported."""
     images = tiny_images.images.clone()
     images[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="1 image values are NaN or infinite"):
-        ik.models.train(_net(), ik.data.ImageSet(images, tiny_images.labels), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="got 1 NaN/inf"):               # refused when the set is made
+        ik.data.ImageSet(images, tiny_images.labels)
+    data = ik.data.ImageSet(tiny_images.images.clone(), tiny_images.labels)
+    data.images[0, 0, 0, 0] = float("nan")                                # and when changed afterwards
+    with pytest.raises(ValueError, match="training images must be finite.*got 1 NaN/inf"):
+        ik.models.train(_net(), data, epochs=1, progress=False)
     assert not list(tmp_cache.rglob("*.pt"))
 
 

@@ -104,7 +104,7 @@ def random_acts(seed: int = 0, n: int = 12, c: int = 5, h: int = 3, w: int = 4, 
 # perturbations
 # --------------------------------------------------------------------------------------------
 def test_perturb_copy_zero_is_clean_and_noise_grows_with_k():
-    x = images(1, 16)[0] + 0.2
+    x = images(1, 16)[0] * 0.8 + 0.2           # no zero pixel (relative noise below), still in [0, 1]
     p = rs.perturb(x, n=50, sigma=0.1, seed=1)
     assert p.shape == (50, 1, 16, 16)
     torch.testing.assert_close(p[0], x)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ..checks import check_positive_int, row_indices
+from ..checks import check_pixel_values, check_positive_int, row_indices
 
 
 @dataclass
@@ -38,6 +38,7 @@ class ImageSet(Dataset):
                             "use images.float() / 255 for 8-bit images.")
         if self.images.dtype != torch.float32:
             self.images = self.images.float()
+        check_pixel_values(self.images, f"{self.name}: images")   # finite, in [0, 1] (not 0..255)
         raw = torch.as_tensor(self.labels)
         if torch.is_floating_point(raw) and not bool((torch.isfinite(raw) & (raw == raw.round())).all()):
             raise ValueError(f"{self.name}: labels must be whole numbers (class indices), got "

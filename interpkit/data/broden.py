@@ -56,6 +56,7 @@ __all__ = ["Broden", "InMemoryBroden", "write_broden", "half_resolution", "INDEX
 
 META_COLUMNS = ["image", "split", "ih", "iw", "sh", "sw"]
 INDEX_COLUMNS = META_COLUMNS + ["color", "object", "part", "material", "scene", "texture"]
+MARKER = ".interpkit-broden"   # written into every folder write_broden makes: overwrite=True replaces only those
 _CAT_CELL = re.compile(r"^\s*([^()]+?)\s*\(\s*(\d+)\s*\)\s*$")
 
 
@@ -82,7 +83,17 @@ def _read_csv(path: Path, required: Sequence[str], what: str) -> tuple[list[str]
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing}; the header is {header}, "
                              f"expected at least {list(required)}.")
-        return header, list(reader)
+        rows = []
+        for r in reader:
+            # DictReader pads a short row with None and puts extra cells under the key None: a row cut
+            # off by a truncated copy (or an unquoted comma) would otherwise be read as a valid row
+            if None in r or None in r.values():
+                n = sum(v is not None for k, v in r.items() if k is not None) + len(r.get(None) or [])
+                raise ValueError(f"{path} line {reader.line_num}: {n} cells but the header has {len(header)}; the "
+                                 "file is truncated or the row is malformed (an unquoted comma?). Copy the dataset "
+                                 "again or fix that row.")
+            rows.append(r)
+        return header, rows
 
 
 def _primary_categories(frame: pd.DataFrame, categories: Sequence[str],
@@ -639,13 +650,23 @@ def write_broden(root: str | os.PathLike, ds: InMemoryBroden, overwrite: bool = 
     """Write ``ds`` as a Broden directory at ``root`` (images as PNG); returns ``root``.
 
     Everything is written into a temporary sibling folder first and renamed into place, so
-    ``root`` never holds a half-written dataset. ``overwrite=True`` replaces an existing ``root``.
+    ``root`` never holds a half-written dataset. ``overwrite=True`` replaces an existing ``root``
+    only if it is a folder this function wrote (it holds the marker file ``.interpkit-broden``) with
+    nothing else in it; any other file or folder there is refused with a ``FileExistsError``
+    naming it, and left as it was.
     Empty layers are left out of index.csv, as in Broden; ``Broden(root)`` then returns exactly
     ``ds[i]`` and ``ds.labels``.
     """
+    if not isinstance(ds, InMemoryBroden):
+        hint = (" A Broden read from files is already on disk: copy its folder (shutil.copytree) instead."
+                if isinstance(ds, Broden) else "")
+        raise TypeError(f"write_broden writes an InMemoryBroden (e.g. ConceptWorld.as_broden(n)), got "
+                        f"{type(ds).__name__}.{hint}")
     root = Path(root).expanduser()
-    if root.exists() and not overwrite:
+    if (root.exists() or root.is_symlink()) and not overwrite:
         raise FileExistsError(f"{root} already exists; pass overwrite=True or choose another folder.")
+    if root.exists() or root.is_symlink():
+        _check_replaceable(root)
     twice = sorted({n for n, k in Counter(ds.image_names).items() if k > 1})
     if twice:
         raise ValueError(f"image_names must be unique (each names a file), but {twice[:5]} occur more than once.")
@@ -671,7 +692,33 @@ def write_broden(root: str | os.PathLike, ds: InMemoryBroden, overwrite: bool = 
     return root
 
 
+def _written_here(name: str) -> bool:
+    """Whether a top-level entry of a dataset folder is one :func:`write_broden` writes."""
+    return name in (MARKER, "index.csv", "label.csv", "category.csv", "images") or bool(
+        re.fullmatch(r"c_.+\.csv", name))
+
+
+def _check_replaceable(root: Path) -> None:
+    """Raise unless ``root`` is a Broden folder this library wrote (it holds :data:`MARKER`) and holds
+    nothing else than what the writer writes: ``overwrite=True`` must never delete anything else."""
+    if root.is_symlink() or not root.is_dir():
+        raise FileExistsError(f"{root} exists and is not a folder written by write_broden (it is a "
+                              f"{'link' if root.is_symlink() else 'file'}); overwrite=True replaces only such folders. "
+                              "Remove it yourself or choose another folder.")
+    if not (root / MARKER).is_file():
+        raise FileExistsError(f"{root} is not a Broden folder written by write_broden (it has no {MARKER} file); "
+                              "overwrite=True replaces only such folders, so nothing was deleted. Remove it "
+                              "yourself or choose another folder.")
+    foreign = sorted(p.name for p in root.iterdir() if not _written_here(p.name))
+    if foreign:
+        raise FileExistsError(f"{root} holds files write_broden did not write ({', '.join(foreign[:5])}); "
+                              "overwrite=True would delete them, so nothing was changed. Move them out or "
+                              "choose another folder.")
+
+
 def _write_into(tmp: Path, ds: InMemoryBroden, prefix: str) -> None:
+    (tmp / MARKER).write_text("written by interpkit.data.write_broden; overwrite=True may replace this folder\n",
+                              encoding="utf-8")
     labels = ds.labels
     sh, sw = ds.seg_shape
     ih, iw = ds.image_shape

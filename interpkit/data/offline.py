@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import pickle
 import zlib
 from pathlib import Path
 
@@ -161,14 +162,52 @@ def _read_idx_pair(raw_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def _unpickle(path: Path, *keys: str) -> dict:
-    import pickle
+def _latin1_encode(text: str, encoding: str = "latin1", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes (protocol 2), limited to that one codec."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise pickle.UnpicklingError("only latin-1 encoded bytes are allowed")
+    return text.encode("latin1")
 
+
+def _allowed_globals() -> dict[tuple[str, str], object]:
+    """What a CIFAR batch may reference: NumPy's array and dtype reconstruction, nothing else
+    (dicts, lists, strings, bytes and numbers need no global). Old (``numpy.core``) and new
+    (``numpy._core``) module names, as Python 2 (the original files) and 3 pickles write them."""
+    core = getattr(np, "_core", None) or np.core
+    allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                              ("_codecs", "encode"): _latin1_encode}
+    for pkg in ("numpy.core", "numpy._core"):
+        allowed[(f"{pkg}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
+        allowed[(f"{pkg}.multiarray", "scalar")] = core.multiarray.scalar
+        if hasattr(core.numeric, "_frombuffer"):                       # protocol 5
+            allowed[(f"{pkg}.numeric", "_frombuffer")] = core.numeric._frombuffer
+    return allowed
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles plain data and NumPy arrays only: a crafted file that names any other callable
+    (``os.system``, ``builtins.eval``, ...) is refused instead of run."""
+
+    def find_class(self, module: str, name: str) -> object:
+        obj = _allowed_globals().get((module, name))
+        if obj is None:
+            raise pickle.UnpicklingError(f"the file refers to {module}.{name}, which a CIFAR batch never does "
+                                         "(only NumPy arrays, lists, dicts and strings); refusing to load it, "
+                                         "since unpickling it could run code")
+        return obj
+
+
+def _unpickle(path: Path, *keys: str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"missing file {path}")
     with open(path, "rb") as f:
         try:
-            out = pickle.load(f, encoding="latin1")
+            out = _CifarUnpickler(f, encoding="latin1").load()
+        except pickle.UnpicklingError as exc:
+            if "refusing" in str(exc):
+                raise ValueError(f"{path} is not a plain CIFAR batch: {exc}. Re-download it from the official "
+                                 "source.") from None
+            raise ValueError(f"{path} is truncated or corrupt (UnpicklingError: {exc}); re-download it.") from None
         except Exception as exc:          # truncated or not a pickle: EOFError, UnpicklingError, ...
             raise ValueError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
                              "re-download it.") from None

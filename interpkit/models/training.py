@@ -6,6 +6,7 @@ import json
 import numbers
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from torch import nn
 from ..checks import check_images, check_number, check_positive_int, require_eval
 from ..data.base import ImageSet, require_image_set
 from ..device import numerics, resolve_device
-from ..io import _to_builtin, atomic_torch_save, load_torch_cache
+from ..io import _to_builtin, atomic_torch_save, load_torch_cache, state_mismatch
 
 CACHE_FORMAT = 1
 
@@ -65,7 +66,9 @@ def cache_key(model: nn.Module, data: ImageSet, hparams: dict[str, Any],
 
     ``weights`` stands for the initial weights when they are a function of something smaller (the
     seed they were drawn from); by default they are hashed."""
-    model_key = weights if weights is not None else state_fingerprint(model)
+    # seeded weights are a function of the seed *and* the architecture (width, layers): both are keyed
+    model_key = (f"{weights}:{hashlib.sha256(repr(model).encode()).hexdigest()[:16]}" if weights is not None
+                 else state_fingerprint(model))
     blob = json.dumps({"format": CACHE_FORMAT, "model": model_key, "arch": type(model).__name__,
                        "data": data.fingerprint(), "hparams": hparams, "numerics": numerics(device)},
                       sort_keys=True, default=_to_builtin)
@@ -131,7 +134,12 @@ def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3
                          f"model's current weights), got {init!r}.")
     dev = resolve_device(device)
     model = model.to("cpu")
+    check_images(data.images, name="training images")      # finite, in [0, 1]: not NaN weights after the run
     check_images(data.images[:1], model, name="training images")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"{type(model).__name__} has no parameter that requires gradients (it is frozen, e.g. by "
+                         "interpkit.models.freeze), so train() could not change it; build a fresh model, or call "
+                         "p.requires_grad_(True) on the parameters to train.")
     hparams = dict(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed, amp=amp)
     weights = None
     if init == "seed":
@@ -144,13 +152,13 @@ def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3
     if cache:
         ensure_cache_dir(path.parent)
     blob = load_torch_cache(path, ("state_dict", "history"), "model") if cache else None
+    if blob is not None and (why := state_mismatch(model, blob["state_dict"])):
+        warnings.warn(f"model cache file {path} holds weights of another architecture ({why}); retraining.",
+                      RuntimeWarning, stacklevel=2)
+        blob = None
     if blob is not None and keep_epoch_states and not blob.get("epoch_states"):
         blob = None                                  # cached without the per-epoch states asked for
     if blob is None:
-        bad = int((~torch.isfinite(data.images)).sum())
-        if bad:
-            raise ValueError(f"{data.name}: {bad} image values are NaN or infinite; training would give NaN "
-                             "weights. Clean the data (e.g. torch.nan_to_num) first.")
         blob = _fit(model, data, dev, hparams, keep_epoch_states, progress)
         if cache:
             atomic_torch_save(blob, path)
