@@ -84,6 +84,7 @@ def test_book_build_lists_failed_claims_and_stopped_chapters(tmp_path):
 
 def _run(chapter, seed, threads, held, ran=True, mode="smoke"):
     return {"chapter": chapter, "seed": seed, "threads": threads, "mode": mode, "seconds": 10.0 + seed, "ran": ran,
+            "load": 0.5,
             "claims": {"gap": {"held": held, "values": [0.2 if held else -0.1], "asserted": True,
                                "claim": "A | B beats C"}}}
 
@@ -93,7 +94,7 @@ def test_seed_sweep_report_counts_runs_per_claim(tmp_path):
     text = seed_sweep.report(runs)
     row = next(line for line in text.splitlines() if line.startswith("| 02_explainer | A \\| B beats C"))
     assert "| 9/10 |" in row and "-0.1 .. 0.2" in row and "s3/t1" in row
-    assert "| 02_explainer | smoke | 10 | 10 .. 14 s | 0 |" in text
+    assert "| 02_explainer | smoke | 10 | 10 .. 14 s | 0.5 .. 0.5 | 0 |" in text
     for r in runs:
         path = tmp_path / r["chapter"] / f"smoke-seed{r['seed']}-threads{r['threads']}.json"
         path.parent.mkdir(exist_ok=True)

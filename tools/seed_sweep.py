@@ -46,7 +46,8 @@ def chapters_in_toc() -> list[str]:
 def run_one(chapter: str, seed: int, threads: int, full: bool, out: Path, timeout: int) -> dict:
     """Execute one chapter once; returns (and writes) the run's record."""
     mode = "full" if full else "smoke"
-    record = {"chapter": chapter, "seed": seed, "threads": threads, "mode": mode}
+    record = {"chapter": chapter, "seed": seed, "threads": threads, "mode": mode,
+              "load": round(os.getloadavg()[0], 1)}  # run times mean little on a busy machine
     with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    INTERPKIT_RESULTS_DIR=tmp, MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
@@ -90,8 +91,11 @@ def report(runs: list[dict]) -> str:
             if not mine:
                 continue
             secs = sorted(r["seconds"] for r in mine)
+            loads = sorted(r["load"] for r in mine if "load" in r)
+            load = f"{loads[0]:.1f} .. {loads[-1]:.1f}" if loads else "not recorded"
             crashed = [r for r in mine if not r["ran"] and not any(not c["held"] for c in r["claims"].values())]
-            times.append(f"| {chapter} | {mode} | {len(mine)} | {secs[0]:.0f} .. {secs[-1]:.0f} s | {len(crashed)} |")
+            times.append(f"| {chapter} | {mode} | {len(mine)} | {secs[0]:.0f} .. {secs[-1]:.0f} s | "
+                         f"{load} | {len(crashed)} |")
             keys = list(dict.fromkeys(k for r in mine for k in r["claims"]))
             for key in keys:
                 have = [r for r in mine if key in r["claims"]]
@@ -103,8 +107,8 @@ def report(runs: list[dict]) -> str:
                 lines.append(f"| {chapter} | {text} | {asserted} | {mode} | {len(held)}/{len(mine)} | "
                              f"{min(vals):.3g} .. {max(vals):.3g} | {fails or '-'} |")
     table = "\n".join(lines)
-    timing = "\n".join(["| chapter | mode | runs | run time | runs that stopped on an error |",
-                        "| --- | --- | --- | --- | --- |", *times])
+    timing = "\n".join(["| chapter | mode | runs | run time | load average at the start | runs that stopped on an error |",
+                        "| --- | --- | --- | --- | --- | --- |", *times])
     seeds = sorted({r["seed"] for r in runs})
     threads = sorted({r["threads"] for r in runs})
     return (f"Runs recorded: {len(runs)} (seeds {', '.join(map(str, seeds))}; torch threads "
