@@ -123,14 +123,24 @@ def test_named_blocks_capture_with_expected_shapes(model, photos):
 def test_input_validation(model):
     with pytest.raises(ValueError, match="224x224"):
         model(torch.rand(1, 3, 128, 128))
-    with pytest.raises(ValueError, match="3 channels"):
+    with pytest.raises(ValueError, match=r"RGB images \(3 channels\), got 1"):
         model(torch.rand(1, 1, 224, 224))
+    with pytest.raises(ValueError, match="got 4 channels"):
+        model(torch.rand(1, 4, 224, 224))
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         model(torch.rand(3, 224, 224))
     with pytest.raises(TypeError, match="floating point"):
         model(torch.zeros(1, 3, 224, 224, dtype=torch.uint8))
     with pytest.raises(ValueError, match="positive integer"):
         ik.models.efficientnet_lite0(device="cpu", image_size=0)
+
+
+def test_input_gradients_flow_through_the_frozen_model(model, photos):
+    """Gradient explainers differentiate the logits with respect to the image."""
+    x = photos["chelsea"][None].clone().requires_grad_(True)
+    model(x)[0, 285].backward()   # 285: Egyptian cat
+    assert x.grad is not None and torch.isfinite(x.grad).all() and float(x.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_other_sizes_with_image_size_none():

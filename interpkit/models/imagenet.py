@@ -154,6 +154,9 @@ class EfficientNetLite0(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``TypeError``/``ValueError`` unless ``x`` is a float (N, 3, H, W) batch of the expected size."""
+        if isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[1] != 3:
+            raise ValueError(f"EfficientNet-Lite0 takes RGB images (3 channels), got {x.shape[1]} channels; "
+                             "repeat a grey channel with x.expand(-1, 3, -1, -1) (or ImageSet.to_rgb()).")
         check_images(x, self)
         h, w = x.shape[-2:]
         if self.image_size is not None and (h, w) != (self.image_size, self.image_size):
