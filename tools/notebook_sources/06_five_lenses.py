@@ -26,7 +26,8 @@ known, we can ask where the methods agree with each other and with the truth, an
 - how to run all five methods of this book on one model with one probe set, and how their outputs
   (units, concepts, selected neurons, reconstructions, filters) connect;
 - which question each method answers, and which it cannot;
-- how to test a cross-method claim honestly: against a chance rate computed from the same units;
+- how to test a cross-method claim honestly: only when each method passed its own check in the run,
+  against an activation-matched baseline, with every choice fixed before looking, over several seeds;
 - which method to reach for when you want to know *what* a unit detects, *which* units a decision
   uses, *what* a layer keeps, or *whether* parts can be disentangled.
 ```
@@ -566,9 +567,13 @@ and the factorisation.
 
 The other agreements are reported for this run only, with their gates: input resampling's picks
 against the detectors, ClaDec's colour against the colour detectors, and the explainer's part
-filters against the performer's channels. The table below gives each claim's values and pass rate;
-a claim is asserted only if it held on every seed of the seed sweep (smoke seeds 0-4 at one and two
-threads, full seeds 0-2).
+filters against the performer's channels. The table below gives each claim's values and pass rate.
+A claim is asserted only if it held on every seed of the seed sweep (smoke seeds 0-4 at one and two
+threads, full seeds 0-2), and none did: in smoke mode the classifier trains for two epochs and, on
+some seeds, fails its own check (accuracy above chance by 0.2), which leaves the NMF claims untested
+there, and on one seed the top channels held no more detectors than the matched channels. ClaDec and
+the explainer fail their own checks in smoke mode (one and two epochs), so their agreements are not
+tested there at all. Every claim is therefore reported with its pass rate, not asserted.
 """),
 ("code", r"""
 def nmf_claim_numbers(s):
@@ -611,11 +616,11 @@ def this_run(check):
 claim_objects = [
     ik.nb.Claim("nmf_top_channels_segment", "NMF concepts' top channels segment their factors' values better than "
                 "activation-matched channels (IoU)", "n/a (this chapter)", P["iou_gain"],
-                (P["iou_gain"] > 0) & P["gates"].astype(bool), fmt=".4f",
+                (P["iou_gain"] > 0) & P["gates"].astype(bool), asserted=False, fmt=".4f",
                 note="top minus matched mean IoU; holds only if the classifier, dissection and NMF checks passed"),
     ik.nb.Claim("nmf_top_channels_are_detectors", "NMF concepts' top channels include more detectors of their "
                 "factors' values than activation-matched channels", "n/a (this chapter)", P["detector_gain"],
-                (P["detector_gain"] > 0) & P["gates"].astype(bool), fmt=".2f",
+                (P["detector_gain"] > 0) & P["gates"].astype(bool), asserted=False, fmt=".2f",
                 note="top minus expected matched count, summed over (layer, concept, factor)"),
     ik.nb.Claim("resampling_picks_detectors", "Correlation-selected channels are detectors more often than "
                 "activation-matched channels", "n/a (this chapter)",
