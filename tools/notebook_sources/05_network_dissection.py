@@ -45,9 +45,11 @@ Broden format and read back with `ik.data.Broden`, the same reader that serves t
 - how to point the same code at the real Broden data and a torchvision ResNet-18.
 ```
 
-**Run time** on a 2-core CPU: 74-95 seconds from a cold cache (the range of two fresh-clone book
-builds on 2026-11-24, of which about 50 seconds train the classifier), about 40 seconds with the
-classifier cached, and under a minute in smoke mode (`INTERPKIT_SMOKE=1`). GPU: not measured yet (no GPU was available when these were taken).
+**Run time** on a 2-core CPU: the full run trains and dissects three classifiers (the claims are
+measured over three seeds); measured on 2026-11-25 on a machine loaded about tenfold by other jobs, it
+took 194 seconds with the first classifier cached (about a minute more from a cold cache), and the
+smoke run (`INTERPKIT_SMOKE=1`, one seed) 60 seconds. Both will be shorter on a quiet machine.
+GPU: not measured yet (no GPU was available when these were taken).
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.
