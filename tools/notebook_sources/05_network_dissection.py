@@ -46,7 +46,7 @@ Broden format and read back with `ik.data.Broden`, the same reader that serves t
 ```
 
 **Run time** on a 2-core CPU: the full run trains and dissects three classifiers (the claims are
-measured over three seeds); measured on 2026-11-25 on a machine loaded about tenfold by other jobs, it
+measured over three seeds); measured on 2026-12-05 on a machine loaded about tenfold by other jobs, it
 took 194 seconds with the first classifier cached (about a minute more from a cold cache), and the
 smoke run (`INTERPKIT_SMOKE=1`, one seed) 60 seconds. Both will be shorter on a quiet machine.
 GPU: not measured yet (no GPU was available when these were taken).
