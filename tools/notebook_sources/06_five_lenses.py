@@ -26,7 +26,8 @@ known, we can ask where the methods agree with each other and with the truth, an
 - how to run all five methods of this book on one model with one probe set, and how their outputs
   (units, concepts, selected neurons, reconstructions, filters) connect;
 - which question each method answers, and which it cannot;
-- how to test a cross-method claim honestly: against a chance rate computed from the same units;
+- how to test a cross-method claim honestly: only when each method passed its own check in the run,
+  against an activation-matched baseline, with every choice fixed before looking, over several seeds;
 - which method to reach for when you want to know *what* a unit detects, *which* units a decision
   uses, *what* a layer keeps, or *whether* parts can be disentangled.
 ```
@@ -58,6 +59,10 @@ cladec_epochs = 4
 cladec_width = 0.25      # decoder channel multiplier (1.0 = the authors' decoder)
 explainer_epochs = 6
 explainer_filters = 32
+quantile = 0.005        # Network Dissection's top quantile (the paper's, fixed)
+n_match = 5             # activation-matched baseline: the n_match channels closest in mean activation
+n_seeds = 3             # seeds of the NMF claims in the full run (smoke mode: 1)
+cladec_max_relative_mse = 0.8   # ClaDec's own check: its reconstructions beat the mean image by 20%
 """, ["parameters"]),
 ("code", r"""
 import time
@@ -135,14 +140,15 @@ comparisons; the text under the table says what dissection finds there in this r
 ("code", r"""
 t0 = time.perf_counter()
 broden = world.as_broden(n_test, start=n_train)            # the test split, as a Broden dataset
-dis_all = dissection.dissect(model, broden, ik.models.conv_layer_names(model), device=device, progress=False)
+dis_all = dissection.dissect(model, broden, ik.models.conv_layer_names(model), quantile=quantile, device=device,
+                             progress=False)
 dis = {l: dis_all[l] for l in layers}
 timings["dissection"] = time.perf_counter() - t0
 block_summary = dissection.summarize(dis_all)
 block_summary
 """),
 ("code", r"""
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 
 def detector_words(row):
     # "3 detectors (unique concepts: 1 colour, 2 part)" for one row of the summary
@@ -203,14 +209,14 @@ clustering.purity_summary(nmf, factors).round(3)
 """),
 ("md", r"""
 **Do the concepts' neurons coincide with the dissection detectors?** A concept's weight on a
-channel is its loading $O_{\ell}[m, r]$ summed over that channel's positions. For each live concept
-we find its *dominant factor*: of object, colour, texture and scene, the one whose most frequent
-value is most over-represented among the concept's images (largest lift over chance). Then we take
-the concept's top `top_k` (5) channels per layer and ask how well they segment that value according
-to Network Dissection (their IoU with its masks), against the mean IoU of all channels of the layer
-with the same value: the expected IoU of channels picked at random. We also count how many of the
-top channels are dissection *detectors* of that value, against the count expected for `top_k`
-random channels of the layer.
+channel is its loading $O_{\ell}[m, r]$ summed over that channel's positions. Every live concept is
+paired with every factor (object, colour, texture, scene), each represented by its most frequent
+value among the concept's images; no pair is chosen by how well it turns out. We take the concept's
+top `top_k` (5) channels per layer and ask how well they segment that value according to Network
+Dissection (their IoU with its masks), and how many of them are dissection *detectors* of that
+value. The baseline is matched: a factorisation of activations favours strongly active channels, and
+strongly active channels also have larger masks, so each top channel is compared with the `n_match`
+(5) other channels of its layer whose mean activation over the probe set is closest to its own.
 """),
 ("code", r"""
 def channel_loadings(result, layer: str) -> np.ndarray:
@@ -218,29 +224,58 @@ def channel_loadings(result, layer: str) -> np.ndarray:
     c, h, w = result.shapes[layer]
     return result.O[layer].double().numpy().reshape(c, h * w, -1).sum(1)
 
+
+def matched(mean_act: np.ndarray, chosen: np.ndarray, k: int = n_match) -> np.ndarray:
+    # (len(chosen), k): for each chosen channel, the k other channels closest to it in mean activation
+    free = np.setdiff1d(np.arange(len(mean_act)), chosen)
+    return np.stack([free[np.argsort(np.abs(mean_act[free] - mean_act[c]), kind="stable")[:k]] for c in chosen])
+
+
 category_of = {"object": "object", "colour": "color", "texture": "texture", "scene": "scene"}
-live = purity[purity["mass"] > 0]
-dominant_factor = live.loc[live.groupby("concept")["lift"].idxmax()].set_index("concept")
-rows = []
-for layer in layers:
-    load, iou, det = channel_loadings(nmf, layer), dis[layer].iou, dis[layer].units
-    for r, d in dominant_factor.iterrows():
-        top = np.argsort(-load[:, r], kind="stable")[:top_k]
-        j = ids[(category_of[d["factor"]], d["top_value"])]
-        rows.append({"layer": layer, "concept": r, "factor": d["factor"], "value": d["top_value"],
-                     "purity": d["purity"], "lift": d["lift"],
-                     "top_iou": float(iou[top, j].mean()), "all_iou": float(iou[:, j].mean()),
-                     "top_detectors_of_value": int((det.loc[top, "detector"] & (det.loc[top, "label_id"] == j)).sum()),
-                     # the same count expected for top_k channels drawn at random from the layer
-                     "random_detectors_of_value": top_k * float((det["detector"] & (det["label_id"] == j)).mean()),
-                     "top_channels": top.tolist()})
-align = pd.DataFrame(rows)
-nmf_top_iou, nmf_all_iou = float(align["top_iou"].mean()), float(align["all_iou"].mean())
-nmf_wins = float((align["top_iou"] > align["all_iou"]).mean())
-nmf_hits, nmf_hits_random = int(align["top_detectors_of_value"].sum()), float(align["random_detectors_of_value"].sum())
-print(f"IoU of each concept's top channels with its dominant value {nmf_top_iou:.4f} vs all channels "
-      f"{nmf_all_iou:.4f}; top channels ahead for {100 * nmf_wins:.0f}% of (concept, layer) pairs")
-print(f"detectors of the dominant value among the top channels: {nmf_hits} (random channels: {nmf_hits_random:.2f})")
+
+
+def nmf_alignment(nmf, purity, acts, dis, ids) -> pd.DataFrame:
+    # one row per (layer, live concept, factor): IoU and detector count of the concept's top channels
+    # with the factor's top value, next to the same for activation-matched channels
+    live = purity[purity["mass"] > 0]
+    rows = []
+    for layer in layers:
+        load, iou, det = channel_loadings(nmf, layer), dis[layer].iou, dis[layer].units
+        c, h, w = acts.shapes[layer]
+        mean_act = np.asarray(acts[layer], dtype=np.float64).reshape(c, h * w, -1).mean((1, 2))
+        for d in live.itertuples():
+            top = np.argsort(-load[:, d.concept], kind="stable")[:top_k]
+            j = ids[(category_of[d.factor], d.top_value)]
+            is_det = (det["detector"] & (det["label_id"] == j)).to_numpy()
+            m = matched(mean_act, top)
+            rows.append({"layer": layer, "concept": d.concept, "factor": d.factor, "value": d.top_value,
+                         "purity": d.purity, "lift": d.lift,
+                         "top_iou": float(iou[top, j].mean()), "matched_iou": float(iou[m, j].mean()),
+                         "all_iou": float(iou[:, j].mean()),
+                         "top_detectors_of_value": int(is_det[top].sum()),
+                         # the count expected for top_k channels, each drawn from its matched channels
+                         "matched_detectors_of_value": float(is_det[m].mean(1).sum()),
+                         "top_channels": top.tolist()})
+    return pd.DataFrame(rows)
+
+
+def nmf_sane(nmf, purity) -> bool:
+    # the factorisation's own check: the fit improved on its start and at least two concepts are alive
+    h = nmf.history["relative_error"]
+    return bool(h.iloc[-1] < h.iloc[0] and h.iloc[-1] < 1 and (purity.groupby("concept")["mass"].max() > 0).sum() >= 2)
+
+
+align = nmf_alignment(nmf, purity, acts, dis, ids)
+nmf_ok = nmf_sane(nmf, purity)
+nmf_top_iou, nmf_matched_iou = float(align["top_iou"].mean()), float(align["matched_iou"].mean())
+nmf_all_iou = float(align["all_iou"].mean())
+nmf_wins = float((align["top_iou"] > align["matched_iou"]).mean())
+nmf_hits, nmf_hits_random = int(align["top_detectors_of_value"].sum()), float(align["matched_detectors_of_value"].sum())
+print(f"NMF check passed: {nmf_ok}")
+print(f"IoU of each concept's top channels with each factor's top value {nmf_top_iou:.4f} vs activation-matched "
+      f"channels {nmf_matched_iou:.4f} (all channels {nmf_all_iou:.4f}); top channels ahead for {100 * nmf_wins:.0f}% "
+      f"of (concept, factor, layer) triples")
+print(f"detectors of the value among the top channels: {nmf_hits} (matched channels: {nmf_hits_random:.2f})")
 align.drop(columns="top_channels").round(4)
 """),
 ("md", r"""
@@ -250,8 +285,9 @@ For each of the first `n_resample` (40) test images, `n_copies` (50) noisy copie
 network; a channel's *correlation* score is how strongly its activation follows the predicted
 class's probability over the copies, its *precision* how stable it is. The top
 `top_k` (5) channels per layer and image are then looked up in the dissection table: are
-they detectors, and in particular detectors of a concept that is actually in this image? The chance
-rates are the same fractions over all channels of the layer.
+they detectors, and in particular detectors of a concept that is actually in this image? The baseline
+("chance" columns) is matched: for each selected channel, the same quantity averaged over the
+`n_match` channels of the layer whose mean activation on that image is closest to its own.
 """),
 ("code", r"""
 t0 = time.perf_counter()
@@ -271,8 +307,13 @@ present = {i: present_concepts(i) for i in range(n_resample)}
 is_det = {l: dis[l].units["detector"].to_numpy() for l in layers}
 det_key = {l: list(zip(dis[l].units["category"], dis[l].units["label"])) for l in layers}
 
+# each channel's mean activation on each explained image, for the activation-matched baseline
+mact = {(img, l): g.sort_values("channel")["mean_activation"].to_numpy()
+        for (img, l), g in rs.scores.groupby(["image", "layer"])}
+
 def detector_rates(sel: pd.DataFrame) -> dict[str, float]:
-    # detector flags and IoUs of the selected channels, next to the same averages over all channels
+    # detector flags and IoUs of the selected channels, next to the same averages over the n_match channels
+    # whose mean activation on that image is closest to each selected channel's ("chance" columns)
     acc = dict.fromkeys(["detector", "present_detector", "iou", "present_iou"], 0.0)
     base = dict.fromkeys(acc, 0.0)
     for img, layer, ch in sel[["image", "layer", "channel"]].itertuples(index=False):
@@ -284,7 +325,7 @@ def detector_rates(sel: pd.DataFrame) -> dict[str, float]:
                  "present_iou": iou[:, cols].max(1)}       # best IoU over the concepts in this image
         for k, v in stats.items():
             acc[k] += v[ch]
-            base[k] += v.mean()
+            base[k] += v[matched(mact[img, layer], np.array([ch]))[0]].mean()
     n = max(len(sel), 1)
     out = {"selected": len(sel)}
     for k in acc:
@@ -386,7 +427,7 @@ report.summary.round(4)
 The unit-level lenses can be read together, one unit at a time: what Network Dissection calls it,
 how often input resampling picked it (share of the explained images where it was among the top
 `top_k` by correlation), and which NMF concept loads most on it, named by that concept's dominant
-factor. The figure shows the unit's six strongest test images with its thresholded activation
+factor (named by its most frequent object class). The figure shows the unit's six strongest test images with its thresholded activation
 region (the region Network Dissection compares with the masks). Below: the unit with the highest
 IoU; running the notebook gives a selector for any unit.
 """),
@@ -399,10 +440,11 @@ def unit_table(layer: str) -> pd.DataFrame:
     counts = picked.loc[picked["layer"] == layer, "channel"].value_counts()
     u["picked_by_resampling"] = u["unit"].map(counts).fillna(0).to_numpy() / n_resample
     u["nmf_concept"] = channel_loadings(nmf, layer).argmax(1)
-    u["concept_is"] = [f"{dominant_factor.loc[r, 'factor']} = {dominant_factor.loc[r, 'top_value']}"
-                       if r in dominant_factor.index else "(dead)" for r in u["nmf_concept"]]
+    u["concept_is"] = [f"object = {object_of.loc[r, 'top_value']}" if r in object_of.index else "(dead)"
+                       for r in u["nmf_concept"]]
     return u.set_index("unit")
 
+object_of = purity[(purity["factor"] == "object") & (purity["mass"] > 0)].set_index("concept")
 unit_tables = {l: unit_table(l) for l in layers}
 
 def draw_unit(layer: str, unit: int) -> plt.Figure:
@@ -443,89 +485,161 @@ method beats that baseline.
 ("code", r"""
 rs_corr = rs_table.loc["correlation"]
 cl0 = cladec_table.set_index("layer")
+chance = 1 / len(world.object_names)
+ex_acc = report.accuracy
+# each method's own check in this run; an agreement is only tested when every method in it passed
+gates = {
+    "classifier": bool(metrics["accuracy"] > chance + 0.2),
+    "Network Dissection": bool(sum(dis[l].num_detectors() for l in layers) > 0),
+    "coupled NMF": nmf_ok,
+    "input resampling": bool((~rs.images["output_constant"]).mean() >= 0.5),
+    "ClaDec": bool(cladec_table["relative_mse"].iloc[1:].max() < cladec_max_relative_mse),
+    "explainer": bool(ex_acc["reconstructed_accuracy"] - chance >= 0.5 * (ex_acc["performer_accuracy"] - chance) > 0),
+}
+gate_rules = {
+    "classifier": f"test accuracy {metrics['accuracy']:.3f} > chance + 0.2",
+    "Network Dissection": "at least one detector in the chapter's layers",
+    "coupled NMF": f"relative error fell ({nmf.history['relative_error'].iloc[0]:.3f} -> "
+                   f"{nmf.history['relative_error'].iloc[-1]:.3f}) and >= 2 live concepts",
+    "input resampling": "the output varies over the copies for at least half of the images",
+    "ClaDec": f"relative MSE {', '.join(f'{v:.2f}' for v in cladec_table['relative_mse'].iloc[1:])} "
+              f"< {cladec_max_relative_mse}",
+    "explainer": f"performer accuracy with the explainer's reconstruction {ex_acc['reconstructed_accuracy']:.3f} keeps "
+                 f"at least half of the performer's margin over chance ({ex_acc['performer_accuracy']:.3f})",
+}
+display(pd.DataFrame({"rule": gate_rules, "passed": gates}))
 colour_det = {l: int(dis[l].detectors_per_category().set_index("category").loc["color", "detectors"]) for l in layers}
 more, fewer = sorted(layers, key=lambda l: (-colour_det[l], layers.index(l)))   # more colour detectors first
 summary = pd.DataFrame([
     {"method": "Network Dissection", "question": "what concept does each unit detect?",
      "check": "share of units that are detectors (IoU >= 0.04)", "measured": float(units["detector"].mean()),
-     "baseline": np.nan, "reference": "annotations are its input"},
+     "baseline": np.nan, "reference": "annotations are its input", "needs": ["Network Dissection"]},
     {"method": "coupled NMF", "question": "which concepts group images, units and pixels?",
      "check": "object purity of concepts (mean)", "measured": float(obj.loc[obj["mass"] > 0, "purity"].mean()),
-     "baseline": float(obj.loc[obj["mass"] > 0, "chance"].mean()), "reference": "object labels"},
+     "baseline": float(obj.loc[obj["mass"] > 0, "chance"].mean()), "reference": "object labels", "needs": ["coupled NMF"]},
     {"method": "coupled NMF", "question": "... do its neurons segment the concept?",
-     "check": "IoU of top channels with the dominant value vs all channels", "measured": nmf_top_iou,
-     "baseline": nmf_all_iou, "reference": "Network Dissection"},
+     "check": "IoU of top channels with each factor's top value vs activation-matched channels", "measured": nmf_top_iou,
+     "baseline": nmf_matched_iou, "reference": "Network Dissection", "needs": ["coupled NMF", "Network Dissection"]},
     {"method": "coupled NMF", "question": "... are its neurons the dissection detectors?",
-     "check": "detectors of the dominant value among top channels vs random", "measured": float(nmf_hits),
-     "baseline": nmf_hits_random, "reference": "Network Dissection"},
+     "check": "detectors of each factor's top value among top channels vs activation-matched channels", "measured": float(nmf_hits),
+     "baseline": nmf_hits_random, "reference": "Network Dissection", "needs": ["coupled NMF", "Network Dissection"]},
     {"method": "input resampling", "question": "which neurons drive this decision?",
-     "check": "correlation-selected channels that are detectors", "measured": rs_corr["detector_rate"],
-     "baseline": rs_corr["chance_detector_rate"], "reference": "Network Dissection"},
+     "check": "correlation-selected channels that are detectors vs activation-matched channels", "measured": rs_corr["detector_rate"],
+     "baseline": rs_corr["chance_detector_rate"], "reference": "Network Dissection", "needs": ["input resampling", "Network Dissection"]},
     {"method": "input resampling", "question": "... that see what is in this image?",
      "check": "best IoU over the image's concepts, correlation-selected channels",
      "measured": rs_corr["mean_present_iou"], "baseline": rs_corr["chance_present_iou"],
-     "reference": "Network Dissection + masks"},
+     "reference": "Network Dissection + masks", "needs": ["input resampling", "Network Dissection"]},
     {"method": "ClaDec", "question": "what does the layer keep of the input?",
      "check": f"object colour decodable from {layers[0]} vs chance",
      "measured": float(cl0.loc[layers[0], "colour_accuracy"]),
-     "baseline": 1 / len(world.color_names), "reference": "colour labels"},
+     "baseline": 1 / len(world.color_names), "reference": "colour labels", "needs": ["ClaDec"]},
     {"method": "ClaDec", "question": "... where dissection finds colour units?",
      "check": f"colour accuracy: {more} ({colour_det[more]} colour detectors) vs {fewer} ({colour_det[fewer]})",
      "measured": float(cl0.loc[more, "colour_accuracy"]), "baseline": float(cl0.loc[fewer, "colour_accuracy"]),
-     "reference": "Network Dissection + colour labels"},
+     "reference": "Network Dissection + colour labels", "needs": ["ClaDec", "Network Dissection"]},
     {"method": "explainer", "question": "can the layer be split into part filters?",
      "check": "mean part IoU: explainer filters vs performer channels",
      "measured": float(part_iou.get("explainer", np.nan)), "baseline": float(part_iou.get("performer", np.nan)),
-     "reference": "part masks"},
+     "reference": "part masks", "needs": ["explainer"]},
 ])
-summary["agrees"] = np.where(summary["baseline"].isna(), None, summary["measured"] > summary["baseline"])
+# an agreement is tested only when every method it involves passed its own check in this run
+summary["tested"] = [bool(all(gates[m] for m in need) and gates["classifier"]) for need in summary["needs"]]
+summary["agrees"] = [None if (np.isnan(b) or not t) else bool(m > b)
+                     for m, b, t in zip(summary["measured"], summary["baseline"], summary["tested"])]
+summary = summary.drop(columns="needs")
 summary.round(4)
 """),
 ("md", r"""
 ## What the methods agree on
 
-The assertions below are the agreements that hold on this network and its ground truth, in the
-book's full run and in smoke mode. Both tie the unsupervised factorisation to Network Dissection:
-two methods that never see each other's output, one built without labels and one built on them,
-point at the same units.
+Each agreement above was tested only if every method in it passed its own check in this run (the
+`gates` table); otherwise its `agrees` entry is empty. The two agreements that tie the unsupervised
+factorisation to Network Dissection (two methods that never see each other's output, one built
+without labels and one built on them) are measured over `n_seeds` (3) seeds in the full run (one in
+smoke mode): each extra seed trains its own classifier on its own world and repeats the dissection
+and the factorisation.
 
-1. **NMF concepts segment what they stand for.** The channels a concept loads on most segment the
-   concept's dominant value (a colour, a scene, an object class) better than the average channel
-   of the same layer does (IoU with that value's masks).
+1. **NMF concepts segment what they stand for.** The channels a concept loads on most segment its
+   factors' values better than activation-matched channels of the same layer do.
 2. **NMF concepts load on the detectors.** Among a concept's top channels there are more Network
-   Dissection detectors *of the concept's dominant value* than among as many random channels.
+   Dissection detectors of those values than among activation-matched channels.
 
-What is *not* asserted, because it does not hold in every configuration (the table above reports
-each as measured, and `agrees` says whether it beat its baseline in this run):
-
-- **Input resampling and the detectors.** With the book's settings the channels that input
-  resampling selects are *not* Network Dissection detectors more often than chance (in the weaker
-  smoke-mode network they can be). Choosing the neurons a *decision* depends on and finding units
-  that *segment* a concept are different questions, and here the answers do not coincide; the
-  cheap `mean_activation` baseline is as close to the detectors as the paper's statistics.
-- **The explainer's part filters.** The paper's claim that the interpretable filters match parts
-  better than the performer's own filters held for the weak smoke-mode performer but not for the
-  well-trained one of the book's run, whose `features.4` channels already localise parts better
-  than the filters of an explainer distilled for a few epochs on 500 images.
-- **ClaDec and the colour detectors.** In the book's run the layer with more colour detectors is
-  also the one whose ClaDec reconstructions keep the object's colour (far above chance), while the
-  deeper layer's do not; in smoke mode the decoders train for one epoch and barely leave the mean
-  image, so the comparison is noise there.
+The other agreements are reported for this run only, with their gates: input resampling's picks
+against the detectors, ClaDec's colour against the colour detectors, and the explainer's part
+filters against the performer's channels. The table below gives each claim's values and pass rate.
+A claim is asserted only if it held on every seed of the seed sweep (smoke seeds 0-4 at one and two
+threads, full seeds 0-2), and none did: in smoke mode the classifier trains for two epochs and, on
+some seeds, fails its own check (accuracy above chance by 0.2), which leaves the NMF claims untested
+there, and on one seed the top channels held no more detectors than the matched channels. ClaDec and
+the explainer fail their own checks in smoke mode (one and two epochs), so their agreements are not
+tested there at all. Every claim is therefore reported with its pass rate, not asserted.
 """),
 ("code", r"""
-# 1. NMF concepts load on channels that Network Dissection finds segment the concept's dominant value
-assert nmf_top_iou > nmf_all_iou, (
-    f"NMF top channels should segment the concept's dominant value better than an average channel "
-    f"({nmf_top_iou:.4f} vs {nmf_all_iou:.4f})")
-# 2. ... and those channels are detectors of that value more often than random channels
-assert nmf_hits > nmf_hits_random, (
-    f"NMF top channels should include detectors of the concept's dominant value more often than random "
-    f"channels ({nmf_hits} vs {nmf_hits_random:.2f} expected)")
-# sanity: the classifier learned the task (barely, in smoke mode)
-chance = 1 / len(world.object_names)
-assert metrics["accuracy"] > chance + (0.05 if smoke else 0.4), f"classifier accuracy {metrics['accuracy']:.3f} too low"
+def nmf_claim_numbers(s):
+    # classifier, dissection of the chapter's layers and the factorisation for seed s (the same settings)
+    w = ik.data.ConceptWorld(size=image_size, seed=s, single_object=True, object_classes=object_classes)
+    tr, te = w.split(n_train, n_test)
+    net = ik.models.vgg8(num_classes=len(w.object_names), in_channels=3, width=width, image_size=image_size)
+    net = ik.models.freeze(ik.models.train(net, tr, epochs=epochs, lr=lr, batch_size=32, seed=s, device=device,
+                                           progress=False))
+    d = dissection.dissect(net, w.as_broden(n_test, start=n_train), layers, quantile=quantile, device=device,
+                           progress=False)
+    a = clustering.activation_matrices(net, te, layers, batch_size=200, device=device)
+    f = clustering.coupled_nmf(a, clustering.pixel_matrices(te), rank, n_iter=n_iter, seed=s, device=device)
+    fac = {"object": te.labels.numpy(), "colour": dominant(te.color_mask), "texture": dominant(te.texture_mask),
+           "scene": te.scene.numpy()}
+    pur = clustering.factor_purity(f, fac, {"object": w.object_names, "colour": w.color_names,
+                                           "texture": w.texture_names, "scene": w.scene_names})
+    al = nmf_alignment(f, pur, a, d, label_ids(d[layers[0]]))
+    ok = nmf_sane(f, pur) and sum(d[l].num_detectors() for l in layers) > 0 and \
+        ik.models.evaluate(net, te, device=device)["accuracy"] > 1 / len(w.object_names) + 0.2
+    return {"iou_gain": float(al["top_iou"].mean() - al["matched_iou"].mean()),
+            "detector_gain": float(al["top_detectors_of_value"].sum() - al["matched_detectors_of_value"].sum()),
+            "gates": bool(ok)}
+
+
+t0 = time.perf_counter()
+claim_seeds = ik.nb.seeds(seed, smoke, full=n_seeds, quick=1)
+per_seed = {seed: {"iou_gain": nmf_top_iou - nmf_matched_iou, "detector_gain": nmf_hits - nmf_hits_random,
+                   "gates": bool(nmf_ok and gates["Network Dissection"] and gates["classifier"])}}
+for s in claim_seeds[1:]:
+    per_seed[s] = nmf_claim_numbers(s)
+timings["other seeds"] = time.perf_counter() - t0
+P = pd.DataFrame(per_seed).T.rename_axis("seed")
+row = summary.set_index("check")["agrees"]
+
+def this_run(check):
+    # a one-seed claim from the summary table: holds only when tested and agreeing
+    return [row[check] is True]
+
+claim_objects = [
+    ik.nb.Claim("nmf_top_channels_segment", "NMF concepts' top channels segment their factors' values better than "
+                "activation-matched channels (IoU)", "n/a (this chapter)", P["iou_gain"],
+                (P["iou_gain"] > 0) & P["gates"].astype(bool), asserted=False, fmt=".4f",
+                note="top minus matched mean IoU; holds only if the classifier, dissection and NMF checks passed"),
+    ik.nb.Claim("nmf_top_channels_are_detectors", "NMF concepts' top channels include more detectors of their "
+                "factors' values than activation-matched channels", "n/a (this chapter)", P["detector_gain"],
+                (P["detector_gain"] > 0) & P["gates"].astype(bool), asserted=False, fmt=".2f",
+                note="top minus expected matched count, summed over (layer, concept, factor)"),
+    ik.nb.Claim("resampling_picks_detectors", "Correlation-selected channels are detectors more often than "
+                "activation-matched channels", "n/a (this chapter)",
+                [rs_corr["detector_rate"] - rs_corr["chance_detector_rate"]],
+                this_run("correlation-selected channels that are detectors vs activation-matched channels"),
+                asserted=False, note="this run only; tested only if resampling and dissection passed their checks"),
+    ik.nb.Claim("cladec_colour_follows_detectors", "ClaDec keeps colour better at the layer with more colour "
+                "detectors", "n/a (this chapter)",
+                [cl0.loc[more, "colour_accuracy"] - cl0.loc[fewer, "colour_accuracy"]],
+                [row[summary["check"].iloc[7]] is True], asserted=False,
+                note="this run only; tested only if ClaDec passed its check"),
+    ik.nb.Claim("explainer_part_filters", "Explainer filters match parts better than the performer's channels "
+                "(Zhang et al.)", "higher part IoU",
+                [part_iou.get("explainer", np.nan) - part_iou.get("performer", np.nan)],
+                this_run("mean part IoU: explainer filters vs performer channels"), asserted=False,
+                note="this run only; tested only if the explainer passed its check"),
+]
 timings["total"] = time.perf_counter() - t_start
-print("agreements hold; seconds per lens:", {k: round(v, 1) for k, v in timings.items()})
+ik.nb.claims_table(claim_objects)
 """),
 ("code", r"""
 numbers = {
@@ -533,7 +647,9 @@ numbers = {
     "detectors": {l: dis[l].num_detectors() for l in layers},
     "detector_rate": detector_rate,
     "nmf_object_purity": float(obj.loc[obj["mass"] > 0, "purity"].mean()),
-    "nmf_top_channel_iou": nmf_top_iou, "nmf_all_channel_iou": nmf_all_iou, "nmf_top_ahead": nmf_wins,
+    "nmf_top_channel_iou": nmf_top_iou, "nmf_matched_channel_iou": nmf_matched_iou, "nmf_all_channel_iou": nmf_all_iou,
+    "nmf_top_ahead": nmf_wins, "gates": gates, "quantile": quantile, "per_seed": {str(k): v for k, v in per_seed.items()},
+    "claims": ik.nb.claims_json(claim_objects),
     "nmf_top_detectors_of_value": nmf_hits, "nmf_random_detectors_of_value": nmf_hits_random,
     "resampling": rs_table.to_dict(orient="index"),
     "cladec": cladec_table.set_index("layer")[["relative_mse", "colour_accuracy"]].to_dict(orient="index"),
@@ -551,9 +667,9 @@ ik.nb.paper_vs_measured([
      "measured": f"{numbers['nmf_object_purity']:.2f} vs {obj.loc[obj['mass'] > 0, 'chance'].mean():.2f}",
      "holds": bool(numbers["nmf_object_purity"] > obj.loc[obj["mass"] > 0, "chance"].mean())},
     {"claim": "NMF concept neurons segment the concept better than average (this chapter)", "paper": "n/a",
-     "measured": f"IoU {nmf_top_iou:.4f} vs {nmf_all_iou:.4f}", "holds": bool(nmf_top_iou > nmf_all_iou)},
+     "measured": f"IoU {nmf_top_iou:.4f} vs {nmf_matched_iou:.4f} (activation-matched)", "holds": bool(nmf_top_iou > nmf_matched_iou)},
     {"claim": "NMF concept neurons are detectors of the concept (this chapter)", "paper": "n/a",
-     "measured": f"{nmf_hits} vs {nmf_hits_random:.2f} for random channels", "holds": bool(nmf_hits > nmf_hits_random)},
+     "measured": f"{nmf_hits} vs {nmf_hits_random:.2f} for activation-matched channels", "holds": bool(nmf_hits > nmf_hits_random)},
     {"claim": "resampling picks detectors more often than chance (this chapter)", "paper": "n/a",
      "measured": f"{rs_corr['detector_rate']:.2f} vs {rs_corr['chance_detector_rate']:.2f}",
      "holds": bool(rs_corr["detector_rate"] > rs_corr["chance_detector_rate"])},
@@ -609,6 +725,10 @@ ik.nb.paper_vs_measured([
    representation at these layers seem to be organised by?
 5. **Explainer capacity.** Halve and double `explainer_filters`. How do the part IoU and the number
    of part detectors among the explainer's filters change?
+"""),
+("code", r"""
+# last: fail the run if an asserted claim did not hold on every seed (the tables above are already written)
+ik.nb.check_claims(claim_objects, "06_five_lenses")
 """),
 ]
 
