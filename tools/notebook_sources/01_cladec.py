@@ -32,8 +32,8 @@ reconstruction, with a parameter $\alpha$.
 ```{admonition} What you will learn
 :class: tip
 - how to decode any layer of any classifier with `interpkit.cladec` (ClaDec and RefAE, cached);
-- why the authors' decoder settings stall on dark-background digits (a saturated sigmoid),
-  what we changed, and the evidence for it;
+- why the authors' decoder settings can stall on dark-background digits (a saturated sigmoid),
+  on how many seeds they do, what we changed, and the evidence for it;
 - how reconstructions change from an early block to the last one, and how they differ from an
   auto-encoder's;
 - whether a digit the classifier misreads decodes to the class it believes in (measured with a
@@ -152,7 +152,7 @@ pd.DataFrame({"layer": list(shapes), "activation shape (C, h, w)": list(shapes.v
               "numbers per image": [int(np.prod(s)) for s in shapes.values()]})
 """),
 ("md", r"""
-## The decoder, and why the authors' settings stall here
+## The decoder, and why the authors' settings can stall here
 
 The decoder follows the authors' code rather than mirroring the encoder: a 3x3 convolution (or a
 linear layer for 1x1 maps and vectors) on the activations, then transposed convolutions (kernel 4,
@@ -168,7 +168,8 @@ digits. With default initialisation the decoder starts at an output of about 0.5
 pixel darker*; Adam moves every weight at the same rate, the shifts add up through the layers, and
 the pre-sigmoid values overshoot far below zero. There the sigmoid is flat (its slope $s(1-s)$ is
 nearly zero), so the reconstruction loss passes almost no gradient back: the decoder drifts towards
-black, whatever the input.
+black, whatever the input. Whether the first steps overshoot depends on the initial weights, so the
+stall happens on some seeds and not on others; the diagnostic below counts them.
 
 **Our change:** the bias of the output layer starts at the logit of the training images' mean
 pixel (`init="mean"`, the default of `cladec.train_cladec`), so the untrained decoder already
@@ -237,8 +238,14 @@ Markdown(f"**In this run** ({len(seeds)} seed{'s' * (len(seeds) > 1)}), after {d
          f"{span(ratio['mean'])} times. The authors' version's output spread fell to less than half its peak on "
          f"{sum(spread_fell)} of {len(seeds)} seed{'s' * (len(seeds) > 1)}, and its mean pre-sigmoid value ends at "
          f"{span(ends, '.1f')} (a sigmoid output of at most {1 / (1 + np.exp(-max(ends))):.0e}). "
-         "At matched steps the two differ in kind, not only in speed: one has left the mean-image phase, the other "
-         "is moving away from it, towards a black image.")
+         + (f"Where the authors' version stalled ({sum(r > 1 for r in ratio['default'])} of {len(seeds)} "
+            f"seed{'s' * (len(seeds) > 1)}: above the mean image's error), the two differ in kind at matched steps, "
+            "not only in speed: one has left the mean-image phase, the other is moving away from it, towards a black "
+            "image. " if any(r > 1 for r in ratio['default']) else "")
+         + (f"On {sum(r <= 1 for r in ratio['default'])} of {len(seeds)} seed{'s' * (len(seeds) > 1)} it did not "
+            "stall: its first steps happened not to overshoot, and it learned, more slowly than with the mean-pixel "
+            "bias. The stall depends on the initial weights, so it is reported with its rate, not asserted."
+            if any(r <= 1 for r in ratio['default']) else ""))
 """, ["hide-input"]),
 ("md", r"""
 ## Decoding the blocks, early to last
@@ -569,7 +576,7 @@ claims = [
     claim("authors_init_stalls", f"with the authors' initialisation and learning rate, plain ClaDec at `{diag_layer}` "
           f"stalls: after {steps} steps its test error is above the mean image's",
           "not reported (their decoders train ~30,000 steps)",
-          [diag[s]["default"]["test_mse"] / base[s] for s in seeds], lambda v: v > 1,
+          [diag[s]["default"]["test_mse"] / base[s] for s in seeds], lambda v: v > 1, asserted=False,
           note="test MSE / mean image's; holds above 1"),
     claim("mean_init_learns", f"with the mean-pixel output bias, the same decoder is below the mean image's error "
           f"after the same {steps} steps", "n/a (our change)",
@@ -691,7 +698,7 @@ def mean(key):
 
 
 paragraphs = [
-    f"**The authors' optimiser settings** stall the decoder: after {steps} steps at their learning rate, the "
+    f"**The authors' optimiser settings** can stall the decoder: after {steps} steps at their learning rate, the "
     f"decoder with PyTorch's default initialisation reconstructs with {mean('authors_init_stalls'):.2f} times the mean "
     f"image's error on average (above it on {rate('authors_init_stalls')}; {status('authors_init_stalls')}), the one "
     f"with the mean-pixel bias with {mean('mean_init_learns'):.2f} times (below it on {rate('mean_init_learns')}; "
