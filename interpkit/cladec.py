@@ -26,10 +26,11 @@ Public API::
 Differences from the authors' code (``github.com/JohnTailor/ClaDec``), all documented in the
 chapter: the decoder's output bias starts at the logit of the training images' mean pixel
 (``init="mean"``; ``init="default"`` keeps PyTorch's initialisation as the authors do), which
-stops the sigmoid from saturating early in training (see :func:`train_cladec`); the frozen
-classifier stays in evaluation mode while the trade-off loss is computed (the authors' code calls
-``train()`` on it, so its dropout and batch-norm batch statistics were active); the decoder's
-channel counts can be scaled with ``width`` for CPU speed.
+stops the sigmoid from saturating early in training (see :func:`train_cladec`); the RefAE
+encoder's batch-norm statistics are recomputed over the training images after training (see
+:func:`_recalibrate_batchnorm`); the decoder's channel counts can be scaled with ``width`` for CPU
+speed. The frozen classifier stays in evaluation mode while the trade-off loss is computed, as in
+the authors' ``master`` branch (an unmerged pull request there would put it in training mode).
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ __all__ = ["Decoder", "ClaDec", "RefAE", "build_decoder", "cladec_loss", "train_
            "train_explainers", "reconstruct", "evaluate_explainers", "mean_image_mse", "fresh_copy",
            "CACHE_FORMAT"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: RefAE batch-norm statistics recalibrated after training
 BASE_CHANNELS = 64      # the authors' ``channel_mult``: channels of the last hidden decoder layer
 MAX_CHANNEL_FACTOR = 16  # cap on the doubling towards the input (1024 channels at width 1)
 INIT_CHOICES = ("mean", "default")
@@ -520,9 +521,40 @@ def _fit(decoder: Decoder, data: ImageSet, dev: torch.device, hp: dict[str, Any]
     blob: dict[str, Any] = {"decoder": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
                             "history": history, "format": CACHE_FORMAT}
     if encoder is not None:
+        _recalibrate_batchnorm(encoder, layer, images, dev, bs)
         encoder.eval()
         blob["encoder"] = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     return blob
+
+
+@torch.no_grad()
+def _recalibrate_batchnorm(encoder: nn.Module, layer: str, images: torch.Tensor, dev: torch.device,
+                           batch_size: int) -> None:
+    """Set the batch-norm running statistics of ``encoder`` (up to ``layer``) to the exact averages
+    over ``images`` under the final weights.
+
+    During training they are an exponential average (momentum 0.1) over batches seen under
+    *earlier* weights; after a few hundred steps at a high learning rate that lag makes the encoder
+    behave differently in evaluation mode than in training (a RefAE from the last block can then
+    reconstruct worse than the mean image although its training error is below it). One pass in
+    training mode with ``momentum=None`` (cumulative average) and no gradient replaces them.
+    """
+    bns = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns:
+        return
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    was = encoder.training
+    encoder.train()
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size]
+        if len(x) >= 2:
+            _layer_output(encoder, layer, x.to(dev))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    encoder.train(was)
 
 
 @torch.no_grad()

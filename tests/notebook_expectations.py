@@ -11,10 +11,12 @@ EXPECTED: dict[str, dict] = {
                          "checks": [lambda r: r["broden_round_trip_lossless"] is True,
                                     lambda r: 8 <= r["n_object_classes"] <= 12]},
     "01_cladec": {"keys": ["cladec_mse", "refae_mse", "class_mean_mse", "mean_image_mse", "fresh_accuracy_cladec",
-                           "fresh_accuracy_refae", "alpha_sweep", "misread"],
-                  "checks": [lambda r: max(r["cladec_mse"].values()) < r["mean_image_mse"],
-                             lambda r: list(r["cladec_mse"].values()) == sorted(r["cladec_mse"].values()),
-                             lambda r: r["misread"]["cladec"]["as_predicted"] > r["misread"]["cladec"]["as_true"]]},
+                           "fresh_accuracy_refae", "alpha_sweep", "misread", "diagnostic_test_mse", "seeds", "claims"],
+                  # per-seed robust: the asserted claims held on every seed of the run (the notebook's last cell
+                  # raises otherwise); reported claims (asserted False) are not re-asserted here
+                  "checks": [lambda r: all(c["passed"] == c["runs"] for c in r["claims"].values() if c["asserted"]),
+                             lambda r: "0.001" in r["alpha_sweep"],
+                             lambda r: sum(c["asserted"] for c in r["claims"].values()) >= 5]},
     "02_explainer": {"keys": ["performer_accuracy", "reconstructed_accuracy", "mean_p", "location_instability_explainer",
                               "location_instability_performer", "location_instability_mask_only", "claims",
                               "remedies"],

@@ -184,6 +184,22 @@ def test_refae_trains_a_fresh_encoder_only_up_to_the_layer(frozen, data16):
     assert float(((rec - data16.images) ** 2).mean()) < 0.7 * cladec.mean_image_mse(data16, data16)
 
 
+def test_refae_batchnorm_statistics_match_the_final_encoder(frozen, data16):
+    """After training, the RefAE encoder's batch-norm running statistics are the averages over the
+    training images under the final weights (not a running average over earlier weights), and the
+    layers after the decoded one keep their initial statistics."""
+    ae = cladec.train_refae(frozen, "features.1", data16, lr=3e-3, **{**FAST, "epochs": 3})
+    enc = ae.encoder.eval()
+    conv, bn = enc.features[0][0], enc.features[0][1]
+    with torch.no_grad():
+        z = conv(data16.images)                       # what the first batch norm sees, on all training images
+    torch.testing.assert_close(bn.running_mean, z.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert int(bn.num_batches_tracked) == len(data16) // FAST["batch_size"]
+    later = enc.features[3][1]                        # a block after the decoded layer: never run, untouched
+    torch.testing.assert_close(later.running_mean, torch.zeros_like(later.running_mean))
+    assert later.momentum == 0.1 and bn.momentum == 0.1
+
+
 def test_fresh_copy_needs_reset_parameters():
     class Scale(nn.Module):
         def __init__(self):
