@@ -15,7 +15,8 @@ auto-encoder on the feature maps ``f`` of one middle layer of the performer::
     f_hat    = decoder(x)          reconstructs the performer's features of higher layer(s)
 
     loss = sum_targets ||f_hat - f_target||^2 / E||f_target||^2          (distillation)
-           + filter_weight * mean_filters Loss_f                          (ICNN, last interp. layer)
+           + filter_weight * mean_filters Loss_f       (ICNN; last or every interp. layer, Z_T over
+                                                        the batch or per category: train_explainer)
            + p_weight * mean_images (-log p)
 
 No annotations are used: the performer's own features are the only training signal.
