@@ -15,7 +15,8 @@ auto-encoder on the feature maps ``f`` of one middle layer of the performer::
     f_hat    = decoder(x)          reconstructs the performer's features of higher layer(s)
 
     loss = sum_targets ||f_hat - f_target||^2 / E||f_target||^2          (distillation)
-           + filter_weight * mean_filters Loss_f                          (ICNN, last interp. layer)
+           + filter_weight * mean_filters Loss_f       (ICNN; last or every interp. layer, Z_T over
+                                                        the batch or per category: train_explainer)
            + p_weight * mean_images (-log p)
 
 No annotations are used: the performer's own features are the only training signal.
@@ -67,7 +68,7 @@ __all__ = [
     "icnn_templates", "template_log_priors", "filter_loss", "icnn_mask", "FilterMask", "Explainer",
     "ExplainerOutput", "layer_shapes", "check_layer_order", "performer_features", "train_explainer",
     "replaced_features", "reconstruction_error", "accuracy_with_reconstruction", "interpretable_ratio",
-    "explainer_maps", "rescale_maps", "training_step", "peak_positions", "top_activations", "location_instability", "part_iou",
+    "explainer_maps", "rescale_maps", "grouped_filter_loss", "training_step", "peak_positions", "top_activations", "location_instability", "part_iou",
     "ExplainerReport", "evaluate_explainer",
 ]
 
@@ -161,6 +162,28 @@ def filter_loss(x: torch.Tensor, *, beta: float = DEFAULT_BETA, tau: float | Non
     if reduction == "sum":
         return loss.sum()
     return loss
+
+
+def grouped_filter_loss(x: torch.Tensor, groups: torch.Tensor | None, *, beta: float = DEFAULT_BETA) -> torch.Tensor:
+    """``Loss_f`` (mean over filters) with ``Z_T`` over the images of each group (category) on its own.
+
+    ICNN normalises ``p(x | T)`` over the images of one category; in a batch that mixes categories,
+    the loss of each category's images is computed separately and the results are averaged,
+    weighted by the number of images. Groups with a single image (whose loss is 0) are skipped.
+    ``groups=None``: one group, the whole batch (:func:`filter_loss`).
+    """
+    if groups is None:
+        return filter_loss(x, beta=beta)
+    if groups.shape != x.shape[:1]:
+        raise ValueError(f"groups must be (batch,) = ({x.shape[0]},), got {tuple(groups.shape)}.")
+    total, count = x.new_zeros(()), 0
+    for g in torch.unique(groups):
+        sel = groups == g
+        k = int(sel.sum())
+        if k >= 2:
+            total = total + k * filter_loss(x[sel], beta=beta)
+            count += k
+    return total / count if count else total
 
 
 def icnn_mask(x: torch.Tensor, *, beta: float = DEFAULT_BETA) -> torch.Tensor:
@@ -445,7 +468,8 @@ def performer_features(performer: nn.Module, images: torch.Tensor, layers: str |
 def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, target_layers: str | Sequence[str], *,
                     n_filters: int | None = None, hidden: int | None = None, n_interp_layers: int = 2,
                     epochs: int = 20, lr: float = 1e-3, batch_size: int = 64, filter_weight: float = 0.1,
-                    p_weight: float = 0.05, loss_peak: float | str | None = "auto", weight_decay: float = 0.0,
+                    p_weight: float = 0.05, loss_peak: float | str | None = "auto", filter_layers: str = "last",
+                    z_groups: str = "batch", weight_decay: float = 0.0,
                     beta: float = DEFAULT_BETA, seed: int = 0,
                     device: str | torch.device | None = None, cache: bool = True,
                     progress: bool = True) -> Explainer:
@@ -455,7 +479,11 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
     The performer must be in eval mode; it is never changed. Its features of ``input_layer`` and
     ``target_layers`` are computed once, then the explainer is trained with Adam on
     ``distillation + filter_weight * Loss_f + p_weight * (-log p)``. ``loss_peak``: scale at which
-    ``Loss_f`` sees the maps (:func:`rescale_maps`; ``"auto"`` = ``2 n^2``, None = raw maps). Returns the explainer in eval
+    ``Loss_f`` sees the maps (:func:`rescale_maps`; ``"auto"`` = ``2 n^2``, None = raw maps, the
+    paper's equations). ``filter_layers``: ``"last"`` puts ``Loss_f`` on the last interpretable layer
+    only, ``"all"`` on every interpretable layer (the paper). ``z_groups``: ``"batch"`` normalises
+    ``Z_T`` over the whole batch, ``"category"`` over the images of each category (``data.labels``)
+    in the batch (ICNN; :func:`grouped_filter_loss`). Returns the explainer in eval
     mode on ``device`` with ``train_history`` (per-epoch losses and mean p), ``input_layer``,
     ``target_layers`` and ``cache_path``.
     """
@@ -470,6 +498,10 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
     for name, weight in (("filter_weight", filter_weight), ("p_weight", p_weight)):
         check_number(name, weight, hint="pass 0 to switch that term off")
     _check_beta(beta)
+    if filter_layers not in ("last", "all"):
+        raise ValueError(f"filter_layers must be 'last' or 'all', got {filter_layers!r}.")
+    if z_groups not in ("batch", "category"):
+        raise ValueError(f"z_groups must be 'batch' or 'category', got {z_groups!r}.")
     if loss_peak is not None and loss_peak != "auto":
         check_number("loss_peak", loss_peak, positive=True, hint="or 'auto', or None for raw maps; to switch the "
                      "filter loss off, pass filter_weight=0")
@@ -490,8 +522,14 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
         loss_peak = float(2 * shapes[input_layer][-1] ** 2)
     hparams = dict(epochs=epochs, lr=lr, batch_size=batch_size, filter_weight=filter_weight, p_weight=p_weight,
                    loss_peak=loss_peak, weight_decay=weight_decay, seed=seed)
+<<<<<<< HEAD
     performer_print = state_fingerprint(performer.cpu())
     blob_key = json.dumps({"format": CACHE_FORMAT, "performer": performer_print,
+=======
+    if filter_layers != "last" or z_groups != "batch":   # keys added only off the defaults: old caches stay valid
+        hparams.update(filter_layers=filter_layers, z_groups=z_groups)
+    blob_key = json.dumps({"format": CACHE_FORMAT, "performer": state_fingerprint(performer.cpu()),
+>>>>>>> ch02
                            "data": data.fingerprint(), "config": explainer.config, "hparams": hparams,
                            "init": state_fingerprint(explainer), "numerics": numerics(dev)}, sort_keys=True)
     performer.to(dev)
@@ -504,7 +542,8 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
                       RuntimeWarning, stacklevel=2)
         blob = None
     if blob is None:
-        blob = _fit(explainer, feats, input_layer, targets, dev, hparams, progress)
+        groups = data.labels.to(dev) if z_groups == "category" else None
+        blob = _fit(explainer, feats, input_layer, targets, dev, hparams, progress, groups)
         if cache:
             atomic_torch_save(blob, path)
     explainer.load_state_dict(blob["state_dict"])
@@ -531,25 +570,32 @@ def rescale_maps(x: torch.Tensor, peak: float) -> torch.Tensor:
 
 def training_step(explainer: Explainer, f_in: torch.Tensor, targets: Mapping[str, torch.Tensor],
                   scales: Mapping[str, float], filter_weight: float, p_weight: float,
-                  loss_peak: float | None = None) -> tuple[torch.Tensor, dict]:
+                  loss_peak: float | None = None, filter_layers: str = "last",
+                  groups: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """One forward pass of the explainer's loss; returns ``(loss, parts)`` (parts: floats for logging).
 
-    ``Loss_f`` acts on the filters of the last interpretable layer (those read as part detectors,
-    as ICNN puts the loss on its top conv-layer); earlier interpretable layers are masked only.
-
-    ``loss_peak``: the filter loss sees maps rescaled by :func:`rescale_maps` (None: raw maps).
+    ``filter_layers="last"``: ``Loss_f`` acts on the filters of the last interpretable layer only
+    (earlier interpretable layers are masked only); ``"all"``: on every interpretable layer (the
+    paper), averaged over layers. ``loss_peak``: the filter loss sees maps rescaled by
+    :func:`rescale_maps` (None: raw maps). ``groups`` (B,): ``Z_T`` per group (category) of the
+    batch (:func:`grouped_filter_loss`); None: over the whole batch.
     """
     out = explainer(f_in)
     rec = explainer.distillation_loss(out, targets, scales)
-    maps = out.interp_maps[-1]
-    floss = filter_loss(maps if loss_peak is None else rescale_maps(maps, loss_peak), beta=explainer.beta)
+    layers = out.interp_maps if filter_layers == "all" else out.interp_maps[-1:]
+    if filter_weight == 0:      # switched off: not computed (logged as 0)
+        floss = rec.new_zeros(())
+    else:
+        floss = sum(grouped_filter_loss(m if loss_peak is None else rescale_maps(m, loss_peak), groups,
+                                        beta=explainer.beta) for m in layers) / len(layers)
     ploss = -torch.log(out.p.clamp_min(1e-6)).mean()
     loss = rec + filter_weight * floss + p_weight * ploss
     return loss, {"recon": rec.item(), "filter": floss.item(), "neg_log_p": ploss.item(), "p": out.p.mean().item()}
 
 
 def _fit(explainer: Explainer, feats: dict[str, torch.Tensor], input_layer: str, targets: list[str],
-         dev: torch.device, hp: dict[str, Any], progress: bool) -> dict[str, Any]:
+         dev: torch.device, hp: dict[str, Any], progress: bool,
+         groups: torch.Tensor | None = None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     seed_everything(hp["seed"])
@@ -571,7 +617,8 @@ def _fit(explainer: Explainer, feats: dict[str, torch.Tensor], input_layer: str,
         for b in range(n_batches):  # full batches only: Z_T of the filter loss runs over the batch
             idx = perm[b * bs:(b + 1) * bs]
             loss, parts = training_step(explainer, f_in[idx], {t: feats[t][idx] for t in targets}, scales,
-                                        hp["filter_weight"], hp["p_weight"], hp["loss_peak"])
+                                        hp["filter_weight"], hp["p_weight"], hp["loss_peak"],
+                                        hp.get("filter_layers", "last"), None if groups is None else groups[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -758,10 +805,18 @@ def top_activations(maps: torch.Tensor, image_size: int | Sequence[int], *, top:
     return pd.DataFrame(rows, columns=["filter", "rank", "image", "activation", "peak_y", "peak_x"])
 
 
-def _instability_one(peaks: np.ndarray, act: np.ndarray, lm: np.ndarray, top: int) -> tuple[float, int]:
+def _top_count(top: int | float, n: int) -> int:
+    """``top`` images, or with a float in (0, 1] that fraction of ``n`` (rounded up, at least 2)."""
+    if isinstance(top, float):
+        return max(2, math.ceil(top * n))
+    return int(top)
+
+
+def _instability_one(peaks: np.ndarray, act: np.ndarray, lm: np.ndarray, top: int | float) -> tuple[float, int]:
     """Mean over landmarks of the std (ddof=1) of peak-landmark distances over a filter's top images
-    (images showing the landmark, ranked by peak activation, silent ones skipped). NaN if some shown
-    landmark has fewer than two such images; also returns the mean number of images used."""
+    (images showing the landmark, ranked by peak activation, silent ones skipped; ``top`` a count or
+    a fraction of the images showing it). NaN if some shown landmark has fewer than two such images;
+    also returns the mean number of images used."""
     present = ~np.isnan(lm).any(-1)                                             # (n, P)
     stds, used = [], []
     for k in range(lm.shape[1]):
@@ -769,7 +824,7 @@ def _instability_one(peaks: np.ndarray, act: np.ndarray, lm: np.ndarray, top: in
         if len(idx) == 0:
             continue
         order = idx[np.argsort(-act[idx], kind="stable")]
-        order = order[act[order] > 0][:top]
+        order = order[act[order] > 0][:_top_count(top, len(idx))]
         if len(order) < 2:
             return float("nan"), 0
         d = np.linalg.norm(peaks[order] - lm[order, k], axis=-1)
@@ -781,10 +836,11 @@ def _instability_one(peaks: np.ndarray, act: np.ndarray, lm: np.ndarray, top: in
 
 
 def location_instability(maps: torch.Tensor, landmarks: torch.Tensor, image_size: int | Sequence[int], *,
-                         labels: torch.Tensor | None = None, top: int = 100) -> pd.DataFrame:
+                         labels: torch.Tensor | None = None, top: int | float = 100) -> pd.DataFrame:
     """Zhang et al.'s location instability of every filter, one row per filter.
 
     As in the ICNN authors' evaluation code: for filter f and landmark k, take the ``top`` images
+    (an int; or a float in (0, 1]: that fraction of the images showing the landmark, at least two)
     with the highest peak activation of f among those that show landmark k (silent images, peak
     <= 0, are skipped here); ``d_I = ||peak_f(I) - landmark_k(I)||`` with the peak mapped to image
     coordinates (:func:`peak_positions`); the instability is the mean over landmarks of the standard
@@ -804,8 +860,12 @@ def location_instability(maps: torch.Tensor, landmarks: torch.Tensor, image_size
                          f"{tuple(landmarks.shape)}.")
     if labels is not None and tuple(labels.shape) != (maps.shape[0],):
         raise ValueError(f"labels must be (N,) with N = {maps.shape[0]}, got {tuple(labels.shape)}.")
-    if top < 2:
-        raise ValueError(f"top must be >= 2 (a standard deviation needs two images), got {top}.")
+    if isinstance(top, float):
+        if not 0.0 < top <= 1.0:
+            raise ValueError(f"a fractional top must lie in (0, 1], got {top}.")
+    elif isinstance(top, bool) or not isinstance(top, int) or top < 2:
+        raise ValueError(f"top must be an int >= 2 (a standard deviation needs two images) or a fraction "
+                         f"in (0, 1], got {top!r}.")
     H, W = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     diag = math.hypot(H, W)
     peaks = peak_positions(maps, (H, W)).numpy()                               # (N, K, 2)
@@ -910,7 +970,7 @@ class ExplainerReport:
         return out
 
 
-def evaluate_explainer(explainer: Explainer, performer: nn.Module, data: ImageSet, *, top: int = 100,
+def evaluate_explainer(explainer: Explainer, performer: nn.Module, data: ImageSet, *, top: int | float = 100,
                        quantile: float = 0.95, batch_size: int = 256,
                        device: str | torch.device | None = None) -> ExplainerReport:
     """Every metric on ``data`` (a ``WorldSet``: needs ``landmarks``, ``part_mask``, ``part_names``
@@ -923,7 +983,7 @@ def evaluate_explainer(explainer: Explainer, performer: nn.Module, data: ImageSe
     acc = accuracy_with_reconstruction(explainer, performer, data, batch_size=batch_size, device=device)
     maps = explainer_maps(explainer, performer, data.images, batch_size=batch_size, device=device)
     H, W = data.image_size
-    tops = top_activations(maps["x_interp"], (H, W), top=min(top, 20))
+    tops = top_activations(maps["x_interp"], (H, W), top=20 if isinstance(top, float) else min(top, 20))
     inst = iou = pd.DataFrame()
     landmarks = getattr(data, "landmarks", None)
     if landmarks is not None:

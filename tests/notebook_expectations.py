@@ -19,10 +19,12 @@ EXPECTED: dict[str, dict] = {
                              lambda r: sum(c["asserted"] for c in r["claims"].values()) >= 5]},
     "02_explainer": {"keys": ["performer_accuracy", "reconstructed_accuracy", "mean_p", "location_instability_explainer",
                               "location_instability_performer", "location_instability_mask_only", "claims",
-                              "remedies"],
-                     "checks": [lambda r: r["performer_accuracy"] - r["reconstructed_accuracy"] <= 0.03,
-                                lambda r: r["mean_p"] > 0.5,
-                                lambda r: r["location_instability_mask_only"] < r["location_instability_performer"]]},
+                              "per_seed", "ablation"],
+                     # the asserted claims (held on every seed of the sweep); the stability and part-IoU
+                     # claims are reported only, so they are not checked here
+                     "checks": [lambda r, k=k: all(r["claims"][k]["holds"]) and r["claims"][k]["asserted"]
+                                for k in ("performer_accurate", "accuracy_kept")] + [
+                                lambda r: len(r["ablation"]) == 7]},
     "03_input_resampling": {"keys": ["ablation_mean_drop", "dice_by_epoch", "correlation_minus_random", "claims"]},
     "04_activation_clustering": {"keys": ["objective_monotone", "objective_faithful", "probe_accuracy"],
                                  "checks": [lambda r: r["objective_monotone"] < r["objective_faithful"]]},
