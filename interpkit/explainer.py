@@ -522,14 +522,10 @@ def train_explainer(performer: nn.Module, data: ImageSet, input_layer: str, targ
         loss_peak = float(2 * shapes[input_layer][-1] ** 2)
     hparams = dict(epochs=epochs, lr=lr, batch_size=batch_size, filter_weight=filter_weight, p_weight=p_weight,
                    loss_peak=loss_peak, weight_decay=weight_decay, seed=seed)
-<<<<<<< HEAD
-    performer_print = state_fingerprint(performer.cpu())
-    blob_key = json.dumps({"format": CACHE_FORMAT, "performer": performer_print,
-=======
     if filter_layers != "last" or z_groups != "batch":   # keys added only off the defaults: old caches stay valid
         hparams.update(filter_layers=filter_layers, z_groups=z_groups)
-    blob_key = json.dumps({"format": CACHE_FORMAT, "performer": state_fingerprint(performer.cpu()),
->>>>>>> ch02
+    performer_print = state_fingerprint(performer.cpu())
+    blob_key = json.dumps({"format": CACHE_FORMAT, "performer": performer_print,
                            "data": data.fingerprint(), "config": explainer.config, "hparams": hparams,
                            "init": state_fingerprint(explainer), "numerics": numerics(dev)}, sort_keys=True)
     performer.to(dev)
