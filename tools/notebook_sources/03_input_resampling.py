@@ -35,10 +35,11 @@ does not: we switch the chosen neurons off), and follow the set overlap through 
 - what did and did not reproduce, and why the design of the noise (a ramp of noise levels) matters.
 ```
 
-**Run time** on a 2-core CPU: 67-87 seconds from a cold cache (the range of two fresh-clone book
-builds on 2026-11-24; two training runs of the chapter-0 classifier with per-epoch checkpoints),
-about 40 seconds warm, and about 30 seconds in smoke mode (`INTERPKIT_SMOKE=1`). On a machine shared with
-other jobs it can be several times longer: we measured 6.5 minutes cold at a load average of 13-18. GPU: not measured yet (no GPU was available when these were taken).
+**Run time** on a 2-core CPU: the claims are measured over three seeds in full mode (two in
+smoke mode), each with its own classifier and resampling runs. On a shared machine at a load
+average of about 17 (five other jobs), with the classifiers already cached, the full run took
+about 4 minutes and smoke runs 66-94 seconds; on a quiet machine expect a fraction of that (one
+seed took 67-87 seconds cold in earlier quiet builds). GPU: not measured (no GPU was available).
 """),
 ("code", r"""
 # Book defaults. Papermill can override these; INTERPKIT_SMOKE=1 switches to a quick run.
@@ -58,7 +59,8 @@ n_random = 6              # random draws of k channels per image and layer
 n_variant_images = 80     # test images for the noise-design variants
 image_index = 0           # the test image shown in the figures
 cpu_threads = 1           # torch CPU threads (None: torch's default). The work here is many small
-                          # operations, which gain little from threads and lose a lot on a shared CPU
+                          # operations, which gain little from threads and lose a lot on a shared CPU;
+                          # a fixed count also gives the same numbers whatever OMP_NUM_THREADS says
 """, ["parameters"]),
 ("code", r"""
 import matplotlib.pyplot as plt
