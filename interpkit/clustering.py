@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal, Mapping, Sequence, Union
@@ -212,7 +213,7 @@ class _Data:
     """A data matrix seen as row blocks on the device (the whole matrix when ``chunk_rows`` is None)."""
 
     def __init__(self, kind: str, name: str, x, device: torch.device, dtype: torch.dtype,
-                 chunk_rows: int | None) -> None:
+                 chunk_rows: int | None, normalize: str | None = None) -> None:
         self.kind, self.name, self.key = kind, name, f"{kind}:{name}"
         if not isinstance(x, (torch.Tensor, np.ndarray)):
             raise TypeError(f"{kind} matrix {name!r} is a {type(x).__name__}; pass a torch tensor or NumPy array.")
@@ -225,16 +226,26 @@ class _Data:
         self.device, self.dtype = device, dtype
         self.step = self.rows if chunk_rows is None else max(1, int(chunk_rows))
         self.src = x
+        self.scale = 1.0            # every block is multiplied by this when loaded (normalize="rms")
         self.full: torch.Tensor | None = None
         if chunk_rows is None:
             self.full = self._load(0, self.rows)
-        self.sq_norm = self._check()
+        self.raw_sq_norm, self.max_abs = self._check()
+        self.rms = math.sqrt(self.raw_sq_norm / (self.rows * self.cols))
+        if normalize == "rms":      # mean square entry 1: the factorisation no longer depends on units
+            self.scale = 1.0 / self.rms
+            if self.full is not None:
+                self.full = self.full * self.scale     # a new tensor: the caller's matrix is not changed
+        elif normalize is not None:
+            raise ValueError(f"normalize must be 'rms' or None, got {normalize!r}.")
+        self.sq_norm = self.raw_sq_norm * self.scale ** 2
 
     def _load(self, r0: int, r1: int) -> torch.Tensor:
         x = self.src[r0:r1]
         if isinstance(x, np.ndarray):
             x = torch.from_numpy(np.ascontiguousarray(x))
-        return x.to(self.device, self.dtype)
+        x = x.to(self.device, self.dtype)
+        return x * self.scale if self.scale != 1.0 else x
 
     def chunks(self) -> Iterator[tuple[slice, torch.Tensor]]:
         if self.full is not None:
@@ -244,8 +255,9 @@ class _Data:
             r1 = min(self.rows, r0 + self.step)
             yield slice(r0, r1), self._load(r0, r1)
 
-    def _check(self) -> float:
-        sq, n_bad, lo = 0.0, 0, math.inf
+    def _check(self) -> tuple[float, float]:
+        """Validate the data; returns its squared Frobenius norm and largest entry."""
+        sq, n_bad, lo, hi = 0.0, 0, math.inf, 0.0
         for _, xc in self.chunks():
             cmin, cmax = torch.aminmax(xc)
             if not (math.isfinite(float(cmin)) and math.isfinite(float(cmax))):   # NaN or inf somewhere
@@ -253,12 +265,15 @@ class _Data:
                 n_bad += int((~finite).sum())
                 cmin = torch.where(finite, xc, torch.zeros((), dtype=xc.dtype, device=xc.device)).min()
             lo = min(lo, float(cmin))
+            hi = max(hi, float(cmax))
             if n_bad == 0:
                 sq += float(torch.linalg.vector_norm(xc, dtype=torch.float64)) ** 2
         if n_bad:
-            raise ValueError(f"{self.kind} matrix {self.name!r} contains {n_bad} NaN/inf values; NMF needs "
-                             "finite data. Check the images and model (activation_matrices reports which "
-                             "examples), or drop the affected examples from every matrix.")
+            raise ValueError(f"{self.kind} matrix {self.name!r} contains {n_bad} NaN/inf values (in "
+                             f"{str(self.dtype).replace('torch.', '')}); NMF needs finite data. Check the images "
+                             "and model (activation_matrices reports which examples), or drop the affected "
+                             "examples from every matrix; values beyond the float32 range need "
+                             "dtype=torch.float64.")
         if lo < 0:
             hint = ("capture a post-ReLU layer or pass relu=True to activation_matrices"
                     if self.kind == "activation" else "use pixel values in [0, 1] (pixel_matrices)")
@@ -267,18 +282,27 @@ class _Data:
         if sq == 0:
             raise ValueError(f"{self.kind} matrix {self.name!r} is all zeros (e.g. a dead layer); "
                              "drop it or choose another layer.")
-        return sq
+        return sq, hi
 
 
-def _prepare(activations, pixels, rank: int, device, dtype, chunk_rows) -> tuple[list[_Data], list[str], list[str]]:
+def _prepare(activations, pixels, rank: int, device, dtype, chunk_rows,
+             normalize: str | None = None) -> tuple[list[_Data], list[str], list[str]]:
     acts, pix = _as_named(activations, "layer"), _as_named(pixels, "channel")
     if not acts and not pix:
         raise ValueError("no data matrices given; pass at least one activation or pixel matrix.")
     if not isinstance(rank, (int, np.integer)) or isinstance(rank, bool) or rank < 1:
         raise ValueError(f"rank must be a positive integer, got {rank!r}.")
     dev = resolve_device(device, needs_float64="coupled NMF")
-    data = [_Data("pixel", k, v, dev, dtype, chunk_rows) for k, v in pix.items()]
-    data += [_Data("activation", k, v, dev, dtype, chunk_rows) for k, v in acts.items()]
+    data = [_Data("pixel", k, v, dev, dtype, chunk_rows, normalize) for k, v in pix.items()]
+    data += [_Data("activation", k, v, dev, dtype, chunk_rows, normalize) for k, v in acts.items()]
+    if normalize is None:
+        # products of entries (X F^T, W^T W F) must stay far inside the range of the dtype
+        limit = math.sqrt(torch.finfo(dtype).max) * 1e-4
+        big = [f"{d.kind} matrix {d.name!r} (largest entry {d.max_abs:.3g})" for d in data if d.max_abs > limit]
+        if big:
+            raise ValueError(f"{', '.join(big)} too large for {str(dtype).replace('torch.', '')} arithmetic "
+                             f"(entries above {limit:.1g} overflow in the updates and give NaN factors); pass "
+                             "normalize='rms' (each matrix scaled to mean square 1) or dtype=torch.float64.")
     counts = {d.name: d.cols for d in data}
     if len(set(counts.values())) > 1:
         raise ValueError(f"the matrices have different numbers of examples (columns): {counts}. Every "
@@ -405,13 +429,15 @@ def _init(data: list[_Data], pix_names: list[str], act_names: list[str], rank: i
 def init_factors(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
                  pixels: Mapping[str, Matrix] | Sequence[Matrix] | None = None, rank: int = 20, *,
                  method: str = "nndsvd", seed: int = 0, device: str | torch.device | None = None,
-                 dtype: torch.dtype = torch.float32, chunk_rows: int | None = None) -> Factors:
+                 dtype: torch.dtype = torch.float32, chunk_rows: int | None = None,
+                 normalize: str | None = None) -> Factors:
     """The initial factors :func:`coupled_nmf` would use (F uniform in [0,1), W by NNDSVD per matrix).
 
     Pass the result back as ``coupled_nmf(..., init=factors)`` (or ``.numpy()`` to the NumPy
-    reference) to compare implementations from the same starting point.
+    reference) to compare implementations from the same starting point; use the same
+    ``normalize`` for both (the NNDSVD factors are those of the normalised matrices).
     """
-    data, pn, an = _prepare(activations, pixels, rank, device, dtype, chunk_rows)
+    data, pn, an = _prepare(activations, pixels, rank, device, dtype, chunk_rows, normalize)
     return _init(data, pn, an, rank, method, seed)
 
 
@@ -447,6 +473,10 @@ class CoupledNMF:
     concept ``r``. ``history`` has one row per iteration (0 = the initial factors) with the
     penalised ``objective``, ``reconstruction`` (sum of squared errors), ``penalty`` and
     ``relative_error``. All tensors are on the CPU, in the dtype of the run.
+
+    With ``normalize="rms"`` the run factorises ``c_k X_k`` (``scales[k] = c_k``), and the history
+    is in those units; ``P`` and ``O`` are returned in the units of the data (divided by ``c_k``),
+    so ``W_k F`` approximates ``X_k`` itself in either case.
     """
 
     F: torch.Tensor
@@ -458,6 +488,8 @@ class CoupledNMF:
     lambda_f: float
     converged: bool
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    normalize: str | None = None
+    scales: dict[str, float] = field(default_factory=dict)   # "pixel:<name>" / "activation:<name>" -> c_k
 
     @property
     def n_iter(self) -> int:
@@ -489,7 +521,8 @@ def coupled_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
                 n_iter: int = 50, lambda_f: float = 1.0, mode: Mode = "monotone",
                 init: "str | Factors" = "nndsvd", tol: float = 1e-8, eps: float = 1e-9, seed: int = 0,
                 device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                chunk_rows: int | None = None, progress: bool = False) -> CoupledNMF:
+                chunk_rows: int | None = None, normalize: str | None = None,
+                progress: bool = False) -> CoupledNMF:
     """Coupled NMF of activation matrices ``A_j`` and pixel matrices ``D_i`` with a shared F.
 
     ``activations``/``pixels``: dicts (or lists) of non-negative (rows x N) matrices with the same
@@ -498,13 +531,21 @@ def coupled_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
     normalisation; see the module docstring). ``init``: ``"nndsvd"`` (authors), ``"nndsvda"``,
     ``"random"`` or a :class:`Factors` (e.g. from :func:`init_factors`). ``chunk_rows``: stream the
     matrices to the device in blocks of this many rows (memmaps, large probe sets).
+
+    ``normalize``: ``None`` (the paper) factorises the matrices as given, so each matrix weighs in
+    proportion to its squared norm and the penalty's strength depends on the data's units (a
+    layer whose activations are 100 times smaller counts 10,000 times less, and small data lose
+    concepts to the L1 term: a ``RuntimeWarning`` says so when a concept dies). ``"rms"`` scales
+    every matrix to mean square entry 1 first (``c_k = 1 / rms(X_k)``), so every entry of every
+    matrix counts alike whatever its units, and the result does not change when a matrix is
+    multiplied by a constant.
     """
     if mode not in ("monotone", "faithful"):
         raise ValueError(f"mode must be 'monotone' or 'faithful', got {mode!r}.")
     check_positive_int("n_iter", n_iter)
     check_number("lambda_f", lambda_f, hint="the paper uses 1")
     check_number("eps", eps, positive=True, hint="it only guards divisions by zero")
-    data, pn, an = _prepare(activations, pixels, rank, device, dtype, chunk_rows)
+    data, pn, an = _prepare(activations, pixels, rank, device, dtype, chunk_rows, normalize)
     fac = (_init(data, pn, an, rank, init, seed) if isinstance(init, str)
            else _check_init(init, data, pn, an, rank))
     F = fac.F
@@ -579,12 +620,39 @@ def coupled_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
         for k in W:
             W[k] = W[k] / scale
         F = F * scale[:, None]
+    if not (torch.isfinite(F).all() and all(torch.isfinite(w).all() for w in W.values())):
+        raise FloatingPointError(f"coupled NMF produced NaN/inf factors in {str(F.dtype).replace('torch.', '')} "
+                                 "(an overflow); pass normalize='rms' or dtype=torch.float64.")
+    by = {d.key: d for d in data}
+    _warn_dead_concepts(F, lambda_f, normalize, data, rows[-1]["relative_error"])
     cpu = lambda t: t.detach().cpu()
+    out_w = {k: cpu(w / by[k].scale if by[k].scale != 1.0 else w) for k, w in W.items()}   # data units
     shapes = dict(getattr(activations, "shapes", {}) or {})
-    return CoupledNMF(F=cpu(F), P={k: cpu(W[f"pixel:{k}"]) for k in pn},
-                      O={k: cpu(W[f"activation:{k}"]) for k in an},
+    return CoupledNMF(F=cpu(F), P={k: out_w[f"pixel:{k}"] for k in pn},
+                      O={k: out_w[f"activation:{k}"] for k in an},
                       history=pd.DataFrame(rows), mode=mode, rank=int(rank), lambda_f=float(lambda_f),
-                      converged=converged, shapes=shapes)
+                      converged=converged, shapes=shapes, normalize=normalize,
+                      scales={d.key: d.scale for d in data})
+
+
+def _warn_dead_concepts(F: torch.Tensor, lambda_f: float, normalize: str | None, data: list["_Data"],
+                        relative_error: float) -> None:
+    """A RuntimeWarning when concepts ended with (almost) none of F's mass, or nothing is reconstructed
+    at all (every concept shrunk alike): the L1 penalty won."""
+    mass = F.double().sum(1)
+    total = float(mass.sum())
+    dead = int((mass <= 1e-6 * total / len(mass)).sum()) if total > 0 else len(mass)
+    if relative_error > 0.99:          # F shrunk towards 0 as a whole (its shares can still look even)
+        dead = len(mass)
+    if dead == 0 or lambda_f == 0:
+        return
+    hint = ("pass normalize='rms' (each matrix scaled to mean square 1) or a smaller lambda_f"
+            if normalize is None else "use a smaller rank or lambda_f")
+    warnings.warn(f"{dead} of {len(mass)} concepts ended with almost no weight in F: the penalty lambda_f="
+                  f"{lambda_f:g} * (sum F + ||F||^2 / 2) outweighs what they would reconstruct "
+                  f"(root-mean-square entry of each matrix{' after scaling' if normalize else ''}: "
+                  f"{', '.join(f'{d.name} {d.rms * d.scale:.3g}' for d in data)}); {hint}.",
+                  RuntimeWarning, stacklevel=3)
 
 
 def layer_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix], rank: int = 20,

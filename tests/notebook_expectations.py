@@ -25,9 +25,17 @@ EXPECTED: dict[str, dict] = {
                      "checks": [lambda r, k=k: all(r["claims"][k]["holds"]) and r["claims"][k]["asserted"]
                                 for k in ("performer_accurate", "accuracy_kept")] + [
                                 lambda r: len(r["ablation"]) == 7]},
-    "03_input_resampling": {"keys": ["ablation_mean_drop", "dice_by_epoch", "correlation_minus_random", "claims"]},
-    "04_activation_clustering": {"keys": ["objective_monotone", "objective_faithful", "probe_accuracy"],
-                                 "checks": [lambda r: r["objective_monotone"] < r["objective_faithful"]]},
+    "03_input_resampling": {"keys": ["ablation_mean_drop", "dice_by_epoch", "correlation_minus_random", "claims",
+                                     "per_seed", "seeds"],
+                             "checks": [lambda r: len(r["seeds"]) >= 2,
+                                        lambda r: all(all(c["holds"]) for c in r["claims"].values() if c["asserted"]),
+                                        lambda r: max(v for v in r["authors_similarity_by_epoch"] if v is not None) <= 0.5]},
+    "04_activation_clustering": {"keys": ["objective_monotone", "objective_faithful", "probe_accuracy", "claims",
+                                          "per_seed", "seeds"],
+                                 "checks": [lambda r: len(r["seeds"]) >= 2, lambda r: r["normalize"] == "rms",
+                                            lambda r: all(all(c["holds"]) for c in r["claims"].values()
+                                                          if c["asserted"]),
+                                            lambda r: r["claims"]["monotone_never_rises"]["asserted"] is True]},
     "05_network_dissection": {
         "keys": ["unique_detectors_trained", "unique_detectors_random", "quantile", "per_seed",
                  "quantile_sweep", "rotation_unique_mean", "rotation_accuracy", "claims"],
@@ -43,3 +51,4 @@ EXPECTED: dict[str, dict] = {
                        "checks": [lambda r: r["quantile"] == 0.005,
                                   lambda r: all(r["claims"][k]["passed"] == r["claims"][k]["runs"]
                                                 for k, c in r["claims"].items() if c["asserted"])]},
+}

@@ -377,3 +377,69 @@ def test_knn_impurity_rejects_non_positive_n_classes():
     res = cl.coupled_nmf(acts, pix, 3, n_iter=2)
     with pytest.raises(ValueError, match="n_classes"):
         cl.knn_impurity(res, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# scale: the raw objective depends on the units of each matrix (issue: random-network control,
+# small activations losing concepts, float32 overflow)
+# --------------------------------------------------------------------------------------------
+def _live(res: cl.CoupledNMF) -> int:
+    mass = res.F.double().sum(1)
+    return int((mass > 1e-6 * mass.sum() / len(mass)).sum())
+
+
+def test_small_activations_lose_concepts_with_a_warning_raw_and_not_with_rms():
+    # before: activations scaled by 1e-4 silently kept 1 of 5 concepts under the default lambda_f
+    _, acts = _data(1)
+    small = {k: v * 1e-4 for k, v in acts.items()}
+    with pytest.warns(RuntimeWarning, match=r"concepts ended with almost no weight.*normalize='rms'"):
+        raw = cl.coupled_nmf(small, None, 5, n_iter=60)
+    assert _live(raw) < 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ref = cl.coupled_nmf(acts, None, 5, n_iter=60, normalize="rms")
+        rms = cl.coupled_nmf(small, None, 5, n_iter=60, normalize="rms")
+    assert _live(rms) == 5
+    # the normalised run does not depend on the units: same F, factors in the units of the data
+    np.testing.assert_allclose(rms.F.numpy(), ref.F.numpy(), rtol=1e-3, atol=1e-4 * float(ref.F.max()))
+    np.testing.assert_allclose(rms.history["objective"], ref.history["objective"], rtol=1e-4)
+    for k in acts:
+        np.testing.assert_allclose(rms.O[k].numpy() * 1e4, ref.O[k].numpy(), rtol=1e-3,
+                                   atol=1e-4 * float(ref.O[k].max()))
+    assert _direct_rel_error(rms, {}, small) == pytest.approx(_direct_rel_error(ref, {}, acts), rel=1e-3)
+
+
+def test_rms_balances_a_tiny_matrix_against_pixels():
+    # the chapter's random-network control: with activations of squared norm ~1e-6 of the pixels',
+    # the raw coupled F was the pixels-only F (the activations had no say in it)
+    pix, acts = _data(2)
+    tiny = {k: v * 1e-3 for k, v in acts.items()}
+    rel = lambda a, b: float((a.F - b.F).norm() / b.F.norm())
+    kw = dict(n_iter=40, dtype=torch.float64)
+    assert rel(cl.coupled_nmf(tiny, pix, 4, **kw), cl.coupled_nmf(None, pix, 4, **kw)) < 1e-3
+    res = cl.coupled_nmf(tiny, pix, 4, normalize="rms", **kw)
+    assert rel(res, cl.coupled_nmf(None, pix, 4, normalize="rms", **kw)) > 0.1
+    assert rel(res, cl.coupled_nmf(acts, pix, 4, normalize="rms", **kw)) < 1e-8    # units do not matter
+    assert res.scales["activation:l1"] == pytest.approx(1 / np.sqrt((tiny["l1"] ** 2).mean()))
+    stacked = torch.cat([res.P[k] * res.scales[f"pixel:{k}"] for k in pix]
+                        + [res.O[k] * res.scales[f"activation:{k}"] for k in acts])
+    np.testing.assert_allclose(stacked.norm(dim=0).numpy(), 1, rtol=1e-6)   # unit columns, normalised units
+
+
+def test_huge_float32_inputs_raise_raw_and_work_with_rms():
+    # before: entries around 1e20 in float32 gave NaN factors without a word
+    _, acts = _data(3, n=20)
+    huge = {k: (v * 1e20).astype(np.float32) for k, v in acts.items()}
+    with pytest.raises(ValueError, match=r"too large for float32.*normalize='rms'"):
+        cl.coupled_nmf(huge, None, 3, n_iter=10)
+    res = cl.coupled_nmf(huge, None, 3, n_iter=10, normalize="rms")
+    ref = cl.coupled_nmf({k: v.astype(np.float32) for k, v in acts.items()}, None, 3, n_iter=10, normalize="rms")
+    assert torch.isfinite(res.F).all()
+    np.testing.assert_allclose(res.F.numpy(), ref.F.numpy(), rtol=1e-3, atol=1e-4 * float(ref.F.max()))
+    assert cl.coupled_nmf(huge, None, 3, n_iter=10, dtype=torch.float64).relative_error < 1
+
+
+def test_normalize_rejects_unknown_values():
+    pix, acts = _data(n=12)
+    with pytest.raises(ValueError, match="normalize must be 'rms' or None"):
+        cl.coupled_nmf(acts, pix, 3, n_iter=2, normalize="max")

@@ -459,3 +459,23 @@ def test_overlap_over_training_restores_weights():
     assert df["checkpoint"].tolist() == ["e1", "e1", "e2", "e2"]
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, before[k])
+
+
+def test_overlap_never_exceeds_half_dice_bound_with_ties_nan_and_inf():
+    # the chapter's "authors' similarity <= 0.5" is a property of the formula; checked here on scores
+    # with ties, NaN (ineligible) and inf (constant channels), pooled and per layer
+    rng = np.random.default_rng(0)
+    layers, chans = ["a", "b", "c"], {"a": 4, "b": 8, "c": 6}
+    for _ in range(40):
+        scores = pd.DataFrame([{"image": i, "layer": l, "channel": c}
+                               for i in range(3) for l in layers for c in range(chans[l])])
+        for m in rs.METRICS:
+            scores[m] = [rng.choice([np.nan, np.inf, 1.0, 2.0, rng.random()]) for _ in range(len(scores))]
+        scores["layer"] = pd.Categorical(scores["layer"], categories=layers)
+        res = rs.ResamplingResult(scores, layers, chans, {}, None, {"target": np.zeros(3, int)})
+        for k in (1, 3, 5, 9):
+            for per_layer in (False, True):
+                ov = res.overlap(k, per_layer=per_layer)
+                assert (ov["authors_similarity"].dropna() <= 0.5).all()
+                assert (ov["intersection"] <= np.minimum(ov["size_a"], ov["size_b"])).all()
+                np.testing.assert_allclose(ov["dice"], 2 * ov["authors_similarity"])
