@@ -341,7 +341,7 @@ mask_only = ablation_models["template mask only (filter_weight = 0)"]
 ablation.round(4)
 """),
 ("md", r"""
-## Claims over seeds
+## Paper vs measured
 
 The paper's claims are measured on `n_seeds` seeds in the full run (one in smoke mode): each seed
 draws its own data, performer, explainer and mask-only explainer (the first seed's are those shown
