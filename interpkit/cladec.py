@@ -28,7 +28,7 @@ chapter: the decoder's output bias starts at the logit of the training images' m
 (``init="mean"``; ``init="default"`` keeps PyTorch's initialisation as the authors do), which
 stops the sigmoid from saturating early in training (see :func:`train_cladec`); the RefAE
 encoder's batch-norm statistics are recomputed over the training images after training (see
-:func:`_recalibrate_batchnorm`); the decoder's channel counts can be scaled with ``width`` for CPU
+``_recalibrate_batchnorm``); the decoder's channel counts can be scaled with ``width`` for CPU
 speed. The frozen classifier stays in evaluation mode while the trade-off loss is computed, as in
 the authors' ``master`` branch (an unmerged pull request there would put it in training mode).
 """

@@ -106,7 +106,7 @@ def train(model: nn.Module, data: ImageSet, *, epochs: int = 8, lr: float = 1e-3
     """Train a classifier with Adam and cross-entropy, or load the identical run from the cache.
 
     With ``init="seed"`` (the default) the initial weights are drawn again from ``seed``
-    (:func:`reinitialize`), so a run is a function of the architecture, the data, the arguments
+    (:func:`~interpkit.models.reinitialize`), so a run is a function of the architecture, the data, the arguments
     and the seed alone: the same call in a new process hits the cache, and another seed changes
     the initialisation as well as the batch order. ``init="keep"`` trains from the weights the model
     has (fine-tuning), and the cache key then hashes them.
