@@ -1,4 +1,6 @@
-"""Root pytest configuration: notebooks collected by nbval run in smoke mode with a repo-local cache."""
+"""Root pytest configuration: notebooks collected by nbval run in smoke mode with a repo-local
+cache."""
+
 import os
 from pathlib import Path
 

@@ -1,9 +1,10 @@
 """Timing helper shared by the benchmark scripts (imported from their own folder)."""
+
 from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -2,14 +2,15 @@
 
 Reported as a ratio (capture time / plain time) measured in the same process; target < 1.10.
 """
+
 from __future__ import annotations
 
 import argparse
 
 import torch
+from _timing import median_seconds
 
 import interpkit as ik
-from _timing import median_seconds
 
 
 def main() -> None:
@@ -38,8 +39,15 @@ def main() -> None:
         t_plain.append(median_seconds(plain, args.repeats))
         t_cap.append(median_seconds(captured, args.repeats))
     tp, tc = min(t_plain), min(t_cap)
-    result = {"device": str(dev), "images": args.images, "size": args.size, "plain_s": tp, "capture_s": tc,
-              "ratio": tc / tp, "target": 1.10}
+    result = {
+        "device": str(dev),
+        "images": args.images,
+        "size": args.size,
+        "plain_s": tp,
+        "capture_s": tc,
+        "ratio": tc / tp,
+        "target": 1.10,
+    }
     print(f"{'device':>8} {'plain s':>9} {'capture s':>10} {'ratio':>7}")
     print(f"{str(dev):>8} {tp:9.3f} {tc:10.3f} {tc / tp:7.3f}   (target < 1.10)")
     ik.io.atomic_write_json(ik.nb.results_dir() / "bench_capture.json", result)

@@ -8,6 +8,7 @@ RefAE (a fresh encoder up to the layer trains with the decoder). Every run is un
 the interleaved repeats keep the best (the machine may be shared), and CPU time is recorded next
 to wall time. Ratio > 1: the decoder trains faster per image than the classifier.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,15 @@ from interpkit import cladec
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--images", type=int, default=1024)
-    ap.add_argument("--width", type=float, default=0.25, help="VGG8 channel multiplier (notebook: 0.25)")
-    ap.add_argument("--decoder-width", type=float, default=0.25, help="decoder channel multiplier (notebook: 0.25)")
+    ap.add_argument(
+        "--width", type=float, default=0.25, help="VGG8 channel multiplier (notebook: 0.25)"
+    )
+    ap.add_argument(
+        "--decoder-width",
+        type=float,
+        default=0.25,
+        help="decoder channel multiplier (notebook: 0.25)",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
@@ -42,18 +50,22 @@ def main() -> None:
 
     def classifier_run():
         clf.load_state_dict(init)
-        ik.models.train(clf, data, epochs=1, lr=1e-3, batch_size=128, cache=False, progress=False, device=dev)
+        ik.models.train(
+            clf, data, epochs=1, lr=1e-3, batch_size=128, cache=False, progress=False, device=dev
+        )
 
     kw = dict(epochs=1, width=args.decoder_width, cache=False, progress=False, device=dev)
     runs = {
         "classifier (VGG8)": classifier_run,
         "ClaDec features.1, alpha 0": lambda: cladec.train_cladec(frozen, "features.1", data, **kw),
         "ClaDec features.7, alpha 0": lambda: cladec.train_cladec(frozen, "features.7", data, **kw),
-        "ClaDec features.3, alpha 0.1": lambda: cladec.train_cladec(frozen, "features.3", data, alpha=0.1, **kw),
+        "ClaDec features.3, alpha 0.1": lambda: cladec.train_cladec(
+            frozen, "features.3", data, alpha=0.1, **kw
+        ),
         "RefAE features.3": lambda: cladec.train_refae(frozen, "features.3", data, **kw),
     }
     best: dict[str, tuple[float, float]] = {}
-    for name, fn in runs.items():  # warm-up (first-call allocations, thread pools)
+    for fn in runs.values():  # warm-up (first-call allocations, thread pools)
         fn()
     for _ in range(args.repeats):
         for name, fn in runs.items():
@@ -69,13 +81,31 @@ def main() -> None:
     print(f"{'run':<30} {'wall s':>8} {'cpu s':>8} {'images/s':>9} {'ratio':>7}")
     for name, (w, c) in best.items():
         rate = args.images / w
-        rows.append({"run": name, "wall_s": w, "cpu_s": c, "images_per_s": rate, "ratio_to_classifier": rate / base_rate})
+        rows.append(
+            {
+                "run": name,
+                "wall_s": w,
+                "cpu_s": c,
+                "images_per_s": rate,
+                "ratio_to_classifier": rate / base_rate,
+            }
+        )
         print(f"{name:<30} {w:8.2f} {c:8.2f} {rate:9.0f} {rate / base_rate:7.2f}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    result = {"device": str(dev), "images": args.images, "width": args.width, "decoder_width": args.decoder_width,
-              "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_avg_1min": load,
-              "machine": platform.processor() or platform.machine(), "rows": rows,
-              "ratio_cladec_last_layer": next(r["ratio_to_classifier"] for r in rows if "features.7" in r["run"])}
+    result = {
+        "device": str(dev),
+        "images": args.images,
+        "width": args.width,
+        "decoder_width": args.decoder_width,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min": load,
+        "machine": platform.processor() or platform.machine(),
+        "rows": rows,
+        "ratio_cladec_last_layer": next(
+            r["ratio_to_classifier"] for r in rows if "features.7" in r["run"]
+        ),
+    }
     print(f"(device {dev}, {torch.get_num_threads()} torch threads, 1-min load average {load})")
     ik.io.atomic_write_json(ik.nb.results_dir() / "bench_cladec.json", result)
 

@@ -11,10 +11,10 @@ reconstruction. Writes ``results/bench_clustering.json``.
 
 Usage: python benchmarks/bench_clustering.py [--n 600] [--iters 50] [--threads 1] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -33,11 +33,23 @@ def make_data(n: int, seed: int = 0) -> tuple[dict, dict]:
     """Pixel (3 x 1024 rows) and activation (4096 + 2048 rows) matrices with low-rank structure."""
     rng = np.random.default_rng(seed)
     h = rng.random((12, n)).astype(np.float32) ** 2
-    pix = {c: np.clip(rng.random((1024, 12), dtype=np.float32) @ h / 6
-                      + 0.1 * rng.random((1024, n), dtype=np.float32), 0, 1) for c in ("red", "green", "blue")}
-    acts = {name: np.maximum(rng.normal(size=(m, 12)).astype(np.float32) @ h
-                             + 0.5 * rng.normal(size=(m, n)).astype(np.float32), 0)
-            for name, m in (("layer2", 4096), ("layer3", 2048))}
+    pix = {
+        c: np.clip(
+            rng.random((1024, 12), dtype=np.float32) @ h / 6
+            + 0.1 * rng.random((1024, n), dtype=np.float32),
+            0,
+            1,
+        )
+        for c in ("red", "green", "blue")
+    }
+    acts = {
+        name: np.maximum(
+            rng.normal(size=(m, 12)).astype(np.float32) @ h
+            + 0.5 * rng.normal(size=(m, n)).astype(np.float32),
+            0,
+        )
+        for name, m in (("layer2", 4096), ("layer3", 2048))
+    }
     return pix, acts
 
 
@@ -62,13 +74,24 @@ def main() -> dict:
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--rank", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2, help="best of this many runs")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="threads for torch and for NumPy/scikit-learn's BLAS alike (default 1: on a shared "
-                         "CPU, spinning OpenMP threads make multi-threaded timings unreliable)")
-    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
-                    help="process CPU time (default; other jobs on the machine do not count) or wall time")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for torch and for NumPy/scikit-learn's BLAS alike (default 1: on a shared "
+        "CPU, spinning OpenMP threads make multi-threaded timings unreliable)",
+    )
+    ap.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="process CPU time (default; other jobs on the machine do not count) or wall time",
+    )
     ap.add_argument("--quick", action="store_true", help="n=200, 20 iterations, 1 repeat")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "bench_clustering.json"))
+    ap.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1] / "results" / "bench_clustering.json"),
+    )
     args = ap.parse_args()
     if args.quick:
         args.n, args.iters, args.repeats = 200, 20, 1
@@ -85,12 +108,32 @@ def main() -> dict:
     rows: list[dict] = []
 
     def ours(mode: str, dtype: torch.dtype, lam: float = 1.0, device: str = "cpu", **kw):
-        return lambda: cl.coupled_nmf(acts, pix, R, n_iter=T, lambda_f=lam, mode=mode, init=fac, tol=0,
-                                      dtype=dtype, device=device, **kw)
+        return lambda: cl.coupled_nmf(
+            acts,
+            pix,
+            R,
+            n_iter=T,
+            lambda_f=lam,
+            mode=mode,
+            init=fac,
+            tol=0,
+            dtype=dtype,
+            device=device,
+            **kw,
+        )
 
     def ref(mode: str, lam: float = 1.0):
-        return lambda: cl._reference_coupled_nmf(list(pix.values()), list(acts.values()), fn.F, list(fn.P.values()),
-                                                 list(fn.O.values()), n_iter=T, lambda_f=lam, mode=mode, record=False)
+        return lambda: cl._reference_coupled_nmf(
+            list(pix.values()),
+            list(acts.values()),
+            fn.F,
+            list(fn.P.values()),
+            list(fn.O.values()),
+            n_iter=T,
+            lambda_f=lam,
+            mode=mode,
+            record=False,
+        )
 
     # 1) against the NumPy transcription (float64), both modes
     for mode in ("monotone", "faithful"):
@@ -98,10 +141,21 @@ def main() -> dict:
         for dt in (torch.float64, torch.float32):
             t_ours, res = timed(ours(mode, dt), args.repeats, args.clock)
             err = float(np.abs(res.F.double().numpy() - F_ref).max() / np.abs(F_ref).max())
-            rows.append({"baseline": "numpy reference (float64)", "mode": mode, "ours": f"torch {str(dt)[6:]} cpu",
-                         "baseline_s": t_ref, "ours_s": t_ours, "ratio": t_ref / t_ours, "max_rel_diff_F": err})
+            rows.append(
+                {
+                    "baseline": "numpy reference (float64)",
+                    "mode": mode,
+                    "ours": f"torch {str(dt)[6:]} cpu",
+                    "baseline_s": t_ref,
+                    "ours_s": t_ours,
+                    "ratio": t_ref / t_ours,
+                    "max_rel_diff_F": err,
+                }
+            )
     # 2) against scikit-learn NMF(solver='mu') on the stacked matrix, lambda_F = 0
-    stacked_t = np.concatenate([*pix.values(), *acts.values()], 0).T.copy()   # N x M (sklearn: samples x features)
+    stacked_t = np.concatenate(
+        [*pix.values(), *acts.values()], 0
+    ).T.copy()  # N x M (sklearn: samples x features)
     w0 = fn.F.T.copy()
     h0 = np.concatenate([*fn.P.values(), *fn.O.values()], 0).T.copy()
     for dt, np_dt in ((torch.float64, np.float64), (torch.float32, np.float32)):
@@ -116,34 +170,74 @@ def main() -> dict:
 
         t_sk, (w_sk, h_sk) = timed(sk, args.repeats, args.clock)
         t_ours, res = timed(ours("monotone", dt, lam=0.0), args.repeats, args.clock)
-        rel_sk = float(((stacked_t - w_sk @ h_sk) ** 2).sum() / (stacked_t ** 2).sum())
-        rows.append({"baseline": f"sklearn NMF mu ({np.dtype(np_dt).name}, stacked)", "mode": "monotone, lambda_F=0",
-                     "ours": f"torch {str(dt)[6:]} cpu", "baseline_s": t_sk, "ours_s": t_ours, "ratio": t_sk / t_ours,
-                     "rel_error_sklearn": rel_sk, "rel_error_ours": res.relative_error})
+        rel_sk = float(((stacked_t - w_sk @ h_sk) ** 2).sum() / (stacked_t**2).sum())
+        rows.append(
+            {
+                "baseline": f"sklearn NMF mu ({np.dtype(np_dt).name}, stacked)",
+                "mode": "monotone, lambda_F=0",
+                "ours": f"torch {str(dt)[6:]} cpu",
+                "baseline_s": t_sk,
+                "ours_s": t_ours,
+                "ratio": t_sk / t_ours,
+                "rel_error_sklearn": rel_sk,
+                "rel_error_ours": res.relative_error,
+            }
+        )
     # 3) streaming by row blocks (as for np.memmap activations) against in-memory, float32
     t_mem, _ = timed(ours("monotone", torch.float32), args.repeats, args.clock)
     t_chunk, _ = timed(ours("monotone", torch.float32, chunk_rows=1024), args.repeats, args.clock)
-    rows.append({"baseline": "in-memory torch float32 cpu", "mode": "monotone", "ours": "streamed, chunk_rows=1024",
-                 "baseline_s": t_mem, "ours_s": t_chunk, "ratio": t_mem / t_chunk})
+    rows.append(
+        {
+            "baseline": "in-memory torch float32 cpu",
+            "mode": "monotone",
+            "ours": "streamed, chunk_rows=1024",
+            "baseline_s": t_mem,
+            "ours_s": t_chunk,
+            "ratio": t_mem / t_chunk,
+        }
+    )
     # 4) CUDA, when present
     if torch.cuda.is_available():
-        ours("monotone", torch.float32, device="cuda")()   # warm-up
+        ours("monotone", torch.float32, device="cuda")()  # warm-up
         t_gpu, _ = timed(ours("monotone", torch.float32, device="cuda"), args.repeats, "wall")
         t_cpu_wall, _ = timed(ours("monotone", torch.float32), args.repeats, "wall")
-        rows.append({"baseline": "torch float32 cpu (wall)", "mode": "monotone", "ours": "torch float32 cuda (wall)",
-                     "baseline_s": t_cpu_wall, "ours_s": t_gpu, "ratio": t_cpu_wall / t_gpu})
+        rows.append(
+            {
+                "baseline": "torch float32 cpu (wall)",
+                "mode": "monotone",
+                "ours": "torch float32 cuda (wall)",
+                "baseline_s": t_cpu_wall,
+                "ours_s": t_gpu,
+                "ratio": t_cpu_wall / t_gpu,
+            }
+        )
 
-    out = {"clock": args.clock, "n_images": args.n, "rows_total": int(stacked_t.shape[1]), "rank": R, "iterations": T,
-           "repeats": args.repeats, "threads": args.threads, "torch": torch.__version__,
-           "numpy": np.__version__, "machine": platform.platform(), "processor": platform.processor(),
-           "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "results": rows}
+    out = {
+        "clock": args.clock,
+        "n_images": args.n,
+        "rows_total": int(stacked_t.shape[1]),
+        "rank": R,
+        "iterations": T,
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "machine": platform.platform(),
+        "processor": platform.processor(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "results": rows,
+    }
     atomic_write_json(args.out, out)
-    print(f"coupled NMF, rank {R}, {T} iterations, {args.n} images x {stacked_t.shape[1]} rows in total "
-          f"(best of {args.repeats}, {args.threads} thread(s), {args.clock} time)")
+    print(
+        f"coupled NMF, rank {R}, {T} iterations, {args.n} images x {stacked_t.shape[1]} rows in total "
+        f"(best of {args.repeats}, {args.threads} thread(s), {args.clock} time)"
+    )
     print(f"{'baseline':38s} {'mode':22s} {'ours':26s} {'base s':>8s} {'ours s':>8s} {'ratio':>7s}")
     for r in rows:
-        print(f"{r['baseline']:38s} {r['mode']:22s} {r['ours']:26s} {r['baseline_s']:8.2f} {r['ours_s']:8.2f} "
-              f"{r['ratio']:7.2f}")
+        print(
+            f"{r['baseline']:38s} {r['mode']:22s} {r['ours']:26s} {r['baseline_s']:8.2f} {r['ours_s']:8.2f} "
+            f"{r['ratio']:7.2f}"
+        )
     print("wrote", args.out)
     return out
 

@@ -16,6 +16,7 @@ Writes ``results/bench_concept_world.json``.
 
 Usage: python benchmarks/bench_concept_world.py [--n64 10000] [--n224 300] [--nbroden 1000] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from interpkit.data.broden import Broden  # noqa: E402
 from interpkit.data.world import ConceptWorld  # noqa: E402
 from interpkit.io import atomic_write_json  # noqa: E402
-
 
 CPU: dict[str, float] = {}
 
@@ -70,7 +70,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n64", type=int, default=10000, help="images generated at 64x64")
     ap.add_argument("--n224", type=int, default=300, help="images generated at 224x224")
-    ap.add_argument("--nbroden", type=int, default=1000, help="images exported and read back (64x64)")
+    ap.add_argument(
+        "--nbroden", type=int, default=1000, help="images exported and read back (64x64)"
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     args = ap.parse_args()
     if args.quick:
@@ -79,13 +81,21 @@ def main() -> None:
     rows = []
     for size, n in ((64, args.n64), (224, args.n224)):
         world = ConceptWorld(size=size, seed=0)
-        world.generate(2)                                   # warm caches (backgrounds)
+        world.generate(2)  # warm caches (backgrounds)
         t_world = timed(lambda: world.generate(n), key=f"gen{size}")
         t_base = timed(lambda: baseline_arrays(n, size))
-        rows.append({"task": f"generate {size}x{size}", "n": n, "seconds": t_world, "per_s": n / t_world,
-                     "cpu_seconds": CPU[f"gen{size}"],
-                     "baseline": "seeded uniform arrays + mask alloc", "baseline_s": t_base,
-                     "ratio": t_world / t_base})
+        rows.append(
+            {
+                "task": f"generate {size}x{size}",
+                "n": n,
+                "seconds": t_world,
+                "per_s": n / t_world,
+                "cpu_seconds": CPU[f"gen{size}"],
+                "baseline": "seeded uniform arrays + mask alloc",
+                "baseline_s": t_base,
+                "ratio": t_world / t_base,
+            }
+        )
 
     world = ConceptWorld(size=64, seed=0)
     nb = args.nbroden
@@ -102,38 +112,96 @@ def main() -> None:
         t_read = timed(read_all, 2, key="read")
         t_decode = timed(lambda: decode_all(root), 2)
         n_files = sum(1 for _ in (root / "images").rglob("*.png"))
-    rows.append({"task": "export to Broden (64x64)", "n": nb, "seconds": t_export, "per_s": nb / t_export,
-                 "baseline": "", "baseline_s": float("nan"), "ratio": float("nan")})
-    rows.append({"task": "Broden open (parse CSVs)", "n": nb, "seconds": t_open, "per_s": nb / t_open,
-                 "baseline": "", "baseline_s": float("nan"), "ratio": float("nan")})
-    rows.append({"task": "Broden segmentation_batch", "n": nb, "seconds": t_read, "per_s": nb / t_read,
-                 "cpu_seconds": CPU["read"],
-                 "baseline": f"PIL decode of the {n_files} PNGs", "baseline_s": t_decode,
-                 "ratio": t_read / t_decode})
+    rows.append(
+        {
+            "task": "export to Broden (64x64)",
+            "n": nb,
+            "seconds": t_export,
+            "per_s": nb / t_export,
+            "baseline": "",
+            "baseline_s": float("nan"),
+            "ratio": float("nan"),
+        }
+    )
+    rows.append(
+        {
+            "task": "Broden open (parse CSVs)",
+            "n": nb,
+            "seconds": t_open,
+            "per_s": nb / t_open,
+            "baseline": "",
+            "baseline_s": float("nan"),
+            "ratio": float("nan"),
+        }
+    )
+    rows.append(
+        {
+            "task": "Broden segmentation_batch",
+            "n": nb,
+            "seconds": t_read,
+            "per_s": nb / t_read,
+            "cpu_seconds": CPU["read"],
+            "baseline": f"PIL decode of the {n_files} PNGs",
+            "baseline_s": t_decode,
+            "ratio": t_read / t_decode,
+        }
+    )
     mem = world.as_broden(nb)
-    t_mem = timed(lambda: [mem.segmentation_batch(range(s, min(s + 64, nb))) for s in range(0, nb, 64)], 2)
+    t_mem = timed(
+        lambda: [mem.segmentation_batch(range(s, min(s + 64, nb))) for s in range(0, nb, 64)], 2
+    )
     t_build = timed(lambda: world.as_broden(nb))
-    rows.append({"task": "as_broden build (in memory)", "n": nb, "seconds": t_build, "per_s": nb / t_build,
-                 "baseline": "", "baseline_s": float("nan"), "ratio": float("nan")})
-    rows.append({"task": "as_broden segmentation_batch", "n": nb, "seconds": t_mem, "per_s": nb / t_mem,
-                 "baseline": f"PIL decode of the {n_files} PNGs", "baseline_s": t_decode,
-                 "ratio": t_mem / t_decode})
+    rows.append(
+        {
+            "task": "as_broden build (in memory)",
+            "n": nb,
+            "seconds": t_build,
+            "per_s": nb / t_build,
+            "baseline": "",
+            "baseline_s": float("nan"),
+            "ratio": float("nan"),
+        }
+    )
+    rows.append(
+        {
+            "task": "as_broden segmentation_batch",
+            "n": nb,
+            "seconds": t_mem,
+            "per_s": nb / t_mem,
+            "baseline": f"PIL decode of the {n_files} PNGs",
+            "baseline_s": t_decode,
+            "ratio": t_mem / t_decode,
+        }
+    )
 
-    print(f"{'task':32s} {'n':>6s} {'seconds':>8s} {'cpu s':>7s} {'img/s':>9s} {'baseline s':>10s} "
-          f"{'ratio':>7s}  baseline")
+    print(
+        f"{'task':32s} {'n':>6s} {'seconds':>8s} {'cpu s':>7s} {'img/s':>9s} {'baseline s':>10s} "
+        f"{'ratio':>7s}  baseline"
+    )
     for r in rows:
         r.setdefault("cpu_seconds", float("nan"))
-        print(f"{r['task']:32s} {r['n']:6d} {r['seconds']:8.2f} {r['cpu_seconds']:7.2f} {r['per_s']:9.0f} "
-              f"{r['baseline_s']:10.2f} {r['ratio']:7.2f}  {r['baseline']}")
+        print(
+            f"{r['task']:32s} {r['n']:6d} {r['seconds']:8.2f} {r['cpu_seconds']:7.2f} {r['per_s']:9.0f} "
+            f"{r['baseline_s']:10.2f} {r['ratio']:7.2f}  {r['baseline']}"
+        )
     try:
         load = os.getloadavg()[0]
     except OSError:
         load = float("nan")
     out = Path(__file__).resolve().parents[1] / "results" / "bench_concept_world.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, {"rows": rows, "quick": args.quick, "cpu_count": os.cpu_count(),
-                            "load_average_1min": load, "machine": platform.machine(),
-                            "python": platform.python_version(), "numpy": np.__version__})
+    atomic_write_json(
+        out,
+        {
+            "rows": rows,
+            "quick": args.quick,
+            "cpu_count": os.cpu_count(),
+            "load_average_1min": load,
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
+    )
     print(f"wrote {out}")
 
 

@@ -12,15 +12,16 @@ second of one optimiser step (forward, backward, Adam). Two explainer rates are 
 ``ratio = explainer images/s / performer images/s`` (> 1: distilling an epoch is cheaper than
 training the performer for one).
 """
+
 from __future__ import annotations
 
 import argparse
 
 import torch
+from _timing import median_seconds
 
 import interpkit as ik
 from interpkit import explainer as E
-from _timing import median_seconds
 
 
 def rate(step, batch: int, steps: int) -> float:
@@ -56,7 +57,9 @@ def main() -> None:
     ik.models.freeze(frozen)
     inp, tgt = "features.2", "features.4"
     shapes = E.layer_shapes(frozen, [inp, tgt], (3, 64, 64))
-    explainer = E.Explainer(shapes[inp], {tgt: shapes[tgt]}, n_filters=args.n_filters, input_layer=inp).to(dev)
+    explainer = E.Explainer(
+        shapes[inp], {tgt: shapes[tgt]}, n_filters=args.n_filters, input_layer=inp
+    ).to(dev)
     opt_e = torch.optim.Adam(explainer.parameters(), lr=1e-3)
     feats = E.performer_features(frozen, x, [inp, tgt], device=dev, out_device=dev)
     scales = {tgt: float(feats[tgt].pow(2).mean())}
@@ -78,10 +81,20 @@ def main() -> None:
         r_pre.append(rate(lambda: explainer_step(feats), args.batch, args.steps))
         r_onl.append(rate(online_step, args.batch, args.steps))
     perf, pre, onl = max(r_perf), max(r_pre), max(r_onl)
-    result = {"device": str(dev), "batch": args.batch, "width": args.width, "n_filters": args.n_filters,
-              "performer_images_per_s": perf, "explainer_images_per_s": pre,
-              "explainer_online_images_per_s": onl, "ratio": pre / perf, "ratio_online": onl / perf}
-    print(f"{'device':>8} {'performer img/s':>16} {'explainer img/s':>16} {'ratio':>7} {'online img/s':>13} {'ratio':>7}")
+    result = {
+        "device": str(dev),
+        "batch": args.batch,
+        "width": args.width,
+        "n_filters": args.n_filters,
+        "performer_images_per_s": perf,
+        "explainer_images_per_s": pre,
+        "explainer_online_images_per_s": onl,
+        "ratio": pre / perf,
+        "ratio_online": onl / perf,
+    }
+    print(
+        f"{'device':>8} {'performer img/s':>16} {'explainer img/s':>16} {'ratio':>7} {'online img/s':>13} {'ratio':>7}"
+    )
     print(f"{str(dev):>8} {perf:16.1f} {pre:16.1f} {pre / perf:7.2f} {onl:13.1f} {onl / perf:7.2f}")
     ik.io.atomic_write_json(ik.nb.results_dir() / "bench_explainer.json", result)
 

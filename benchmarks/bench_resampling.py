@@ -40,6 +40,7 @@ cheaper module walks for the input checks and the weight-norm cache saved nothin
 checks, the noise, the statistics, the weight norms and the table replaced by stubs (rows with
 ``floor`` true). Its numbers are not results of the method, only a lower bound on any version of it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,14 +71,26 @@ def _sync(dev: torch.device) -> None:
 def _floor_stubs(model: torch.nn.Module, layers: list[str]):
     """Replace the analysis' checks, noise, statistics, weight norms and table by near-free stubs."""
     modules = resolve_modules(model, layers)
-    saved = {k: getattr(rs, k) for k in ("pd", "_weight_norms_of", "require_eval", "resolve_modules", "check_images",
-                                         "_position_sums", "_perturb")}
+    saved = {
+        k: getattr(rs, k)
+        for k in (
+            "pd",
+            "_weight_norms_of",
+            "require_eval",
+            "resolve_modules",
+            "check_images",
+            "_position_sums",
+            "_perturb",
+        )
+    }
     rs.pd = types.SimpleNamespace(DataFrame=lambda d, copy=False: d)
     rs._weight_norms_of = lambda module, c, fold=True: np.zeros(c)
     rs.require_eval = lambda *a, **k: None
     rs.resolve_modules = lambda *a, **k: modules
     rs.check_images = lambda *a, **k: None
-    rs._position_sums = lambda acts, u: np.zeros((acts[0].shape[0], 6, sum(a.shape[2] for a in acts)))
+    rs._position_sums = lambda acts, u: np.zeros(
+        (acts[0].shape[0], 6, sum(a.shape[2] for a in acts))
+    )
     rs._perturb = lambda x, n, *a: (x.expand(n, *x.shape[1:]).contiguous(),)
     try:
         yield
@@ -86,7 +99,9 @@ def _floor_stubs(model: torch.nn.Module, layers: list[str]):
             setattr(rs, k, v)
 
 
-def bench(width: float, images: torch.Tensor, n: int, reps: int, dev: torch.device, floor: bool = False) -> dict:
+def bench(
+    width: float, images: torch.Tensor, n: int, reps: int, dev: torch.device, floor: bool = False
+) -> dict:
     ik.models.seed_everything(0)
     model = ik.models.vgg8(10, 1, width=width).to(dev).eval()
     layers = ik.models.conv_layer_names(model)
@@ -104,13 +119,15 @@ def bench(width: float, images: torch.Tensor, n: int, reps: int, dev: torch.devi
 
     def analysis():
         res = rs.analyze(model, x, layers, n=n, sigma=0.1, device=dev)
-        res.scores  # the tidy table is part of the cost
+        _ = res.scores  # the tidy table is part of the cost
 
     wall = {"plain": [], "record": [], "analysis": []}
     cpu = {"plain": [], "record": [], "analysis": []}
     with _floor_stubs(model, layers) if floor else contextlib.nullcontext():
         for _ in range(3):  # warm up all three
-            plain(); record(); analysis()
+            plain()
+            record()
+            analysis()
         for _ in range(reps):
             for name, f in (("plain", plain), ("record", record), ("analysis", analysis)):
                 _sync(dev)
@@ -120,12 +137,20 @@ def bench(width: float, images: torch.Tensor, n: int, reps: int, dev: torch.devi
                 wall[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
     q = lambda v: float(np.quantile(v, 0.25))  # noqa: E731
-    return {"width": width, "images": len(images), "floor": floor, "channels": sum(model.features[i][0].out_channels for i in range(8)),
-            "plain_cpu_ms": 1e3 * q(cpu["plain"]), "analysis_cpu_ms": 1e3 * q(cpu["analysis"]),
-            "ratio": q(cpu["analysis"]) / q(cpu["plain"]), "record_ratio": q(cpu["record"]) / q(cpu["plain"]),
-            "plain_wall_ms": 1e3 * q(wall["plain"]), "analysis_wall_ms": 1e3 * q(wall["analysis"]),
-            "ratio_wall": q(wall["analysis"]) / q(wall["plain"]),
-            "ratio_wall_median": float(np.median(wall["analysis"]) / np.median(wall["plain"]))}
+    return {
+        "width": width,
+        "images": len(images),
+        "floor": floor,
+        "channels": sum(model.features[i][0].out_channels for i in range(8)),
+        "plain_cpu_ms": 1e3 * q(cpu["plain"]),
+        "analysis_cpu_ms": 1e3 * q(cpu["analysis"]),
+        "ratio": q(cpu["analysis"]) / q(cpu["plain"]),
+        "record_ratio": q(cpu["record"]) / q(cpu["plain"]),
+        "plain_wall_ms": 1e3 * q(wall["plain"]),
+        "analysis_wall_ms": 1e3 * q(wall["analysis"]),
+        "ratio_wall": q(wall["analysis"]) / q(wall["plain"]),
+        "ratio_wall_median": float(np.median(wall["analysis"]) / np.median(wall["plain"])),
+    }
 
 
 def main() -> None:
@@ -133,10 +158,16 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=40)
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
-    ap.add_argument("--batch", type=int, default=20, help="also time a batch of this many images (0: skip)")
+    ap.add_argument(
+        "--batch", type=int, default=20, help="also time a batch of this many images (0: skip)"
+    )
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--floor", action="store_true", help="also time the analysis with its own work stubbed out")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    ap.add_argument(
+        "--floor", action="store_true", help="also time the analysis with its own work stubbed out"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,25 +175,45 @@ def main() -> None:
     images = ik.data.mnist5k().resized(32).images
     rows = [bench(w, images[:1], args.n, args.reps, dev) for w in args.widths]
     if args.batch:
-        rows += [bench(w, images[:args.batch], args.n, max(5, args.reps // 4), dev) for w in args.widths[:2]]
+        rows += [
+            bench(w, images[: args.batch], args.n, max(5, args.reps // 4), dev)
+            for w in args.widths[:2]
+        ]
     if args.floor:
         rows += [bench(w, images[:1], args.n, args.reps, dev, floor=True) for w in args.widths]
     df = pd.DataFrame(rows)
-    print(f"input resampling, N = {args.n} copies of one 1x32x32 image, all 8 conv blocks of VGG8, "
-          f"{dev}, {torch.get_num_threads()} threads, lower quartiles of {args.reps} alternating runs; "
-          f"ratio = CPU-time ratio, ratio_wall = wall-clock ratio; record_ratio = CPU-time ratio of the "
-          f"forward pass with the recording hooks alone")
+    print(
+        f"input resampling, N = {args.n} copies of one 1x32x32 image, all 8 conv blocks of VGG8, "
+        f"{dev}, {torch.get_num_threads()} threads, lower quartiles of {args.reps} alternating runs; "
+        f"ratio = CPU-time ratio, ratio_wall = wall-clock ratio; record_ratio = CPU-time ratio of the "
+        f"forward pass with the recording hooks alone"
+    )
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    one_image = df[~df["floor"] & (df["images"] == 1)]          # the target's rows (floor rows are not results)
+    one_image = df[
+        ~df["floor"] & (df["images"] == 1)
+    ]  # the target's rows (floor rows are not results)
     missed = one_image.loc[one_image["ratio"] > TARGET_RATIO, "width"].tolist()
     ok = not missed
-    print(f"target (one image): analysis <= {TARGET_RATIO}x plain forward -> "
-          f"{'met' if ok else 'NOT met for width ' + ', '.join(map(str, missed))}")
-    path = atomic_write_json(ik.nb.results_dir() / "bench_resampling.json", {
-        "benchmark": "resampling", "n_copies": args.n, "device": str(dev), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "machine": platform.machine(), "reps": args.reps,
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "target_ratio": TARGET_RATIO, "target_met": ok, "rows": rows})
+    print(
+        f"target (one image): analysis <= {TARGET_RATIO}x plain forward -> "
+        f"{'met' if ok else 'NOT met for width ' + ', '.join(map(str, missed))}"
+    )
+    path = atomic_write_json(
+        ik.nb.results_dir() / "bench_resampling.json",
+        {
+            "benchmark": "resampling",
+            "n_copies": args.n,
+            "device": str(dev),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "reps": args.reps,
+            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "target_ratio": TARGET_RATIO,
+            "target_met": ok,
+            "rows": rows,
+        },
+    )
     print(f"wrote {path}")
 
 

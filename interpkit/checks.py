@@ -1,4 +1,5 @@
 """Input checks shared by the methods: each failure says what was wrong and what to do."""
+
 from __future__ import annotations
 
 import math
@@ -20,10 +21,13 @@ def first_conv(model: nn.Module) -> nn.Conv2d | None:
     return None
 
 
-def check_images(x: torch.Tensor, model: nn.Module | None = None, *, name: str = "images",
-                 values: bool = True) -> None:
-    """Check that ``x`` is a float batch (N, C, H, W) that ``model`` can take (channels, device) and,
-    with ``values`` (the default), that every value is finite and in [0, 1] (:func:`check_pixel_values`).
+def check_images(
+    x: torch.Tensor, model: nn.Module | None = None, *, name: str = "images", values: bool = True
+) -> None:
+    """Check that ``x`` is a float batch (N, C, H, W) that ``model`` can take (channels, device)
+    and,
+    with ``values`` (the default), that every value is finite and in [0, 1]
+    (:func:`check_pixel_values`).
 
     This is the one image policy of the library: every public entry point that takes images calls
     it, so NaN/inf pixels, 8-bit values (0..255, as uint8 or as floats) and normalised inputs are
@@ -31,25 +35,36 @@ def check_images(x: torch.Tensor, model: nn.Module | None = None, *, name: str =
     reads the whole tensor once (one ``isfinite`` and one ``aminmax`` pass), which costs far less
     than the forward pass the images are taken for."""
     if isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a torch.Tensor, got ndarray; convert with torch.as_tensor (a NumPy array of "
-                        f"{x.dtype}, shape {x.shape}: torch.from_numpy(x).float(), and / 255 for 8-bit images).")
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got ndarray; convert with torch.as_tensor (a NumPy "
+            f"array of "
+            f"{x.dtype}, shape {x.shape}: torch.from_numpy(x).float(), and / 255 for 8-bit images)."
+        )
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; convert with torch.as_tensor.")
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(x).__name__}; convert with torch.as_tensor."
+        )
     if x.ndim != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}; "
-                         "add a batch axis with x[None] or a channel axis with x[:, None].")
+        raise ValueError(
+            f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}; "
+            "add a batch axis with x[None] or a channel axis with x[:, None]."
+        )
     if len(x) == 0:
         raise ValueError(f"{name} is empty (N = 0); pass at least one image.")
     if not torch.is_floating_point(x):
-        raise TypeError(f"{name} must be floating point in [0, 1], got {x.dtype}; use x.float() / 255.")
+        raise TypeError(
+            f"{name} must be floating point in [0, 1], got {x.dtype}; use x.float() / 255."
+        )
     if values:
         check_pixel_values(x, name)
     if model is not None:
         conv = first_conv(model)
         if conv is not None and conv.in_channels != x.shape[1]:
-            raise ValueError(f"the model's first convolution takes {conv.in_channels} channels but {name} "
-                             f"have {x.shape[1]}; convert the data (e.g. ImageSet.to_rgb()) or build the "
-                             f"model with in_channels={x.shape[1]}.")
+            raise ValueError(
+                f"the model's first convolution takes {conv.in_channels} channels but {name} "
+                f"have {x.shape[1]}; convert the data (e.g. ImageSet.to_rgb()) or build the "
+                f"model with in_channels={x.shape[1]}."
+            )
         check_same_device(model, x)
 
 
@@ -57,36 +72,50 @@ def check_pixel_values(x: torch.Tensor, name: str = "images") -> None:
     """Raise a ``ValueError`` unless every value of the float tensor ``x`` is finite and in [0, 1],
     the library's image contract. The message counts the non-finite values, gives the range, and
     names the likely cause (8-bit values not divided by 255, or mean/std-normalised inputs)."""
-    if x.numel() == 0 or x.is_meta:   # a meta tensor has shapes but no values to check
+    if x.numel() == 0 or x.is_meta:  # a meta tensor has shapes but no values to check
         return
     finite = torch.isfinite(x)
     bad = 0 if bool(finite.all()) else int((~finite).sum())
     if bad:
         if bad == x.numel():
-            raise ValueError(f"{name} must be finite and lie in [0, 1], but all {bad} values are NaN or infinite; "
-                             "clean the data (e.g. torch.nan_to_num) or drop those images.")
+            raise ValueError(
+                f"{name} must be finite and lie in [0, 1], but all {bad} values are NaN or "
+                f"infinite; "
+                "clean the data (e.g. torch.nan_to_num) or drop those images."
+            )
         lo, hi = (float(v) for v in torch.aminmax(x[finite]))
-        raise ValueError(f"{name} must be finite and lie in [0, 1], got {bad} NaN/inf (non-finite) values (range of "
-                         f"the others [{lo:g}, {hi:g}]); clean the data (e.g. torch.nan_to_num) or drop those images.")
+        raise ValueError(
+            f"{name} must be finite and lie in [0, 1], got {bad} NaN/inf (non-finite) values "
+            f"(range of "
+            f"the others [{lo:g}, {hi:g}]); clean the data (e.g. torch.nan_to_num) or drop those "
+            f"images."
+        )
     lo, hi = (float(v) for v in torch.aminmax(x.detach()))
     if lo >= 0 and hi <= 1:
         return
     if lo >= 0 and 2 < hi <= 255:
         hint = "they look like 8-bit values (0..255): divide by 255"
     elif lo < 0:
-        hint = ("they look normalised (mean/std): pass the images before normalisation and put the normalisation "
-                "inside the model (or a method's transform argument)")
+        hint = (
+            "they look normalised (mean/std): pass the images before normalisation and put the "
+            "normalisation "
+            "inside the model (or a method's transform argument)"
+        )
     else:
         hint = "rescale them to [0, 1], or clamp them (x.clamp(0, 1)) after adding noise"
-    raise ValueError(f"{name} must be finite and lie in [0, 1], got range [{lo:g}, {hi:g}]; {hint}.")
+    raise ValueError(
+        f"{name} must be finite and lie in [0, 1], got range [{lo:g}, {hi:g}]; {hint}."
+    )
 
 
 def require_eval(model: nn.Module, what: str = "this method") -> None:
     """Raise if ``model`` (or any submodule) is in training mode: dropout and batch-norm statistics
     would otherwise change the network while it is being explained."""
     if any(m.training for m in model.modules()):
-        raise ValueError(f"{what} needs the model in evaluation mode (dropout off, batch-norm statistics "
-                         "frozen); call model.eval() first.")
+        raise ValueError(
+            f"{what} needs the model in evaluation mode (dropout off, batch-norm statistics "
+            "frozen); call model.eval() first."
+        )
 
 
 def require_frozen(model: nn.Module, what: str = "this method") -> None:
@@ -94,18 +123,26 @@ def require_frozen(model: nn.Module, what: str = "this method") -> None:
     require_eval(model, what)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     if trainable:
-        raise ValueError(f"{what} needs a frozen model, but {len(trainable)} parameters require gradients "
-                         f"(e.g. {trainable[0]!r}); call interpkit.models.freeze(model) first.")
+        raise ValueError(
+            f"{what} needs a frozen model, but {len(trainable)} parameters require gradients "
+            f"(e.g. {trainable[0]!r}); call interpkit.models.freeze(model) first."
+        )
 
 
 def check_number(name: str, value: Any, *, positive: bool = False, hint: str = "") -> float:
     """``value`` as a float; a ``ValueError`` unless it is a finite real number >= 0 (> 0 with
     ``positive``). NaN passes a plain ``value < 0`` test, which is why this one exists."""
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-          and (value > 0 if positive else value >= 0))
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > 0 if positive else value >= 0)
+    )
     if not ok:
-        raise ValueError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}"
-                         f"{'; ' + hint if hint else ''}.")
+        raise ValueError(
+            f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}"
+            f"{'; ' + hint if hint else ''}."
+        )
     return float(value)
 
 
@@ -125,8 +162,10 @@ def check_unit_interval(x: torch.Tensor, name: str, hint: str) -> None:
     bad = int((~torch.isfinite(x)).sum())
     lo, hi = float(x.nan_to_num(0.5).min()), float(x.nan_to_num(0.5).max())
     if bad or lo < 0 or hi > 1:
-        raise ValueError(f"{name} must be finite and lie in [0, 1], got {bad} non-finite values and range "
-                         f"[{lo:g}, {hi:g}]; {hint}")
+        raise ValueError(
+            f"{name} must be finite and lie in [0, 1], got {bad} non-finite values and range "
+            f"[{lo:g}, {hi:g}]; {hint}"
+        )
 
 
 def row_indices(indices: Any, n: int, what: str = "indices") -> torch.Tensor:

@@ -32,14 +32,16 @@ encoder's batch-norm statistics are recomputed over the training images after tr
 speed. The frozen classifier stays in evaluation mode while the trade-off loss is computed, as in
 the authors' ``master`` branch (an unmerged pull request there would put it in training mode).
 """
+
 from __future__ import annotations
 
 import copy
 import math
 import numbers
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,19 +50,44 @@ import torch.nn.functional as F
 from torch import nn
 
 from .capture import capture, resolve_modules
-from .checks import check_images, check_number, check_positive_int, check_unit_interval, require_frozen
+from .checks import (
+    check_images,
+    check_number,
+    check_positive_int,
+    check_unit_interval,
+    require_frozen,
+)
 from .data.base import ImageSet, require_image_set
 from .device import model_device, resolve_device
 from .io import atomic_torch_save, load_torch_cache, state_mismatch
-from .models.training import cache_dir, cache_key, ensure_cache_dir, evaluate, reinitialize, seed_everything
+from .models.training import (
+    cache_dir,
+    cache_key,
+    ensure_cache_dir,
+    evaluate,
+    reinitialize,
+    seed_everything,
+)
 from .models.training import train as train_classifier
 
-__all__ = ["Decoder", "ClaDec", "RefAE", "build_decoder", "cladec_loss", "train_cladec", "train_refae",
-           "train_explainers", "reconstruct", "evaluate_explainers", "mean_image_mse", "fresh_copy",
-           "CACHE_FORMAT"]
+__all__ = [
+    "Decoder",
+    "ClaDec",
+    "RefAE",
+    "build_decoder",
+    "cladec_loss",
+    "train_cladec",
+    "train_refae",
+    "train_explainers",
+    "reconstruct",
+    "evaluate_explainers",
+    "mean_image_mse",
+    "fresh_copy",
+    "CACHE_FORMAT",
+]
 
 CACHE_FORMAT = 2  # 2: RefAE batch-norm statistics recalibrated after training
-BASE_CHANNELS = 64      # the authors' ``channel_mult``: channels of the last hidden decoder layer
+BASE_CHANNELS = 64  # the authors' ``channel_mult``: channels of the last hidden decoder layer
 MAX_CHANNEL_FACTOR = 16  # cap on the doubling towards the input (1024 channels at width 1)
 INIT_CHOICES = ("mean", "default")
 
@@ -76,7 +103,9 @@ def _check_shape(shape: Sequence[int], what: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(s) for s in shape)
     except TypeError:
-        raise TypeError(f"{what} must be a sequence of ints (without the batch axis), got {shape!r}.") from None
+        raise TypeError(
+            f"{what} must be a sequence of ints (without the batch axis), got {shape!r}."
+        ) from None
     if any(s < 1 for s in shape):
         raise ValueError(f"{what} must have positive sizes, got {shape}.")
     return shape
@@ -91,8 +120,14 @@ class Decoder(nn.Module):
     channels; a sigmoid follows. ``logits(a)`` is the output before the sigmoid.
     """
 
-    def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, int, int], stem: nn.Module,
-                 up: nn.Sequential, vector: bool) -> None:
+    def __init__(
+        self,
+        in_shape: tuple[int, ...],
+        out_shape: tuple[int, int, int],
+        stem: nn.Module,
+        up: nn.Sequential,
+        vector: bool,
+    ) -> None:
         super().__init__()
         self.in_shape, self.out_shape, self.vector = tuple(in_shape), tuple(out_shape), vector
         self.stem, self.up = stem, up
@@ -103,16 +138,24 @@ class Decoder(nn.Module):
 
     def logits(self, a: torch.Tensor) -> torch.Tensor:
         if tuple(a.shape[1:]) != self.in_shape:
-            raise ValueError(f"this decoder takes activations of shape (N, {', '.join(map(str, self.in_shape))}), "
-                             f"got {tuple(a.shape)}; decode the layer it was built for.")
+            raise ValueError(
+                f"this decoder takes activations of shape (N, "
+                f"{', '.join(map(str, self.in_shape))}), "
+                f"got {tuple(a.shape)}; decode the layer it was built for."
+            )
         return self.up(self.stem(a))
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(a))
 
 
-def build_decoder(act_shape: Sequence[int], image_shape: Sequence[int], *, width: float = 1.0,
-                  mean_pixel: float | Sequence[float] | torch.Tensor | None = None) -> Decoder:
+def build_decoder(
+    act_shape: Sequence[int],
+    image_shape: Sequence[int],
+    *,
+    width: float = 1.0,
+    mean_pixel: float | Sequence[float] | torch.Tensor | None = None,
+) -> Decoder:
     """A decoder from activations of ``act_shape`` (no batch axis: ``(D,)`` or ``(C, h, w)``) to
     images of ``image_shape`` ``(c, H, W)``.
 
@@ -135,22 +178,30 @@ def build_decoder(act_shape: Sequence[int], image_shape: Sequence[int], *, width
     elif len(act_shape) == 3:
         vector, (h, w) = False, act_shape[1:]
     else:
-        raise ValueError(f"cannot decode activations of shape {act_shape}: expected a vector (D,) or a feature "
-                         "map (C, h, w). Choose a convolutional or linear layer, or flatten the output.")
+        raise ValueError(
+            f"cannot decode activations of shape {act_shape}: expected a vector (D,) or a feature "
+            "map (C, h, w). Choose a convolutional or linear layer, or flatten the output."
+        )
     ratio_h, ratio_w = H / h, W / w
     k = int(round(math.log2(ratio_h))) if ratio_h >= 1 else -1
-    if ratio_h != ratio_w or k < 0 or h * 2 ** k != H or w * 2 ** k != W:
+    if ratio_h != ratio_w or k < 0 or h * 2**k != H or w * 2**k != W:
         what = "a vector (decoded from 1x1)" if vector else f"{h}x{w} maps"
         raise ValueError(
-            f"cannot decode activations of shape {act_shape} ({what}) to images of shape {image_shape}: each "
-            f"transposed convolution doubles the side, so the image side must be the activation side times a "
-            f"power of two (here {H}/{h} = {ratio_h:g}, {W}/{w} = {ratio_w:g}). Pick a layer whose output side "
-            f"divides the image side by 1, 2, 4, ..., or resize the images (ImageSet.resized(32)).")
+            f"cannot decode activations of shape {act_shape} ({what}) to images of shape "
+            f"{image_shape}: each "
+            f"transposed convolution doubles the side, so the image side must be the activation "
+            f"side times a "
+            f"power of two (here {H}/{h} = {ratio_h:g}, {W}/{w} = {ratio_w:g}). Pick a layer whose "
+            f"output side "
+            f"divides the image side by 1, 2, 4, ..., or resize the images (ImageSet.resized(32))."
+        )
     base = _scaled(BASE_CHANNELS, width)
     if vector:
         d_in = int(np.prod(act_shape))
         c0 = max(d_in, base)
-        stem = nn.Sequential(nn.Flatten(), nn.Linear(d_in, c0), nn.ReLU(), nn.Unflatten(1, (c0, 1, 1)))
+        stem = nn.Sequential(
+            nn.Flatten(), nn.Linear(d_in, c0), nn.ReLU(), nn.Unflatten(1, (c0, 1, 1))
+        )
     else:
         c0 = act_shape[0]
         stem = nn.Sequential(nn.Conv2d(c0, c0, 3, padding=1), nn.ReLU())
@@ -170,7 +221,9 @@ def build_decoder(act_shape: Sequence[int], image_shape: Sequence[int], *, width
         if p.numel() == 1:
             p = p.expand(c_img)
         if p.numel() != c_img:
-            raise ValueError(f"mean_pixel needs 1 or {c_img} values (one per image channel), got {p.numel()}.")
+            raise ValueError(
+                f"mean_pixel needs 1 or {c_img} values (one per image channel), got {p.numel()}."
+            )
         p = p.clamp(1e-3, 1 - 1e-3)
         with torch.no_grad():
             dec.output_layer.bias.copy_(torch.log(p / (1 - p)))
@@ -189,7 +242,9 @@ class ClaDec(nn.Module):
 
     method = "ClaDec"
 
-    def __init__(self, classifier: nn.Module, layer: str, decoder: Decoder, alpha: float = 0.0) -> None:
+    def __init__(
+        self, classifier: nn.Module, layer: str, decoder: Decoder, alpha: float = 0.0
+    ) -> None:
         super().__init__()
         self.__dict__["classifier"] = classifier
         self.layer, self.decoder, self.alpha = layer, decoder, float(alpha)
@@ -226,7 +281,9 @@ class RefAE(nn.Module):
         return self.decoder(self.encode(x, keep_graph=torch.is_grad_enabled()))
 
 
-def _layer_output(model: nn.Module, layer: str, x: torch.Tensor, keep_graph: bool = False) -> torch.Tensor:
+def _layer_output(
+    model: nn.Module, layer: str, x: torch.Tensor, keep_graph: bool = False
+) -> torch.Tensor:
     """Run ``model`` on ``x`` until ``layer`` has produced its output, and return that output.
 
     ``stop=True`` ends the pass right after the layer, so no later (in-place) operation can touch
@@ -236,8 +293,10 @@ def _layer_output(model: nn.Module, layer: str, x: torch.Tensor, keep_graph: boo
         model(x)
     out = acts.get(layer)
     if not isinstance(out, torch.Tensor):
-        raise TypeError(f"layer {layer!r} of {type(model).__name__} does not output a single tensor "
-                        f"(got {type(out).__name__}); choose a layer whose output is a tensor.")
+        raise TypeError(
+            f"layer {layer!r} of {type(model).__name__} does not output a single tensor "
+            f"(got {type(out).__name__}); choose a layer whose output is a tensor."
+        )
     return out
 
 
@@ -253,9 +312,12 @@ def fresh_copy(model: nn.Module, seed: int = 0) -> nn.Module:
     for attr in ("train_history", "epoch_states", "cache_path"):
         fresh.__dict__.pop(attr, None)
     if not reinitialize(fresh, seed):
-        raise TypeError(f"{type(model).__name__} has a module with parameters but no reset_parameters(), so a "
-                        "fresh copy cannot be made automatically; build a freshly initialised model of the same "
-                        "architecture and pass it as encoder=.")
+        raise TypeError(
+            f"{type(model).__name__} has a module with parameters but no reset_parameters(), so a "
+            "fresh copy cannot be made automatically; build a freshly initialised model of the "
+            "same "
+            "architecture and pass it as encoder=."
+        )
     for p in fresh.parameters():
         p.requires_grad_(True)
     return fresh.train()
@@ -269,25 +331,38 @@ def _check_alpha(alpha: Any) -> float:
         raise TypeError(f"alpha must be a number in [0, 1], got {type(alpha).__name__}.")
     alpha = float(alpha)
     if not (0.0 <= alpha <= 1.0):
-        raise ValueError(f"alpha must lie in [0, 1] (0: reconstruction only, 1: classification only), got {alpha}.")
+        raise ValueError(
+            f"alpha must lie in [0, 1] (0: reconstruction only, 1: classification only), got "
+            f"{alpha}."
+        )
     return alpha
 
 
-def cladec_loss(x_hat: torch.Tensor, x: torch.Tensor, logits: torch.Tensor | None, y: torch.Tensor | None,
-                alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def cladec_loss(
+    x_hat: torch.Tensor,
+    x: torch.Tensor,
+    logits: torch.Tensor | None,
+    y: torch.Tensor | None,
+    alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(1 - alpha) * MSE(x_hat, x) + alpha * CE(logits, y)``; returns ``(loss, mse, ce)``.
 
-    ``logits`` are the frozen classifier's outputs on ``x_hat`` (may be ``None`` when ``alpha == 0``,
+    ``logits`` are the frozen classifier's outputs on ``x_hat`` (may be ``None`` when ``alpha ==
+    0``,
     then ``ce`` is 0 and nothing is computed for it).
     """
     alpha = _check_alpha(alpha)
     if x_hat.shape != x.shape:  # F.mse_loss would broadcast the two with only a warning
-        raise ValueError(f"reconstructions have shape {tuple(x_hat.shape)} but the images {tuple(x.shape)}; "
-                         "the decoder must output images of the input's size (see build_decoder).")
+        raise ValueError(
+            f"reconstructions have shape {tuple(x_hat.shape)} but the images {tuple(x.shape)}; "
+            "the decoder must output images of the input's size (see build_decoder)."
+        )
     mse = F.mse_loss(x_hat.float(), x.float())
     if alpha == 0.0 or logits is None:
         if alpha > 0:
-            raise ValueError("alpha > 0 needs the classifier's logits on the reconstructions; pass logits and y.")
+            raise ValueError(
+                "alpha > 0 needs the classifier's logits on the reconstructions; pass logits and y."
+            )
         ce = torch.zeros((), device=mse.device)
         return mse, mse, ce
     ce = F.cross_entropy(logits.float(), y)
@@ -301,9 +376,12 @@ def _check_data(data: Any, model: nn.Module, what: str) -> None:
 
 def _check_targets(data: ImageSet) -> None:
     """The decoder ends in a sigmoid, so the images it reconstructs must be finite and in [0, 1]."""
-    check_unit_interval(data.images, "training images",
-                        "the decoder ends in a sigmoid: pass unnormalised images scaled to [0, 1] (e.g. "
-                        "x.float() / 255) and put any normalisation inside the model.")
+    check_unit_interval(
+        data.images,
+        "training images",
+        "the decoder ends in a sigmoid: pass unnormalised images scaled to [0, 1] (e.g. "
+        "x.float() / 255) and put any normalisation inside the model.",
+    )
 
 
 def _check_layer(model: nn.Module, layer: str) -> str:
@@ -324,8 +402,17 @@ def _mean_pixel(data: ImageSet) -> torch.Tensor:
 
 
 def _hparams(alpha, epochs, lr, weight_decay, batch_size, width, seed, init, amp) -> dict[str, Any]:
-    return dict(alpha=alpha, epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-                width=width, seed=seed, init=init, amp=amp)
+    return dict(
+        alpha=alpha,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        width=width,
+        seed=seed,
+        init=init,
+        amp=amp,
+    )
 
 
 def _validate(alpha, epochs, lr, weight_decay, batch_size, width, init) -> float:
@@ -341,10 +428,24 @@ def _validate(alpha, epochs, lr, weight_decay, batch_size, width, init) -> float
     return alpha
 
 
-def train_cladec(classifier: nn.Module, layer: str, train: ImageSet, *, alpha: float = 0.0, epochs: int = 12,
-                 lr: float = 3e-4, weight_decay: float = 1e-5, batch_size: int = 128, width: float = 1.0,
-                 init: str = "mean", seed: int = 0, device: str | torch.device | None = None, amp: bool = False,
-                 cache: bool = True, progress: bool = True) -> ClaDec:
+def train_cladec(
+    classifier: nn.Module,
+    layer: str,
+    train: ImageSet,
+    *,
+    alpha: float = 0.0,
+    epochs: int = 12,
+    lr: float = 3e-4,
+    weight_decay: float = 1e-5,
+    batch_size: int = 128,
+    width: float = 1.0,
+    init: str = "mean",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    cache: bool = True,
+    progress: bool = True,
+) -> ClaDec:
     """Train a decoder from ``classifier``'s ``layer`` back to the images of ``train`` (or load it).
 
     ``classifier`` must be frozen (``interpkit.models.freeze``): eval mode, no trainable parameters;
@@ -374,15 +475,39 @@ def train_cladec(classifier: nn.Module, layer: str, train: ImageSet, *, alpha: f
     _check_targets(train)
     act_shape = tuple(_layer_output(classifier, layer, train.images[:2].to(dev)).shape[1:])
     hp = _hparams(alpha, epochs, lr, weight_decay, batch_size, width, seed, init, amp)
-    decoder, blob, path, key = _train_decoder("ClaDec", classifier, layer, act_shape, train, dev, hp, cache,
-                                              progress, classifier=classifier)
+    decoder, blob, path, key = _train_decoder(
+        "ClaDec",
+        classifier,
+        layer,
+        act_shape,
+        train,
+        dev,
+        hp,
+        cache,
+        progress,
+        classifier=classifier,
+    )
     return _finish(ClaDec(classifier, layer, decoder, alpha), blob, path, key, dev)
 
 
-def train_refae(classifier: nn.Module, layer: str, train: ImageSet, *, encoder: nn.Module | None = None,
-                epochs: int = 12, lr: float = 3e-4, weight_decay: float = 1e-5, batch_size: int = 128,
-                width: float = 1.0, init: str = "mean", seed: int = 0, device: str | torch.device | None = None,
-                amp: bool = False, cache: bool = True, progress: bool = True) -> RefAE:
+def train_refae(
+    classifier: nn.Module,
+    layer: str,
+    train: ImageSet,
+    *,
+    encoder: nn.Module | None = None,
+    epochs: int = 12,
+    lr: float = 3e-4,
+    weight_decay: float = 1e-5,
+    batch_size: int = 128,
+    width: float = 1.0,
+    init: str = "mean",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    cache: bool = True,
+    progress: bool = True,
+) -> RefAE:
     """Train the reference auto-encoder for ``classifier``'s ``layer`` (or load it from the cache).
 
     The encoder is ``fresh_copy(classifier, seed)`` (same architecture, re-initialised weights),
@@ -411,37 +536,60 @@ def train_refae(classifier: nn.Module, layer: str, train: ImageSet, *, encoder: 
         act_shape = tuple(_layer_output(encoder, layer, train.images[:2]).shape[1:])
         encoder.train()
     hp = _hparams(0.0, epochs, lr, weight_decay, batch_size, width, seed, init, amp)
-    decoder, blob, path, key = _train_decoder("RefAE", encoder, layer, act_shape, train, dev, hp, cache,
-                                              progress, encoder=encoder)
+    decoder, blob, path, key = _train_decoder(
+        "RefAE", encoder, layer, act_shape, train, dev, hp, cache, progress, encoder=encoder
+    )
     encoder.load_state_dict(blob["encoder"])
     for p in encoder.parameters():
         p.requires_grad_(False)
     return _finish(RefAE(encoder, layer, decoder), blob, path, key, dev)
 
 
-def _train_decoder(kind: str, keyed: nn.Module, layer: str, act_shape: tuple[int, ...], train: ImageSet,
-                   dev: torch.device, hp: dict[str, Any], cache: bool, progress: bool,
-                   **fit_kw: Any) -> tuple[Decoder, dict[str, Any], Path | None, str]:
+def _train_decoder(
+    kind: str,
+    keyed: nn.Module,
+    layer: str,
+    act_shape: tuple[int, ...],
+    train: ImageSet,
+    dev: torch.device,
+    hp: dict[str, Any],
+    cache: bool,
+    progress: bool,
+    **fit_kw: Any,
+) -> tuple[Decoder, dict[str, Any], Path | None, str]:
     """Build the decoder (seeded), then load it from the cache or train it with :func:`_fit`.
 
-    The cache key hashes ``keyed`` (the frozen classifier, or the RefAE's initial encoder), the data,
-    the layer, the decoder's architecture and ``hp``. Returns the loaded decoder, the blob, the cache
+    The cache key hashes ``keyed`` (the frozen classifier, or the RefAE's initial encoder), the
+    data,
+    the layer, the decoder's architecture and ``hp``. Returns the loaded decoder, the blob, the
+    cache
     file (None without ``cache``) and the key.
     """
     mean_pixel = _mean_pixel(train) if hp["init"] == "mean" else None
     seed_everything(hp["seed"])
-    decoder = build_decoder(act_shape, tuple(train.images.shape[1:]), width=hp["width"], mean_pixel=mean_pixel)
-    key = cache_key(keyed, train, {"kind": kind, "layer": layer, "decoder": repr(decoder),
-                                   "format": CACHE_FORMAT, **hp}, dev)
+    decoder = build_decoder(
+        act_shape, tuple(train.images.shape[1:]), width=hp["width"], mean_pixel=mean_pixel
+    )
+    key = cache_key(
+        keyed,
+        train,
+        {"kind": kind, "layer": layer, "decoder": repr(decoder), "format": CACHE_FORMAT, **hp},
+        dev,
+    )
     path = cache_dir() / "cladec" / f"{kind}-{key}.pt"
     required = ("decoder", "history") + (("encoder",) if kind == "RefAE" else ())
     if cache:
-        ensure_cache_dir(path.parent)                # an unusable cache fails now, not after training
+        ensure_cache_dir(path.parent)  # an unusable cache fails now, not after training
     blob = load_torch_cache(path, required, f"{kind} decoder") if cache else None
-    if blob is not None and (why := state_mismatch(decoder, blob["decoder"]) or (
-            state_mismatch(fit_kw["encoder"], blob["encoder"]) if kind == "RefAE" else "")):
-        warnings.warn(f"{kind} cache file {path} holds weights of another architecture ({why}); retraining.",
-                      RuntimeWarning, stacklevel=3)
+    if blob is not None and (
+        why := state_mismatch(decoder, blob["decoder"])
+        or (state_mismatch(fit_kw["encoder"], blob["encoder"]) if kind == "RefAE" else "")
+    ):
+        warnings.warn(
+            f"{kind} cache file {path} holds weights of another architecture ({why}); retraining.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         blob = None
     if blob is None:
         blob = _fit(decoder, train, dev, hp, progress, layer=layer, **fit_kw)
@@ -451,15 +599,25 @@ def _train_decoder(kind: str, keyed: nn.Module, layer: str, act_shape: tuple[int
     return decoder, blob, (path if cache else None), key
 
 
-def _finish(out: ClaDec | RefAE, blob: dict[str, Any], path: Path | None, key: str,
-            dev: torch.device) -> ClaDec | RefAE:
+def _finish(
+    out: ClaDec | RefAE, blob: dict[str, Any], path: Path | None, key: str, dev: torch.device
+) -> ClaDec | RefAE:
     """Attach the training history and cache location; eval mode on ``dev``."""
     out.history, out.cache_path, out.cache_key = list(blob["history"]), path, key
     return out.to(dev).eval()
 
 
-def _fit(decoder: Decoder, data: ImageSet, dev: torch.device, hp: dict[str, Any], progress: bool, *,
-         layer: str, classifier: nn.Module | None = None, encoder: nn.Module | None = None) -> dict[str, Any]:
+def _fit(
+    decoder: Decoder,
+    data: ImageSet,
+    dev: torch.device,
+    hp: dict[str, Any],
+    progress: bool,
+    *,
+    layer: str,
+    classifier: nn.Module | None = None,
+    encoder: nn.Module | None = None,
+) -> dict[str, Any]:
     """The training loop shared by ClaDec (``classifier`` given) and RefAE (``encoder`` given)."""
     from tqdm.auto import tqdm
 
@@ -478,19 +636,27 @@ def _fit(decoder: Decoder, data: ImageSet, dev: torch.device, hp: dict[str, Any]
     if classifier is not None:  # precompute the frozen layer's output once when it fits in memory
         per_image = _layer_output(classifier, layer, images[:1].to(dev)).numel() * 4
         if per_image * n <= _ACT_MEMORY_LIMIT:
-            acts = torch.cat([_layer_output(classifier, layer, images[i:i + 512].to(dev))
-                              for i in range(0, n, 512)])
+            acts = torch.cat(
+                [
+                    _layer_output(classifier, layer, images[i : i + 512].to(dev))
+                    for i in range(0, n, 512)
+                ]
+            )
     probe = images[:256].to(dev)
     gen = torch.Generator().manual_seed(hp["seed"])
     history: list[dict[str, float]] = []
-    bar = tqdm(total=hp["epochs"] * ((n + bs - 1) // bs), disable=not progress, leave=False,
-               desc=f"{'ClaDec' if classifier is not None else 'RefAE'} {layer}")
+    bar = tqdm(
+        total=hp["epochs"] * ((n + bs - 1) // bs),
+        disable=not progress,
+        leave=False,
+        desc=f"{'ClaDec' if classifier is not None else 'RefAE'} {layer}",
+    )
     for epoch in range(hp["epochs"]):
         perm = torch.randperm(n, generator=gen)
         sums = {"loss": 0.0, "mse": 0.0, "ce": 0.0}
         seen = 0
         for i in range(0, n, bs):
-            idx = perm[i:i + bs]
+            idx = perm[i : i + bs]
             if len(idx) < 2:  # batch-norm (RefAE encoder) cannot train on a single image
                 continue
             x = images[idx].to(dev, non_blocking=True)
@@ -498,7 +664,11 @@ def _fit(decoder: Decoder, data: ImageSet, dev: torch.device, hp: dict[str, Any]
                 if encoder is not None:
                     a = _layer_output(encoder, layer, x, keep_graph=True)
                 else:
-                    a = acts[idx.to(acts.device)] if acts is not None else _layer_output(classifier, layer, x)
+                    a = (
+                        acts[idx.to(acts.device)]
+                        if acts is not None
+                        else _layer_output(classifier, layer, x)
+                    )
                 x_hat = decoder(a)
                 logits, y = None, None
                 if alpha > 0:
@@ -514,12 +684,20 @@ def _fit(decoder: Decoder, data: ImageSet, dev: torch.device, hp: dict[str, Any]
                 sums[k] += float(v.detach()) * len(idx)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, mse=f"{float(mse.detach()):.4f}")
-        history.append({"epoch": epoch + 1, **{k: v / max(seen, 1) for k, v in sums.items()},
-                        **_probe_stats(decoder, probe, layer, classifier, encoder)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                **{k: v / max(seen, 1) for k, v in sums.items()},
+                **_probe_stats(decoder, probe, layer, classifier, encoder),
+            }
+        )
     bar.close()
     decoder.eval()
-    blob: dict[str, Any] = {"decoder": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
-                            "history": history, "format": CACHE_FORMAT}
+    blob: dict[str, Any] = {
+        "decoder": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
+        "history": history,
+        "format": CACHE_FORMAT,
+    }
     if encoder is not None:
         _recalibrate_batchnorm(encoder, layer, images, dev, bs)
         encoder.eval()
@@ -528,8 +706,9 @@ def _fit(decoder: Decoder, data: ImageSet, dev: torch.device, hp: dict[str, Any]
 
 
 @torch.no_grad()
-def _recalibrate_batchnorm(encoder: nn.Module, layer: str, images: torch.Tensor, dev: torch.device,
-                           batch_size: int) -> None:
+def _recalibrate_batchnorm(
+    encoder: nn.Module, layer: str, images: torch.Tensor, dev: torch.device, batch_size: int
+) -> None:
     """Set the batch-norm running statistics of ``encoder`` (up to ``layer``) to the exact averages
     over ``images`` under the final weights.
 
@@ -539,7 +718,11 @@ def _recalibrate_batchnorm(encoder: nn.Module, layer: str, images: torch.Tensor,
     reconstruct worse than the mean image although its training error is below it). One pass in
     training mode with ``momentum=None`` (cumulative average) and no gradient replaces them.
     """
-    bns = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = [
+        m
+        for m in encoder.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
     if not bns:
         return
     saved = [m.momentum for m in bns]
@@ -549,7 +732,7 @@ def _recalibrate_batchnorm(encoder: nn.Module, layer: str, images: torch.Tensor,
     was = encoder.training
     encoder.train()
     for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size]
+        x = images[i : i + batch_size]
         if len(x) >= 2:
             _layer_output(encoder, layer, x.to(dev))
     for m, mom in zip(bns, saved):
@@ -558,9 +741,15 @@ def _recalibrate_batchnorm(encoder: nn.Module, layer: str, images: torch.Tensor,
 
 
 @torch.no_grad()
-def _probe_stats(decoder: Decoder, probe: torch.Tensor, layer: str, classifier: nn.Module | None,
-                 encoder: nn.Module | None) -> dict[str, float]:
-    """Pre-sigmoid mean and output spread across images (std over the batch, averaged over pixels)."""
+def _probe_stats(
+    decoder: Decoder,
+    probe: torch.Tensor,
+    layer: str,
+    classifier: nn.Module | None,
+    encoder: nn.Module | None,
+) -> dict[str, float]:
+    """Pre-sigmoid mean and output spread across images (std over the batch, averaged over
+    pixels)."""
     was = decoder.training
     decoder.eval()
     if encoder is not None:
@@ -575,9 +764,15 @@ def _probe_stats(decoder: Decoder, probe: torch.Tensor, layer: str, classifier: 
     return {"logit_mean": float(z.mean()), "output_spread": float(torch.sigmoid(z).std(0).mean())}
 
 
-def train_explainers(classifier: nn.Module, train: ImageSet, layers: Sequence[str], *,
-                     alphas: Iterable[float] = (0.0,), refae: bool = True, **kwargs: Any
-                     ) -> dict[tuple[str, str, float], nn.Module]:
+def train_explainers(
+    classifier: nn.Module,
+    train: ImageSet,
+    layers: Sequence[str],
+    *,
+    alphas: Iterable[float] = (0.0,),
+    refae: bool = True,
+    **kwargs: Any,
+) -> dict[tuple[str, str, float], nn.Module]:
     """ClaDec for every ``(layer, alpha)`` and (if ``refae``) a RefAE per layer (``alphas``: one
     number or several).
 
@@ -600,21 +795,33 @@ def train_explainers(classifier: nn.Module, train: ImageSet, layers: Sequence[st
 # Evaluation
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def reconstruct(explainer: nn.Module, images: torch.Tensor, *, batch_size: int = 256,
-                device: str | torch.device | None = None) -> torch.Tensor:
-    """Reconstructions of ``images`` (N, C, H, W) by a :class:`ClaDec` or :class:`RefAE`, on the CPU."""
+def reconstruct(
+    explainer: nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Reconstructions of ``images`` (N, C, H, W) by a :class:`ClaDec` or :class:`RefAE`, on the
+    CPU."""
     if not isinstance(explainer, (ClaDec, RefAE)):
-        raise TypeError(f"explainer must be a ClaDec or RefAE (from train_cladec / train_refae), got "
-                        f"{type(explainer).__name__}.")
+        raise TypeError(
+            f"explainer must be a ClaDec or RefAE (from train_cladec / train_refae), got "
+            f"{type(explainer).__name__}."
+        )
     check_positive_int("batch_size", batch_size)
-    check_images(images)                                 # a clear error for a NumPy array or a single image
+    check_images(images)  # a clear error for a NumPy array or a single image
     dev = resolve_device(device) if device is not None else model_device(explainer.decoder)
     explainer.to(dev).eval()
     encoder = explainer.classifier if isinstance(explainer, ClaDec) else explainer.encoder
     encoder.to(dev)
     check_images(images[:1].to(dev), encoder)
-    return torch.cat([explainer(images[i:i + batch_size].to(dev)).float().cpu()
-                      for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [
+            explainer(images[i : i + batch_size].to(dev)).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
 
 
 def mean_image_mse(train: ImageSet, test: ImageSet) -> float:
@@ -628,17 +835,30 @@ def _layer_depth(model: nn.Module, layer: str) -> int:
     return names.index(layer) if layer in names else -1
 
 
-def evaluate_explainers(classifier: nn.Module, explainers: Mapping[Any, nn.Module], train: ImageSet,
-                        test: ImageSet, *, fresh: bool = True, fresh_epochs: int = 6, fresh_lr: float = 1e-3,
-                        fresh_batch_size: int = 64, include_original: bool = True, seed: int = 0,
-                        device: str | torch.device | None = None, progress: bool = False) -> pd.DataFrame:
+def evaluate_explainers(
+    classifier: nn.Module,
+    explainers: Mapping[Any, nn.Module],
+    train: ImageSet,
+    test: ImageSet,
+    *,
+    fresh: bool = True,
+    fresh_epochs: int = 6,
+    fresh_lr: float = 1e-3,
+    fresh_batch_size: int = 64,
+    include_original: bool = True,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
     """One row per explainer: reconstruction error and what classifiers make of the reconstructions.
 
     Columns: ``layer``, ``depth`` (position in ``named_modules``), ``act_shape``, ``method``,
     ``alpha``, ``mse`` (test reconstruction MSE), ``mean_image_mse`` (predicting the mean training
-    image), ``relative_mse`` (their ratio; NaN if the mean image MSE is 0), ``classifier_accuracy`` /
+    image), ``relative_mse`` (their ratio; NaN if the mean image MSE is 0), ``classifier_accuracy``
+    /
     ``classifier_loss`` (the original classifier on the reconstructed test images),
-    ``classifier_loss_train`` (the same loss on the reconstructed training images, which the trade-off
+    ``classifier_loss_train`` (the same loss on the reconstructed training images, which the
+    trade-off
     loss optimises), ``fresh_accuracy`` (a freshly initialised classifier of the same architecture
     trained on the reconstructed training images with :func:`interpkit.models.train`, cached, and
     tested on the reconstructed test images;
@@ -659,31 +879,69 @@ def evaluate_explainers(classifier: nn.Module, explainers: Mapping[Any, nn.Modul
             return float("nan")
         tr = ImageSet(tr_images, train.labels, list(train.classes), f"{name}-train")
         te = ImageSet(te_images, test.labels, list(test.classes), f"{name}-test")
-        model = train_classifier(fresh_copy(classifier, seed), tr, epochs=fresh_epochs, lr=fresh_lr,
-                         batch_size=fresh_batch_size, seed=seed, device=dev, progress=progress)
+        model = train_classifier(
+            fresh_copy(classifier, seed),
+            tr,
+            epochs=fresh_epochs,
+            lr=fresh_lr,
+            batch_size=fresh_batch_size,
+            seed=seed,
+            device=dev,
+            progress=progress,
+        )
         return evaluate(model, te, device=dev)["accuracy"]
 
     rows = []
     if include_original:
         ev = evaluate(classifier, test, device=dev)
         ev_tr = evaluate(classifier, train, device=dev)
-        rows.append({"layer": "(input)", "depth": 0, "act_shape": tuple(test.images.shape[1:]), "method": "original",
-                     "alpha": float("nan"), "mse": 0.0, "mean_image_mse": base, "relative_mse": 0.0,
-                     "classifier_accuracy": ev["accuracy"], "classifier_loss": ev["loss"],
-                     "classifier_loss_train": ev_tr["loss"],
-                     "fresh_accuracy": fresh_acc(train.images, test.images, "original")})
+        rows.append(
+            {
+                "layer": "(input)",
+                "depth": 0,
+                "act_shape": tuple(test.images.shape[1:]),
+                "method": "original",
+                "alpha": float("nan"),
+                "mse": 0.0,
+                "mean_image_mse": base,
+                "relative_mse": 0.0,
+                "classifier_accuracy": ev["accuracy"],
+                "classifier_loss": ev["loss"],
+                "classifier_loss_train": ev_tr["loss"],
+                "fresh_accuracy": fresh_acc(train.images, test.images, "original"),
+            }
+        )
     for ex in explainers.values():
         if not isinstance(ex, (ClaDec, RefAE)):
-            raise TypeError(f"explainers must map to ClaDec or RefAE objects, got {type(ex).__name__}.")
+            raise TypeError(
+                f"explainers must map to ClaDec or RefAE objects, got {type(ex).__name__}."
+            )
         rec_te = reconstruct(ex, test.images, device=dev)
         rec_tr = reconstruct(ex, train.images, device=dev)
         mse = float(((rec_te - test.images) ** 2).mean())
         ev = evaluate(classifier, ImageSet(rec_te, test.labels, list(test.classes)), device=dev)
-        ev_tr = evaluate(classifier, ImageSet(rec_tr, train.labels, list(train.classes)), device=dev)
-        fa = fresh_acc(rec_tr, rec_te, f"{ex.method}-{ex.layer}-{ex.alpha:g}") if fresh else float("nan")
-        rows.append({"layer": ex.layer, "depth": _layer_depth(classifier, ex.layer),
-                     "act_shape": tuple(ex.decoder.in_shape), "method": ex.method, "alpha": ex.alpha, "mse": mse,
-                     "mean_image_mse": base, "relative_mse": mse / base if base > 0 else float("nan"),
-                     "classifier_accuracy": ev["accuracy"], "classifier_loss": ev["loss"],
-                     "classifier_loss_train": ev_tr["loss"], "fresh_accuracy": fa})
+        ev_tr = evaluate(
+            classifier, ImageSet(rec_tr, train.labels, list(train.classes)), device=dev
+        )
+        fa = (
+            fresh_acc(rec_tr, rec_te, f"{ex.method}-{ex.layer}-{ex.alpha:g}")
+            if fresh
+            else float("nan")
+        )
+        rows.append(
+            {
+                "layer": ex.layer,
+                "depth": _layer_depth(classifier, ex.layer),
+                "act_shape": tuple(ex.decoder.in_shape),
+                "method": ex.method,
+                "alpha": ex.alpha,
+                "mse": mse,
+                "mean_image_mse": base,
+                "relative_mse": mse / base if base > 0 else float("nan"),
+                "classifier_accuracy": ev["accuracy"],
+                "classifier_loss": ev["loss"],
+                "classifier_loss_train": ev_tr["loss"],
+                "fresh_accuracy": fa,
+            }
+        )
     return pd.DataFrame(rows)

@@ -41,15 +41,17 @@ Data matrices may be torch tensors, NumPy arrays or ``np.memmap`` s; with ``chun
 stay where they are and are streamed to the device in blocks of rows each iteration, so a probe
 set whose activations do not fit in device memory can still be factorised.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import os
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal, Mapping, Sequence, Union
+from typing import Literal, Union
 
 import numpy as np
 import pandas as pd
@@ -57,23 +59,41 @@ import torch
 from torch import nn
 
 from .capture import capture, eval_mode
-from .data.base import ImageSet
 from .checks import check_images, check_number, check_positive_int, check_unit_interval
+from .data.base import ImageSet
 from .device import resolve_device
 from .io import atomic_path
 
 __all__ = [
-    "ActivationMatrices", "CoupledNMF", "Factors", "KNNImpurity",
-    "activation_matrices", "pixel_matrices", "init_factors", "nndsvd", "coupled_nmf", "layer_nmf",
-    "class_weights", "concept_table", "top_examples", "concept_pixel_image", "concept_pixel_mask",
-    "masked_images", "concept_similarity", "top_units", "knn_impurity", "accuracy_vs_impurity",
-    "factor_purity", "purity_summary",
+    "ActivationMatrices",
+    "CoupledNMF",
+    "Factors",
+    "KNNImpurity",
+    "activation_matrices",
+    "pixel_matrices",
+    "init_factors",
+    "nndsvd",
+    "coupled_nmf",
+    "layer_nmf",
+    "class_weights",
+    "concept_table",
+    "top_examples",
+    "concept_pixel_image",
+    "concept_pixel_mask",
+    "masked_images",
+    "concept_similarity",
+    "top_units",
+    "knn_impurity",
+    "accuracy_vs_impurity",
+    "factor_purity",
+    "purity_summary",
 ]
 
-Matrix = Union[torch.Tensor, np.ndarray]          # a 2-D data matrix (rows x examples); np.memmap works
-FactorsLike = Union["CoupledNMF", torch.Tensor, np.ndarray]   # a result, or F itself (R x N)
+Matrix = torch.Tensor | np.ndarray  # a 2-D data matrix (rows x examples); np.memmap works
+# a result, or F itself (R x N); Union because CoupledNMF is defined below
+FactorsLike = Union["CoupledNMF", torch.Tensor, np.ndarray]  # noqa: UP007
 Mode = Literal["monotone", "faithful"]
-Labels = Union[torch.Tensor, np.ndarray, Sequence[int]]  # one integer label per example
+Labels = torch.Tensor | np.ndarray | Sequence[int]  # one integer label per example
 _CHANNEL_NAMES = {1: ["grey"], 3: ["red", "green", "blue"]}
 
 
@@ -93,29 +113,44 @@ class ActivationMatrices(dict):
 
 
 def pixel_matrices(images: torch.Tensor | ImageSet) -> dict[str, torch.Tensor]:
-    """One (pixels x N) matrix per colour channel from images (N, C, H, W) in [0, 1] (or an ImageSet).
+    """One (pixels x N) matrix per colour channel from images (N, C, H, W) in [0, 1] (or an
+    ImageSet).
 
     Keys are ``red, green, blue`` for three channels, ``grey`` for one, ``channel<i>`` otherwise.
     """
     x = getattr(images, "images", images)
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise ValueError(f"pixel_matrices needs images of shape (N, C, H, W) or an ImageSet, got "
-                         f"{type(x).__name__} of shape {getattr(x, 'shape', None)}.")
-    check_images(x)                    # float (not uint8), not empty, finite, in [0, 1]
+        raise ValueError(
+            f"pixel_matrices needs images of shape (N, C, H, W) or an ImageSet, got "
+            f"{type(x).__name__} of shape {getattr(x, 'shape', None)}."
+        )
+    check_images(x)  # float (not uint8), not empty, finite, in [0, 1]
     x = x.detach().float().cpu()
-    check_unit_interval(x, "pixel values", "clean or drop images with NaN, and pass the images before "
-                        "normalisation, e.g. ImageSet.images, not mean/std-normalised inputs.")
+    check_unit_interval(
+        x,
+        "pixel values",
+        "clean or drop images with NaN, and pass the images before "
+        "normalisation, e.g. ImageSet.images, not mean/std-normalised inputs.",
+    )
     n, c = x.shape[:2]
     names = _CHANNEL_NAMES.get(c, [f"channel{i}" for i in range(c)])
     return {names[i]: x[:, i].reshape(n, -1).T for i in range(c)}
 
 
 @torch.no_grad()
-def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layers: Sequence[str] | str, *,
-                        batch_size: int = 128, device: str | torch.device | None = None,
-                        relu: bool = False, memmap_dir: str | os.PathLike | None = None,
-                        progress: bool = False) -> ActivationMatrices:
-    """Stream a probe set through ``model`` and collect each layer's activations as (units x N) float32.
+def activation_matrices(
+    model: nn.Module,
+    images: torch.Tensor | ImageSet,
+    layers: Sequence[str] | str,
+    *,
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    relu: bool = False,
+    memmap_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> ActivationMatrices:
+    """Stream a probe set through ``model`` and collect each layer's activations as (units x N)
+    float32.
 
     Batches go through :func:`interpkit.capture` (the forward pass stops after the last requested
     layer); each batch fills the columns of a matrix allocated once, on the CPU, or, with
@@ -133,7 +168,9 @@ def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layer
     x_all = getattr(images, "images", images)
     if not isinstance(x_all, torch.Tensor) or x_all.ndim != 4:
         raise ValueError("activation_matrices needs images of shape (N, C, H, W) or an ImageSet.")
-    check_images(x_all)        # float in [0, 1]: uint8 or 0..255 images were run unscaled, NaN gave NaN columns
+    check_images(
+        x_all
+    )  # float in [0, 1]: uint8 or 0..255 images were run unscaled, NaN gave NaN columns
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     dev = resolve_device(device)
@@ -141,56 +178,69 @@ def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layer
     model.to(dev)
     out = ActivationMatrices()
     storage: dict[str, torch.Tensor | np.ndarray] = {}
-    files: dict[str, tuple[Path, tuple[int, int]]] = {}   # memmap layers: final file and shape
+    files: dict[str, tuple[Path, tuple[int, int]]] = {}  # memmap layers: final file and shape
     starts = range(0, n, batch_size)
     if progress:
         from tqdm.auto import tqdm
+
         starts = tqdm(starts, desc="activations", leave=False)
     # every memmap file is written under a temporary name, renamed into place when the block ends
     # after the last batch, and removed if a batch fails (an earlier complete file is kept)
     with contextlib.ExitStack() as pending:
-        pending.enter_context(eval_mode(model))   # left last: the model gets its modes back
+        pending.enter_context(eval_mode(model))  # left last: the model gets its modes back
         try:
             for s in starts:
-                xb = x_all[s:s + batch_size].to(dev, torch.float32)
+                xb = x_all[s : s + batch_size].to(dev, torch.float32)
                 with capture(model, layers, stop=True, clone=True) as acts:
                     model(xb)
                 for name in layers:
                     a = acts[name]
                     if not isinstance(a, torch.Tensor):
-                        raise TypeError(f"layer {name!r} returned {type(a).__name__}, not a tensor; "
-                                        "capture a module that outputs a single tensor.")
+                        raise TypeError(
+                            f"layer {name!r} returned {type(a).__name__}, not a tensor; "
+                            "capture a module that outputs a single tensor."
+                        )
                     if relu:
                         a = torch.relu(a)
                     a = a.reshape(len(xb), -1).float()
                     if not torch.isfinite(a).all():
                         bad = (~torch.isfinite(a)).any(1).nonzero().flatten()[:5] + s
-                        raise ValueError(f"layer {name!r} produced NaN/inf activations (examples {bad.tolist()} "
-                                         "among others); check the images and the model weights, or drop them.")
+                        raise ValueError(
+                            f"layer {name!r} produced NaN/inf activations (examples {bad.tolist()} "
+                            "among others); check the images and the model weights, or drop them."
+                        )
                     if (a < 0).any():
-                        raise ValueError(f"layer {name!r} has negative activations (min {float(a.min()):.3g}); "
-                                         "NMF needs non-negative data: capture a post-ReLU layer or pass relu=True.")
+                        raise ValueError(
+                            f"layer {name!r} has negative activations (min {float(a.min()):.3g}); "
+                            "NMF needs non-negative data: capture a post-ReLU layer or pass "
+                            "relu=True."
+                        )
                     if name not in storage:
                         out.shapes[name] = tuple(acts[name].shape[1:])
                         shape = (n, a.shape[1])
                         if memmap_dir is not None:
-                            files[name] = (Path(memmap_dir) / f"{name.replace('/', '_')}.f32", shape)
+                            files[name] = (
+                                Path(memmap_dir) / f"{name.replace('/', '_')}.f32",
+                                shape,
+                            )
                             tmp = pending.enter_context(atomic_path(files[name][0]))
                             storage[name] = np.memmap(tmp, dtype=np.float32, mode="w+", shape=shape)
                         else:
                             storage[name] = torch.empty(shape, dtype=torch.float32)
                     if isinstance(storage[name], np.ndarray):
-                        storage[name][s:s + len(xb)] = a.cpu().numpy()
+                        storage[name][s : s + len(xb)] = a.cpu().numpy()
                     else:
-                        storage[name][s:s + len(xb)] = a.cpu()
+                        storage[name][s : s + len(xb)] = a.cpu()
             for name in files:
                 storage[name].flush()
         finally:
-            for name in files:                  # unmapped before a rename or removal (needed on Windows)
+            for name in files:  # unmapped before a rename or removal (needed on Windows)
                 storage.pop(name, None)
     for name in layers:
-        if name in files:                       # now in place: map the complete file again
-            storage[name] = np.memmap(files[name][0], dtype=np.float32, mode="r+", shape=files[name][1])
+        if name in files:  # now in place: map the complete file again
+            storage[name] = np.memmap(
+                files[name][0], dtype=np.float32, mode="r+", shape=files[name][1]
+            )
         out[name] = storage[name].T
     return out
 
@@ -198,47 +248,67 @@ def activation_matrices(model: nn.Module, images: torch.Tensor | ImageSet, layer
 # ================================================================================================
 # Validation and streaming access
 # ================================================================================================
-def _as_named(mats: Mapping[str, Matrix] | Sequence[Matrix] | None, prefix: str) -> dict[str, Matrix]:
+def _as_named(
+    mats: Mapping[str, Matrix] | Sequence[Matrix] | None, prefix: str
+) -> dict[str, Matrix]:
     if mats is None:
         return {}
     if isinstance(mats, Mapping):
         return dict(mats)
     if isinstance(mats, (torch.Tensor, np.ndarray)):
-        raise TypeError(f"pass the {prefix} matrices as a dict or list of 2-D matrices, not a single "
-                        f"array; wrap it: [{prefix}_matrix] or {{'name': {prefix}_matrix}}.")
+        raise TypeError(
+            f"pass the {prefix} matrices as a dict or list of 2-D matrices, not a single "
+            f"array; wrap it: [{prefix}_matrix] or {{'name': {prefix}_matrix}}."
+        )
     return {f"{prefix}{i}": m for i, m in enumerate(mats)}
 
 
 class _Data:
-    """A data matrix seen as row blocks on the device (the whole matrix when ``chunk_rows`` is None)."""
+    """A data matrix seen as row blocks on the device (the whole matrix when ``chunk_rows`` is
+    None)."""
 
-    def __init__(self, kind: str, name: str, x, device: torch.device, dtype: torch.dtype,
-                 chunk_rows: int | None, normalize: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        x,
+        device: torch.device,
+        dtype: torch.dtype,
+        chunk_rows: int | None,
+        normalize: str | None = None,
+    ) -> None:
         self.kind, self.name, self.key = kind, name, f"{kind}:{name}"
         if not isinstance(x, (torch.Tensor, np.ndarray)):
-            raise TypeError(f"{kind} matrix {name!r} is a {type(x).__name__}; pass a torch tensor or NumPy array.")
+            raise TypeError(
+                f"{kind} matrix {name!r} is a {type(x).__name__}; pass a torch tensor or NumPy "
+                f"array."
+            )
         if x.ndim != 2:
-            raise ValueError(f"{kind} matrix {name!r} has shape {tuple(x.shape)}; it must be 2-D "
-                             "(rows x examples). Flatten activations with activation_matrices().")
+            raise ValueError(
+                f"{kind} matrix {name!r} has shape {tuple(x.shape)}; it must be 2-D "
+                "(rows x examples). Flatten activations with activation_matrices()."
+            )
         self.rows, self.cols = int(x.shape[0]), int(x.shape[1])
         if self.rows == 0 or self.cols == 0:
             raise ValueError(f"{kind} matrix {name!r} is empty (shape {tuple(x.shape)}).")
         self.device, self.dtype = device, dtype
         self.step = self.rows if chunk_rows is None else max(1, int(chunk_rows))
         self.src = x
-        self.scale = 1.0            # every block is multiplied by this when loaded (normalize="rms")
+        self.scale = 1.0  # every block is multiplied by this when loaded (normalize="rms")
         self.full: torch.Tensor | None = None
         if chunk_rows is None:
             self.full = self._load(0, self.rows)
         self.raw_sq_norm, self.max_abs = self._check()
         self.rms = math.sqrt(self.raw_sq_norm / (self.rows * self.cols))
-        if normalize == "rms":      # mean square entry 1: the factorisation no longer depends on units
+        if normalize == "rms":  # mean square entry 1: the factorisation no longer depends on units
             self.scale = 1.0 / self.rms
             if self.full is not None:
-                self.full = self.full * self.scale     # a new tensor: the caller's matrix is not changed
+                self.full = (
+                    self.full * self.scale
+                )  # a new tensor: the caller's matrix is not changed
         elif normalize is not None:
             raise ValueError(f"normalize must be 'rms' or None, got {normalize!r}.")
-        self.sq_norm = self.raw_sq_norm * self.scale ** 2
+        self.sq_norm = self.raw_sq_norm * self.scale**2
 
     def _load(self, r0: int, r1: int) -> torch.Tensor:
         x = self.src[r0:r1]
@@ -260,33 +330,48 @@ class _Data:
         sq, n_bad, lo, hi = 0.0, 0, math.inf, 0.0
         for _, xc in self.chunks():
             cmin, cmax = torch.aminmax(xc)
-            if not (math.isfinite(float(cmin)) and math.isfinite(float(cmax))):   # NaN or inf somewhere
+            if not (
+                math.isfinite(float(cmin)) and math.isfinite(float(cmax))
+            ):  # NaN or inf somewhere
                 finite = torch.isfinite(xc)
                 n_bad += int((~finite).sum())
-                cmin = torch.where(finite, xc, torch.zeros((), dtype=xc.dtype, device=xc.device)).min()
+                cmin = torch.where(
+                    finite, xc, torch.zeros((), dtype=xc.dtype, device=xc.device)
+                ).min()
             lo = min(lo, float(cmin))
             hi = max(hi, float(cmax))
             if n_bad == 0:
                 sq += float(torch.linalg.vector_norm(xc, dtype=torch.float64)) ** 2
         if n_bad:
-            raise ValueError(f"{self.kind} matrix {self.name!r} contains {n_bad} NaN/inf values (in "
-                             f"{str(self.dtype).replace('torch.', '')}); NMF needs finite data. Check the images "
-                             "and model (activation_matrices reports which examples), or drop the affected "
-                             "examples from every matrix; values beyond the float32 range need "
-                             "dtype=torch.float64.")
+            raise ValueError(
+                f"{self.kind} matrix {self.name!r} contains {n_bad} NaN/inf values (in "
+                f"{str(self.dtype).replace('torch.', '')}); NMF needs finite data. Check the "
+                f"images "
+                "and model (activation_matrices reports which examples), or drop the affected "
+                "examples from every matrix; values beyond the float32 range need "
+                "dtype=torch.float64."
+            )
         if lo < 0:
-            hint = ("capture a post-ReLU layer or pass relu=True to activation_matrices"
-                    if self.kind == "activation" else "use pixel values in [0, 1] (pixel_matrices)")
-            raise ValueError(f"{self.kind} matrix {self.name!r} has negative entries (min {lo:.3g}); NMF "
-                             f"needs non-negative data: {hint}.")
+            hint = (
+                "capture a post-ReLU layer or pass relu=True to activation_matrices"
+                if self.kind == "activation"
+                else "use pixel values in [0, 1] (pixel_matrices)"
+            )
+            raise ValueError(
+                f"{self.kind} matrix {self.name!r} has negative entries (min {lo:.3g}); NMF "
+                f"needs non-negative data: {hint}."
+            )
         if sq == 0:
-            raise ValueError(f"{self.kind} matrix {self.name!r} is all zeros (e.g. a dead layer); "
-                             "drop it or choose another layer.")
+            raise ValueError(
+                f"{self.kind} matrix {self.name!r} is all zeros (e.g. a dead layer); "
+                "drop it or choose another layer."
+            )
         return sq, hi
 
 
-def _prepare(activations, pixels, rank: int, device, dtype, chunk_rows,
-             normalize: str | None = None) -> tuple[list[_Data], list[str], list[str]]:
+def _prepare(
+    activations, pixels, rank: int, device, dtype, chunk_rows, normalize: str | None = None
+) -> tuple[list[_Data], list[str], list[str]]:
     acts, pix = _as_named(activations, "layer"), _as_named(pixels, "channel")
     if not acts and not pix:
         raise ValueError("no data matrices given; pass at least one activation or pixel matrix.")
@@ -298,21 +383,31 @@ def _prepare(activations, pixels, rank: int, device, dtype, chunk_rows,
     if normalize is None:
         # products of entries (X F^T, W^T W F) must stay far inside the range of the dtype
         limit = math.sqrt(torch.finfo(dtype).max) * 1e-4
-        big = [f"{d.kind} matrix {d.name!r} (largest entry {d.max_abs:.3g})" for d in data if d.max_abs > limit]
+        big = [
+            f"{d.kind} matrix {d.name!r} (largest entry {d.max_abs:.3g})"
+            for d in data
+            if d.max_abs > limit
+        ]
         if big:
-            raise ValueError(f"{', '.join(big)} too large for {str(dtype).replace('torch.', '')} arithmetic "
-                             f"(entries above {limit:.1g} overflow in the updates and give NaN factors); pass "
-                             "normalize='rms' (each matrix scaled to mean square 1) or dtype=torch.float64.")
+            raise ValueError(
+                f"{', '.join(big)} too large for {str(dtype).replace('torch.', '')} arithmetic "
+                f"(entries above {limit:.1g} overflow in the updates and give NaN factors); pass "
+                "normalize='rms' (each matrix scaled to mean square 1) or dtype=torch.float64."
+            )
     counts = {d.name: d.cols for d in data}
     if len(set(counts.values())) > 1:
-        raise ValueError(f"the matrices have different numbers of examples (columns): {counts}. Every "
-                         "matrix needs one column per probe image, in the same order; build all of them "
-                         "from the same images (pixel_matrices / activation_matrices).")
+        raise ValueError(
+            f"the matrices have different numbers of examples (columns): {counts}. Every "
+            "matrix needs one column per probe image, in the same order; build all of them "
+            "from the same images (pixel_matrices / activation_matrices)."
+        )
     for d in data:
         if rank > min(d.rows, d.cols):
-            raise ValueError(f"rank={rank} is larger than min(rows, examples) = {min(d.rows, d.cols)} of "
-                             f"{d.kind} matrix {d.name!r} ({d.rows} x {d.cols}); use rank <= "
-                             f"{min(d.rows, d.cols)} or more probe images / a larger layer.")
+            raise ValueError(
+                f"rank={rank} is larger than min(rows, examples) = {min(d.rows, d.cols)} of "
+                f"{d.kind} matrix {d.name!r} ({d.rows} x {d.cols}); use rank <= "
+                f"{min(d.rows, d.cols)} or more probe images / a larger layer."
+            )
     return data, list(pix), list(acts)
 
 
@@ -327,16 +422,22 @@ class Factors:
     P: dict[str, torch.Tensor] = field(default_factory=dict)
     O: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def numpy(self) -> "Factors":
+    def numpy(self) -> Factors:
         """The same factors as float64 NumPy arrays (for the reference implementation)."""
-        cv = lambda t: np.asarray(t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else t, float)
-        return Factors(cv(self.F), {k: cv(v) for k, v in self.P.items()}, {k: cv(v) for k, v in self.O.items()})
+        cv = lambda t: np.asarray(
+            t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else t, float
+        )
+        return Factors(
+            cv(self.F), {k: cv(v) for k, v in self.P.items()}, {k: cv(v) for k, v in self.O.items()}
+        )
 
 
-def _randomized_svd(d: _Data, k: int, gen: torch.Generator, n_oversamples: int = 10,
-                    n_iter: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _randomized_svd(
+    d: _Data, k: int, gen: torch.Generator, n_oversamples: int = 10, n_iter: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-``k`` SVD of a (possibly streamed) matrix, Halko et al. with power iterations
-    (as scikit-learn's ``randomized_svd``, which the authors used: 7 iterations for small k, else 4)."""
+    (as scikit-learn's ``randomized_svd``, which the authors used: 7 iterations for small k, else
+    4)."""
     dev, dt = d.device, d.dtype
     if n_iter is None:
         n_iter = 7 if k < 0.1 * min(d.rows, d.cols) else 4
@@ -346,10 +447,10 @@ def _randomized_svd(d: _Data, k: int, gen: torch.Generator, n_oversamples: int =
     ell = min(k + n_oversamples, d.rows, d.cols)
     omega = torch.randn(d.cols, ell, generator=gen, dtype=torch.float64).to(dev, dt)
 
-    def x_times(m: torch.Tensor) -> torch.Tensor:        # X @ m, (rows x ell)
+    def x_times(m: torch.Tensor) -> torch.Tensor:  # X @ m, (rows x ell)
         return torch.cat([xc @ m for _, xc in d.chunks()], 0)
 
-    def xt_times(q: torch.Tensor) -> torch.Tensor:       # X^T @ q, (cols x ell)
+    def xt_times(q: torch.Tensor) -> torch.Tensor:  # X^T @ q, (cols x ell)
         acc = torch.zeros(d.cols, q.shape[1], dtype=dt, device=dev)
         for sl, xc in d.chunks():
             acc += xc.T @ q[sl]
@@ -359,14 +460,15 @@ def _randomized_svd(d: _Data, k: int, gen: torch.Generator, n_oversamples: int =
     for _ in range(n_iter):
         z = torch.linalg.qr(xt_times(q)).Q
         q = torch.linalg.qr(x_times(z)).Q
-    b = xt_times(q).T                                     # (ell x cols) = Q^T X
+    b = xt_times(q).T  # (ell x cols) = Q^T X
     ub, s, vh = torch.linalg.svd(b.double(), full_matrices=False)
     u = q.double() @ ub
     return u[:, :k].to(dt), s[:k].to(dt), vh[:k].to(dt)
 
 
-def _nndsvd_from_svd(u: torch.Tensor, s: torch.Tensor, vh: torch.Tensor, rank: int,
-                     eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+def _nndsvd_from_svd(
+    u: torch.Tensor, s: torch.Tensor, vh: torch.Tensor, rank: int, eps: float = 1e-6
+) -> tuple[torch.Tensor, torch.Tensor]:
     w = torch.zeros(u.shape[0], rank, dtype=u.dtype, device=u.device)
     h = torch.zeros(rank, vh.shape[1], dtype=u.dtype, device=u.device)
     w[:, 0] = torch.sqrt(s[0]) * u[:, 0].abs()
@@ -387,8 +489,14 @@ def _nndsvd_from_svd(u: torch.Tensor, s: torch.Tensor, vh: torch.Tensor, rank: i
     return w, h
 
 
-def nndsvd(x: Matrix, rank: int, *, seed: int = 0, fill: Literal["zeros", "mean"] = "zeros",
-           device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def nndsvd(
+    x: Matrix,
+    rank: int,
+    *,
+    seed: int = 0,
+    fill: Literal["zeros", "mean"] = "zeros",
+    device: str | torch.device | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """NNDSVD initialisation ``x ~ W H`` (Boutsidis and Gallopoulos 2008), as in the authors' code.
 
     ``fill="zeros"`` keeps the zero entries (the authors' variant; multiplicative updates never
@@ -398,7 +506,9 @@ def nndsvd(x: Matrix, rank: int, *, seed: int = 0, fill: Literal["zeros", "mean"
     return _nndsvd(d, rank, torch.Generator().manual_seed(seed), fill)
 
 
-def _nndsvd(d: _Data, rank: int, gen: torch.Generator, fill: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _nndsvd(
+    d: _Data, rank: int, gen: torch.Generator, fill: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     u, s, vh = _randomized_svd(d, rank, gen)
     w, h = _nndsvd_from_svd(u, s, vh, rank)
     if fill == "mean":
@@ -409,8 +519,9 @@ def _nndsvd(d: _Data, rank: int, gen: torch.Generator, fill: str) -> tuple[torch
     return w, h
 
 
-def _init(data: list[_Data], pix_names: list[str], act_names: list[str], rank: int, method: str,
-          seed: int) -> Factors:
+def _init(
+    data: list[_Data], pix_names: list[str], act_names: list[str], rank: int, method: str, seed: int
+) -> Factors:
     gen = torch.Generator().manual_seed(seed)
     dev, dt = data[0].device, data[0].dtype
     n = data[0].cols
@@ -422,16 +533,28 @@ def _init(data: list[_Data], pix_names: list[str], act_names: list[str], rank: i
         elif method in ("nndsvd", "nndsvda"):
             ws[d.key] = _nndsvd(d, rank, gen, "zeros" if method == "nndsvd" else "mean")[0]
         else:
-            raise ValueError(f"init must be 'nndsvd', 'nndsvda', 'random' or a Factors object, got {method!r}.")
-    return Factors(f, {k: ws[f"pixel:{k}"] for k in pix_names}, {k: ws[f"activation:{k}"] for k in act_names})
+            raise ValueError(
+                f"init must be 'nndsvd', 'nndsvda', 'random' or a Factors object, got {method!r}."
+            )
+    return Factors(
+        f, {k: ws[f"pixel:{k}"] for k in pix_names}, {k: ws[f"activation:{k}"] for k in act_names}
+    )
 
 
-def init_factors(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
-                 pixels: Mapping[str, Matrix] | Sequence[Matrix] | None = None, rank: int = 20, *,
-                 method: str = "nndsvd", seed: int = 0, device: str | torch.device | None = None,
-                 dtype: torch.dtype = torch.float32, chunk_rows: int | None = None,
-                 normalize: str | None = None) -> Factors:
-    """The initial factors :func:`coupled_nmf` would use (F uniform in [0,1), W by NNDSVD per matrix).
+def init_factors(
+    activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
+    pixels: Mapping[str, Matrix] | Sequence[Matrix] | None = None,
+    rank: int = 20,
+    *,
+    method: str = "nndsvd",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    chunk_rows: int | None = None,
+    normalize: str | None = None,
+) -> Factors:
+    """The initial factors :func:`coupled_nmf` would use (F uniform in [0,1), W by NNDSVD per
+    matrix).
 
     Pass the result back as ``coupled_nmf(..., init=factors)`` (or ``.numpy()`` to the NumPy
     reference) to compare implementations from the same starting point; use the same
@@ -441,7 +564,9 @@ def init_factors(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
     return _init(data, pn, an, rank, method, seed)
 
 
-def _check_init(init: Factors, data: list[_Data], pn: list[str], an: list[str], rank: int) -> Factors:
+def _check_init(
+    init: Factors, data: list[_Data], pn: list[str], an: list[str], rank: int
+) -> Factors:
     dev, dt = data[0].device, data[0].dtype
 
     def cv(t, shape, what):
@@ -453,12 +578,17 @@ def _check_init(init: Factors, data: list[_Data], pn: list[str], an: list[str], 
         return t
 
     if set(init.P) != set(pn) or set(init.O) != set(an):
-        raise KeyError(f"init factors are for pixels {sorted(init.P)} and layers {sorted(init.O)}, but the data "
-                       f"has pixels {pn} and layers {an}; build them with init_factors on the same matrices.")
+        raise KeyError(
+            f"init factors are for pixels {sorted(init.P)} and layers {sorted(init.O)}, but the "
+            f"data "
+            f"has pixels {pn} and layers {an}; build them with init_factors on the same matrices."
+        )
     by = {d.key: d for d in data}
-    return Factors(cv(init.F, (rank, data[0].cols), "F"),
-                   {k: cv(init.P[k], (by[f"pixel:{k}"].rows, rank), f"P[{k!r}]") for k in pn},
-                   {k: cv(init.O[k], (by[f"activation:{k}"].rows, rank), f"O[{k!r}]") for k in an})
+    return Factors(
+        cv(init.F, (rank, data[0].cols), "F"),
+        {k: cv(init.P[k], (by[f"pixel:{k}"].rows, rank), f"P[{k!r}]") for k in pn},
+        {k: cv(init.O[k], (by[f"activation:{k}"].rows, rank), f"O[{k!r}]") for k in an},
+    )
 
 
 # ================================================================================================
@@ -489,7 +619,9 @@ class CoupledNMF:
     converged: bool
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     normalize: str | None = None
-    scales: dict[str, float] = field(default_factory=dict)   # "pixel:<name>" / "activation:<name>" -> c_k
+    scales: dict[str, float] = field(
+        default_factory=dict
+    )  # "pixel:<name>" / "activation:<name>" -> c_k
 
     @property
     def n_iter(self) -> int:
@@ -516,13 +648,24 @@ class CoupledNMF:
         return self.F.T.double().numpy()
 
 
-def coupled_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
-                pixels: Mapping[str, Matrix] | Sequence[Matrix] | None = None, rank: int = 20, *,
-                n_iter: int = 50, lambda_f: float = 1.0, mode: Mode = "monotone",
-                init: "str | Factors" = "nndsvd", tol: float = 1e-8, eps: float = 1e-9, seed: int = 0,
-                device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                chunk_rows: int | None = None, normalize: str | None = None,
-                progress: bool = False) -> CoupledNMF:
+def coupled_nmf(
+    activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
+    pixels: Mapping[str, Matrix] | Sequence[Matrix] | None = None,
+    rank: int = 20,
+    *,
+    n_iter: int = 50,
+    lambda_f: float = 1.0,
+    mode: Mode = "monotone",
+    init: str | Factors = "nndsvd",
+    tol: float = 1e-8,
+    eps: float = 1e-9,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+    chunk_rows: int | None = None,
+    normalize: str | None = None,
+    progress: bool = False,
+) -> CoupledNMF:
     """Coupled NMF of activation matrices ``A_j`` and pixel matrices ``D_i`` with a shared F.
 
     ``activations``/``pixels``: dicts (or lists) of non-negative (rows x N) matrices with the same
@@ -546,10 +689,16 @@ def coupled_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
     check_number("lambda_f", lambda_f, hint="the paper uses 1")
     check_number("eps", eps, positive=True, hint="it only guards divisions by zero")
     data, pn, an = _prepare(activations, pixels, rank, device, dtype, chunk_rows, normalize)
-    fac = (_init(data, pn, an, rank, init, seed) if isinstance(init, str)
-           else _check_init(init, data, pn, an, rank))
+    fac = (
+        _init(data, pn, an, rank, init, seed)
+        if isinstance(init, str)
+        else _check_init(init, data, pn, an, rank)
+    )
     F = fac.F
-    W = {**{f"pixel:{k}": v for k, v in fac.P.items()}, **{f"activation:{k}": v for k, v in fac.O.items()}}
+    W = {
+        **{f"pixel:{k}": v for k, v in fac.P.items()},
+        **{f"activation:{k}": v for k, v in fac.O.items()},
+    }
     sq = {d.key: d.sq_norm for d in data}
     total_sq = sum(sq.values())
     rows: list[dict] = []
@@ -558,14 +707,22 @@ def coupled_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
         recon = sum(err.values())
         pen = lambda_f * (float(F.double().sum()) + 0.5 * float((F.double() ** 2).sum()))
         rel = recon / total_sq
-        rows.append({"iteration": it, "objective": 0.5 * recon + pen, "reconstruction": recon,
-                     "penalty": pen, "relative_error": rel,
-                     **{f"error[{k}]": v / sq[k] for k, v in err.items()}})
+        rows.append(
+            {
+                "iteration": it,
+                "objective": 0.5 * recon + pen,
+                "reconstruction": recon,
+                "penalty": pen,
+                "relative_error": rel,
+                **{f"error[{k}]": v / sq[k] for k, v in err.items()},
+            }
+        )
         return rel
 
     it_range = range(1, n_iter + 1)
     if progress:
         from tqdm.auto import tqdm
+
         it_range = tqdm(it_range, desc=f"coupled NMF ({mode})", leave=False)
     converged, prev = False, None
     for it in it_range:
@@ -585,8 +742,11 @@ def coupled_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
             num += wtx
             gram += wtw
             if first:
-                err0[d.key] = (sq[d.key] - 2 * float((wtx.double() * F.double()).sum())
-                               + float((wtw.double() * fft_old).sum()))
+                err0[d.key] = (
+                    sq[d.key]
+                    - 2 * float((wtx.double() * F.double()).sum())
+                    + float((wtw.double() * fft_old).sum())
+                )
         if first:
             record(0, err0)
         F = F * num / (gram @ F + lambda_f * (1 + F) + eps)
@@ -608,55 +768,82 @@ def coupled_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix] | None,
                 scale = torch.where(norms > 0, 1 / norms, torch.ones_like(norms))
                 w *= scale
                 cross *= scale.double()
-            err[d.key] = sq[d.key] - 2 * float(cross.sum()) + float(((w.T @ w).double() * fft64).sum())
+            err[d.key] = (
+                sq[d.key] - 2 * float(cross.sum()) + float(((w.T @ w).double() * fft64).sum())
+            )
         rel = record(it, err)
         if prev is not None and abs(prev - rel) < tol:
             converged = True
             break
         prev = rel
-    if mode == "monotone":   # one joint normalisation; the products W_k F are unchanged
-        norms = torch.sqrt(sum((w ** 2).sum(0) for w in W.values()))
+    if mode == "monotone":  # one joint normalisation; the products W_k F are unchanged
+        norms = torch.sqrt(sum((w**2).sum(0) for w in W.values()))
         scale = torch.where(norms > 0, norms, torch.ones_like(norms))
         for k in W:
             W[k] = W[k] / scale
         F = F * scale[:, None]
     if not (torch.isfinite(F).all() and all(torch.isfinite(w).all() for w in W.values())):
-        raise FloatingPointError(f"coupled NMF produced NaN/inf factors in {str(F.dtype).replace('torch.', '')} "
-                                 "(an overflow); pass normalize='rms' or dtype=torch.float64.")
+        raise FloatingPointError(
+            f"coupled NMF produced NaN/inf factors in {str(F.dtype).replace('torch.', '')} "
+            "(an overflow); pass normalize='rms' or dtype=torch.float64."
+        )
     by = {d.key: d for d in data}
     _warn_dead_concepts(F, lambda_f, normalize, data, rows[-1]["relative_error"])
     cpu = lambda t: t.detach().cpu()
-    out_w = {k: cpu(w / by[k].scale if by[k].scale != 1.0 else w) for k, w in W.items()}   # data units
+    out_w = {
+        k: cpu(w / by[k].scale if by[k].scale != 1.0 else w) for k, w in W.items()
+    }  # data units
     shapes = dict(getattr(activations, "shapes", {}) or {})
-    return CoupledNMF(F=cpu(F), P={k: out_w[f"pixel:{k}"] for k in pn},
-                      O={k: out_w[f"activation:{k}"] for k in an},
-                      history=pd.DataFrame(rows), mode=mode, rank=int(rank), lambda_f=float(lambda_f),
-                      converged=converged, shapes=shapes, normalize=normalize,
-                      scales={d.key: d.scale for d in data})
+    return CoupledNMF(
+        F=cpu(F),
+        P={k: out_w[f"pixel:{k}"] for k in pn},
+        O={k: out_w[f"activation:{k}"] for k in an},
+        history=pd.DataFrame(rows),
+        mode=mode,
+        rank=int(rank),
+        lambda_f=float(lambda_f),
+        converged=converged,
+        shapes=shapes,
+        normalize=normalize,
+        scales={d.key: d.scale for d in data},
+    )
 
 
-def _warn_dead_concepts(F: torch.Tensor, lambda_f: float, normalize: str | None, data: list["_Data"],
-                        relative_error: float) -> None:
-    """A RuntimeWarning when concepts ended with (almost) none of F's mass, or nothing is reconstructed
+def _warn_dead_concepts(
+    F: torch.Tensor,
+    lambda_f: float,
+    normalize: str | None,
+    data: list[_Data],
+    relative_error: float,
+) -> None:
+    """A RuntimeWarning when concepts ended with (almost) none of F's mass, or nothing is
+    reconstructed
     at all (every concept shrunk alike): the L1 penalty won."""
     mass = F.double().sum(1)
     total = float(mass.sum())
     dead = int((mass <= 1e-6 * total / len(mass)).sum()) if total > 0 else len(mass)
-    if relative_error > 0.99:          # F shrunk towards 0 as a whole (its shares can still look even)
+    if relative_error > 0.99:  # F shrunk towards 0 as a whole (its shares can still look even)
         dead = len(mass)
     if dead == 0 or lambda_f == 0:
         return
-    hint = ("pass normalize='rms' (each matrix scaled to mean square 1) or a smaller lambda_f"
-            if normalize is None else "use a smaller rank or lambda_f")
-    warnings.warn(f"{dead} of {len(mass)} concepts ended with almost no weight in F: the penalty lambda_f="
-                  f"{lambda_f:g} * (sum F + ||F||^2 / 2) outweighs what they would reconstruct "
-                  f"(root-mean-square entry of each matrix{' after scaling' if normalize else ''}: "
-                  f"{', '.join(f'{d.name} {d.rms * d.scale:.3g}' for d in data)}); {hint}.",
-                  RuntimeWarning, stacklevel=3)
+    hint = (
+        "pass normalize='rms' (each matrix scaled to mean square 1) or a smaller lambda_f"
+        if normalize is None
+        else "use a smaller rank or lambda_f"
+    )
+    warnings.warn(
+        f"{dead} of {len(mass)} concepts ended with almost no weight in F: the penalty lambda_f="
+        f"{lambda_f:g} * (sum F + ||F||^2 / 2) outweighs what they would reconstruct "
+        f"(root-mean-square entry of each matrix{' after scaling' if normalize else ''}: "
+        f"{', '.join(f'{d.name} {d.rms * d.scale:.3g}' for d in data)}); {hint}.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
-def layer_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix], rank: int = 20,
-              **kwargs) -> dict[str, CoupledNMF]:
+def layer_nmf(
+    activations: Mapping[str, Matrix] | Sequence[Matrix], rank: int = 20, **kwargs
+) -> dict[str, CoupledNMF]:
     """Per-layer NMF (no pixel matrices): one :func:`coupled_nmf` per activation matrix."""
     acts = _as_named(activations, "layer")
     shapes = getattr(activations, "shapes", {})
@@ -670,12 +857,22 @@ def layer_nmf(activations: Mapping[str, Matrix] | Sequence[Matrix], rank: int = 
     return out
 
 
-def _reference_coupled_nmf(D: Sequence[np.ndarray], A: Sequence[np.ndarray], F: np.ndarray,
-                           P: Sequence[np.ndarray], O: Sequence[np.ndarray], *, n_iter: int = 50,
-                           lambda_f: float = 1.0, mode: str = "monotone", tol: float = 1e-8,
-                           eps: float = 1e-9, record: bool = True
-                           ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[dict]]:
-    """Test/benchmark-only: a plain NumPy (float64) transcription of the updates, from given factors.
+def _reference_coupled_nmf(
+    D: Sequence[np.ndarray],
+    A: Sequence[np.ndarray],
+    F: np.ndarray,
+    P: Sequence[np.ndarray],
+    O: Sequence[np.ndarray],
+    *,
+    n_iter: int = 50,
+    lambda_f: float = 1.0,
+    mode: str = "monotone",
+    tol: float = 1e-8,
+    eps: float = 1e-9,
+    record: bool = True,
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[dict]]:
+    """Test/benchmark-only: a plain NumPy (float64) transcription of the updates, from given
+    factors.
 
     Returns ``F, P, O, history`` (history rows: iteration, objective, relative_error), with the
     residuals computed directly as ``||X - W F||^2``. ``record=False`` skips the history (and
@@ -685,11 +882,11 @@ def _reference_coupled_nmf(D: Sequence[np.ndarray], A: Sequence[np.ndarray], F: 
     P = [np.array(p, dtype=float) for p in P]
     O = [np.array(o, dtype=float) for o in O]
     X = [np.asarray(x, dtype=float) for x in list(D) + list(A)]
-    total = sum(float((x ** 2).sum()) for x in X)
+    total = sum(float((x**2).sum()) for x in X)
 
     def state():
         recon = sum(float(((x - w @ F) ** 2).sum()) for x, w in zip(X, P + O))
-        obj = 0.5 * recon + lambda_f * (F.sum() + 0.5 * (F ** 2).sum())
+        obj = 0.5 * recon + lambda_f * (F.sum() + 0.5 * (F**2).sum())
         return {"objective": float(obj), "relative_error": recon / total}
 
     hist = [{"iteration": 0, **state()}] if record else []
@@ -697,7 +894,7 @@ def _reference_coupled_nmf(D: Sequence[np.ndarray], A: Sequence[np.ndarray], F: 
         num = sum(w.T @ x for w, x in zip(P + O, X))
         den = sum(w.T @ w @ F for w in P + O) + lambda_f * (1 + F) + eps
         F = F * num / den
-        for group, data in ((P, X[:len(P)]), (O, X[len(P):])):
+        for group, data in ((P, X[: len(P)]), (O, X[len(P) :])):
             for i, x in enumerate(data):
                 w = group[i]
                 w = w * (x @ F.T) / (w @ (F @ F.T) + eps)
@@ -712,7 +909,7 @@ def _reference_coupled_nmf(D: Sequence[np.ndarray], A: Sequence[np.ndarray], F: 
         if it > 1 and abs(hist[-1]["relative_error"] - hist[-2]["relative_error"]) < tol:
             break
     if mode == "monotone":
-        nrm = np.sqrt(sum((w ** 2).sum(0) for w in P + O))
+        nrm = np.sqrt(sum((w**2).sum(0) for w in P + O))
         nrm[nrm == 0] = 1
         P, O, F = [p / nrm for p in P], [o / nrm for o in O], F * nrm[:, None]
     return F, P, O, hist
@@ -741,12 +938,17 @@ def _entropy(p: np.ndarray, axis: int = -1, base: float = 2.0) -> np.ndarray:
 def _labels(labels: Labels, n: int, what: str = "labels") -> np.ndarray:
     lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     if lab.shape != (n,):
-        raise ValueError(f"{what} has shape {lab.shape}, expected ({n},): one label per example (column of F).")
+        raise ValueError(
+            f"{what} has shape {lab.shape}, expected ({n},): one label per example (column of F)."
+        )
     return lab
 
 
-def class_weights(result: FactorsLike, labels: Labels, classes: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per concept ``r`` and class ``c``: ``w_c = sum_{n in c} F[r, n] / sum_n F[r, n]`` (rows sum to 1).
+def class_weights(
+    result: FactorsLike, labels: Labels, classes: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Per concept ``r`` and class ``c``: ``w_c = sum_{n in c} F[r, n] / sum_n F[r, n]`` (rows sum
+    to 1).
 
     Index ``concept``; columns the class names (``classes[label]``) or the label values. A dead
     concept (``F[r] == 0``, possible with the L1 penalty) gets a row of NaN.
@@ -768,8 +970,9 @@ def top_examples(result: FactorsLike, k: int = 8) -> np.ndarray:
     return np.argsort(-F, axis=1, kind="stable")[:, :k]
 
 
-def concept_table(result: FactorsLike, labels: Labels, classes: Sequence[str] | None = None,
-                  k: int = 8) -> pd.DataFrame:
+def concept_table(
+    result: FactorsLike, labels: Labels, classes: Sequence[str] | None = None, k: int = 8
+) -> pd.DataFrame:
     """One row per concept: ``mass`` (share of the total F), ``top_class``, ``top_weight``,
     ``entropy`` (bits, of the class weights), ``top_examples`` (k indices) and their labels.
     Dead concepts (zero mass) have a missing ``top_class`` and NaN weight and entropy."""
@@ -780,29 +983,49 @@ def concept_table(result: FactorsLike, labels: Labels, classes: Sequence[str] | 
     alive = F.sum(1) > 0
     wv = np.nan_to_num(w.values)
     cols = list(w.columns)
-    return pd.DataFrame({
-        "mass": F.sum(1) / max(F.sum(), 1e-300),
-        "top_class": [cols[int(np.argmax(row))] if a else None for row, a in zip(wv, alive)],
-        "top_weight": np.where(alive, wv.max(1), np.nan),
-        "entropy": np.where(alive, _entropy(wv, 1), np.nan),
-        "top_examples": [list(map(int, t)) for t in top],
-        "top_example_labels": [[classes[int(lab[i])] if classes is not None else lab[i].item() for i in t]
-                               for t in top],
-    }, index=pd.RangeIndex(F.shape[0], name="concept"))
+    return pd.DataFrame(
+        {
+            "mass": F.sum(1) / max(F.sum(), 1e-300),
+            "top_class": [cols[int(np.argmax(row))] if a else None for row, a in zip(wv, alive)],
+            "top_weight": np.where(alive, wv.max(1), np.nan),
+            "entropy": np.where(alive, _entropy(wv, 1), np.nan),
+            "top_examples": [list(map(int, t)) for t in top],
+            "top_example_labels": [
+                [classes[int(lab[i])] if classes is not None else lab[i].item() for i in t]
+                for t in top
+            ],
+        },
+        index=pd.RangeIndex(F.shape[0], name="concept"),
+    )
 
 
-def concept_pixel_image(result: CoupledNMF, concept: int, image_size: tuple[int, int]) -> np.ndarray:
+def concept_pixel_image(
+    result: CoupledNMF, concept: int, image_size: tuple[int, int]
+) -> np.ndarray:
     """``P_i[:, r]`` of every channel reshaped to (C, H, W), scaled to max 1 (zeros if none)."""
     if not result.P:
-        raise ValueError("this factorisation has no pixel matrices; run coupled_nmf with "
-                         "pixels=pixel_matrices(images).")
+        raise ValueError(
+            "this factorisation has no pixel matrices; run coupled_nmf with "
+            "pixels=pixel_matrices(images)."
+        )
     size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
     pixels = next(iter(result.P.values())).shape[0]
-    if len(size) != 2 or not all(isinstance(v, (int, np.integer)) for v in size) or size[0] * size[1] != pixels:
-        raise ValueError(f"image_size {image_size!r} does not fit the pixel factors: they hold {pixels} pixels per "
-                         f"channel, so image_size must be (H, W) with H * W = {pixels}"
-                         + (f", e.g. ({math.isqrt(pixels)}, {math.isqrt(pixels)})" if math.isqrt(pixels) ** 2 == pixels
-                            else "") + ".")
+    if (
+        len(size) != 2
+        or not all(isinstance(v, (int, np.integer)) for v in size)
+        or size[0] * size[1] != pixels
+    ):
+        raise ValueError(
+            f"image_size {image_size!r} does not fit the pixel factors: they hold {pixels} pixels "
+            f"per "
+            f"channel, so image_size must be (H, W) with H * W = {pixels}"
+            + (
+                f", e.g. ({math.isqrt(pixels)}, {math.isqrt(pixels)})"
+                if math.isqrt(pixels) ** 2 == pixels
+                else ""
+            )
+            + "."
+        )
     h, w = size
     img = np.stack([_np(p[:, concept]).reshape(h, w) for p in result.P.values()])
     m = img.max()
@@ -815,8 +1038,11 @@ def concept_pixel_mask(result: CoupledNMF, concept: int, image_size: tuple[int, 
     return img > np.median(img.reshape(len(img), -1), axis=1)[:, None, None]
 
 
-def masked_images(result: CoupledNMF, concept: int, images: "torch.Tensor | np.ndarray | None" = None) -> np.ndarray:
-    """The paper's "masked image": per channel, pixels where ``P_i[:, r]`` is at or below its median zeroed.
+def masked_images(
+    result: CoupledNMF, concept: int, images: torch.Tensor | np.ndarray | None = None
+) -> np.ndarray:
+    """The paper's "masked image": per channel, pixels where ``P_i[:, r]`` is at or below its
+    median zeroed.
 
     With ``images`` (n, C, H, W) the mask is applied to those images (as the authors do for a
     concept's top images), returning (n, C, H, W); without, to the concept's own pixel image
@@ -826,22 +1052,29 @@ def masked_images(result: CoupledNMF, concept: int, images: "torch.Tensor | np.n
         first = next(iter(result.P.values())) if result.P else None
         side = int(round(math.sqrt(first.shape[0]))) if first is not None else 0
         if first is None or side * side != first.shape[0]:
-            raise ValueError("cannot infer a square image size; pass the images to apply the mask to.")
+            raise ValueError(
+                "cannot infer a square image size; pass the images to apply the mask to."
+            )
         img = concept_pixel_image(result, concept, (side, side))
         return img * concept_pixel_mask(result, concept, (side, side))
     x = _np(images)
     if x.ndim != 4 or x.shape[1] != len(result.P):
-        raise ValueError(f"images must be (n, {len(result.P)}, H, W) to match the pixel factors, got {x.shape}.")
+        raise ValueError(
+            f"images must be (n, {len(result.P)}, H, W) to match the pixel factors, got {x.shape}."
+        )
     return x * concept_pixel_mask(result, concept, tuple(x.shape[-2:]))[None]
 
 
 def concept_similarity(result: CoupledNMF, layer: str | None = None) -> pd.DataFrame:
-    """(R x R) cosine similarity of concepts over the units of ``layer`` (all layers stacked if None)."""
+    """(R x R) cosine similarity of concepts over the units of ``layer`` (all layers stacked if
+    None)."""
     if layer is None:
         o = np.concatenate([_np(v) for v in result.O.values()], 0)
     else:
         if layer not in result.O:
-            raise KeyError(f"no layer {layer!r} in this factorisation; choose from {list(result.O)}.")
+            raise KeyError(
+                f"no layer {layer!r} in this factorisation; choose from {list(result.O)}."
+            )
         o = _np(result.O[layer])
     n = np.linalg.norm(o, axis=0)
     n[n == 0] = 1
@@ -850,9 +1083,11 @@ def concept_similarity(result: CoupledNMF, layer: str | None = None) -> pd.DataF
     return pd.DataFrame(o.T @ o, index=idx, columns=idx)
 
 
-def top_units(result: CoupledNMF, layer: str, concept: int, k: int = 10,
-              shape: tuple[int, ...] | None = None) -> pd.DataFrame:
-    """The ``k`` units of ``layer`` with the largest ``O[layer][m, r]``: unit, channel, y, x, weight.
+def top_units(
+    result: CoupledNMF, layer: str, concept: int, k: int = 10, shape: tuple[int, ...] | None = None
+) -> pd.DataFrame:
+    """The ``k`` units of ``layer`` with the largest ``O[layer][m, r]``: unit, channel, y, x,
+    weight.
 
     ``shape`` (C, H, W) defaults to the one recorded by :func:`activation_matrices`.
     """
@@ -860,7 +1095,7 @@ def top_units(result: CoupledNMF, layer: str, concept: int, k: int = 10,
         raise KeyError(f"no layer {layer!r} in this factorisation; choose from {list(result.O)}.")
     o = _np(result.O[layer][:, concept])
     shape = shape or result.shapes.get(layer)
-    top = np.argsort(-o, kind="stable")[:check_positive_int("k", k)]
+    top = np.argsort(-o, kind="stable")[: check_positive_int("k", k)]
     df = pd.DataFrame({"unit": top, "weight": o[top]})
     if shape is not None and len(shape) == 3:
         c, h, w = shape
@@ -872,16 +1107,19 @@ def top_units(result: CoupledNMF, layer: str, concept: int, k: int = 10,
 
 @dataclass
 class KNNImpurity:
-    """kNN impurity per example: base-2 entropy of the argmax-concept histogram of its neighbours."""
+    """kNN impurity per example: base-2 entropy of the argmax-concept histogram of its
+    neighbours."""
 
-    impurity: np.ndarray   # (N,)
-    tally: np.ndarray      # (N, R) neighbour counts per concept
-    k: int                 # neighbours including the example itself (authors' convention)
+    impurity: np.ndarray  # (N,)
+    tally: np.ndarray  # (N, R) neighbour counts per concept
+    k: int  # neighbours including the example itself (authors' convention)
 
 
-def knn_impurity(result: FactorsLike, n_classes: int | None = None, *,
-                 k: int | None = None) -> KNNImpurity:
-    """For every example, the entropy (bits) of the argmax concepts of its nearest neighbours in F^T.
+def knn_impurity(
+    result: FactorsLike, n_classes: int | None = None, *, k: int | None = None
+) -> KNNImpurity:
+    """For every example, the entropy (bits) of the argmax concepts of its nearest neighbours in
+    F^T.
 
     As in the authors' code: ``k = N // n_classes + 1`` neighbours by Euclidean distance in the
     rows of ``F^T``, the example itself included and then dropped (so ``k - 1`` are counted).
@@ -917,13 +1155,22 @@ def accuracy_vs_impurity(impurity: np.ndarray, correct: Labels) -> pd.DataFrame:
     cor = _labels(correct, len(imp), "correct").astype(float)
     order = np.argsort(imp, kind="stable")
     c = cor[order]
-    return pd.DataFrame({"example": order, "impurity": imp[order], "correct": c.astype(bool),
-                         "fraction": np.arange(1, len(c) + 1) / len(c),
-                         "cumulative_accuracy": np.cumsum(c) / np.arange(1, len(c) + 1)})
+    return pd.DataFrame(
+        {
+            "example": order,
+            "impurity": imp[order],
+            "correct": c.astype(bool),
+            "fraction": np.arange(1, len(c) + 1) / len(c),
+            "cumulative_accuracy": np.cumsum(c) / np.arange(1, len(c) + 1),
+        }
+    )
 
 
-def factor_purity(result: FactorsLike, factors: Mapping[str, Labels],
-                  names: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+def factor_purity(
+    result: FactorsLike,
+    factors: Mapping[str, Labels],
+    names: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
     """How pure each concept is with respect to known per-example factors (ground truth).
 
     ``factors``: ``{factor name: per-example labels (N,)}``, e.g. object class, colour, scene.
@@ -943,16 +1190,34 @@ def factor_purity(result: FactorsLike, factors: Mapping[str, Labels],
         nv = max(len(values), 2)
         for r in range(F.shape[0]):
             if not mass[r] > 0:
-                rows.append({"concept": r, "factor": fname, "mass": 0.0, "top_value": None, "purity": np.nan,
-                             "chance": np.nan, "lift": np.nan, "norm_entropy": np.nan})
+                rows.append(
+                    {
+                        "concept": r,
+                        "factor": fname,
+                        "mass": 0.0,
+                        "top_value": None,
+                        "purity": np.nan,
+                        "chance": np.nan,
+                        "lift": np.nan,
+                        "norm_entropy": np.nan,
+                    }
+                )
                 continue
             j = int(np.argmax(w.values[r]))
             v = values[j]
             label = names[fname][int(v)] if names is not None and fname in names else v
-            rows.append({"concept": r, "factor": fname, "mass": float(mass[r]), "top_value": label,
-                         "purity": float(w.values[r, j]), "chance": float(prior[j]),
-                         "lift": float(w.values[r, j] / prior[j]),
-                         "norm_entropy": float(_entropy(w.values[r]) / np.log2(nv))})
+            rows.append(
+                {
+                    "concept": r,
+                    "factor": fname,
+                    "mass": float(mass[r]),
+                    "top_value": label,
+                    "purity": float(w.values[r, j]),
+                    "chance": float(prior[j]),
+                    "lift": float(w.values[r, j] / prior[j]),
+                    "norm_entropy": float(_entropy(w.values[r]) / np.log2(nv)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -963,11 +1228,15 @@ def purity_summary(result: FactorsLike, factors: Mapping[str, Labels]) -> pd.Dat
     df = factor_purity(result, factors)
     df = df[df["mass"] > 0]
     g = df.groupby("factor", sort=False)
-    return pd.DataFrame({
-        "concepts": g["concept"].count(),
-        "mean_purity": g["purity"].mean(),
-        "weighted_purity": g.apply(lambda t: float((t["purity"] * t["mass"]).sum() / t["mass"].sum()),
-                                   include_groups=False),
-        "mean_chance": g["chance"].mean(),
-        "mean_norm_entropy": g["norm_entropy"].mean(),
-    })
+    return pd.DataFrame(
+        {
+            "concepts": g["concept"].count(),
+            "mean_purity": g["purity"].mean(),
+            "weighted_purity": g.apply(
+                lambda t: float((t["purity"] * t["mass"]).sum() / t["mass"].sum()),
+                include_groups=False,
+            ),
+            "mean_chance": g["chance"].mean(),
+            "mean_norm_entropy": g["norm_entropy"].mean(),
+        }
+    )

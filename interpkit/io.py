@@ -1,5 +1,6 @@
 """Atomic file writes (a reader never sees a half-written file, even after a crash), and the
 matching tolerant read of cached checkpoints."""
+
 from __future__ import annotations
 
 import io
@@ -9,9 +10,10 @@ import os
 import secrets
 import stat
 import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 
@@ -63,13 +65,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON (NumPy scalars and arrays and tensors are converted).
+    """Atomically write ``obj`` as indented JSON (NumPy scalars and arrays and tensors are
+    converted).
 
     NaN and infinities, which JSON cannot hold (``json.dumps`` would write the invalid tokens
     ``NaN`` and ``Infinity``), are written as ``null``.
     """
-    text = json.dumps(_finite_or_none(obj), indent=2, sort_keys=True, allow_nan=False,
-                      default=lambda o: _finite_or_none(_to_builtin(o)))
+    text = json.dumps(
+        _finite_or_none(obj),
+        indent=2,
+        sort_keys=True,
+        allow_nan=False,
+        default=lambda o: _finite_or_none(_to_builtin(o)),
+    )
     return atomic_write_text(path, text + "\n")
 
 
@@ -80,12 +88,15 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def load_torch_cache(path: str | os.PathLike, required: Iterable[str], what: str) -> dict[str, Any] | None:
+def load_torch_cache(
+    path: str | os.PathLike, required: Iterable[str], what: str
+) -> dict[str, Any] | None:
     """Read a cache file written by :func:`atomic_torch_save` (``weights_only=True``).
 
     Returns ``None`` when it does not exist, and also, with a ``RuntimeWarning`` naming ``what``,
     when it is truncated, corrupt or lacks one of the ``required`` keys: the caller then retrains
-    instead of crashing. Call it directly from the public function, so the warning points at its caller.
+    instead of crashing. Call it directly from the public function, so the warning points at its
+    caller.
     """
     path = Path(path)
     if not path.exists():
@@ -97,14 +108,18 @@ def load_torch_cache(path: str | os.PathLike, required: Iterable[str], what: str
         if not isinstance(blob, dict) or not set(required) <= set(blob):
             raise ValueError("missing keys")
     except Exception as exc:  # truncated, corrupt or foreign file: retrain, never crash
-        warnings.warn(f"{what} cache file {path} is unreadable ({type(exc).__name__}: {exc}); retraining.",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"{what} cache file {path} is unreadable ({type(exc).__name__}: {exc}); retraining.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
     return blob
 
 
 def state_mismatch(module: torch.nn.Module, state: Any) -> str:
-    """Why ``state`` cannot be loaded into ``module`` ("" when it can): not a dict of tensors, missing
+    """Why ``state`` cannot be loaded into ``module`` ("" when it can): not a dict of tensors,
+    missing
     or unexpected keys, or a tensor of another shape. Checked without loading, so a cache file of
     another architecture leaves the module untouched (``load_state_dict`` copies the matching
     tensors before it raises on the others)."""
@@ -121,7 +136,8 @@ def state_mismatch(module: torch.nn.Module, state: Any) -> str:
 
 
 def _finite_or_none(o: Any) -> Any:
-    """``o`` with every non-finite float in it (also in nested dicts, lists and tuples) as ``None``."""
+    """``o`` with every non-finite float in it (also in nested dicts, lists and tuples) as
+    ``None``."""
     if isinstance(o, float):
         return o if math.isfinite(o) else None
     if isinstance(o, dict):

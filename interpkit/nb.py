@@ -1,11 +1,13 @@
 """Notebook conventions: smoke mode, results files, and the "paper vs measured" table."""
+
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,11 +32,15 @@ def smoke_mode(smoke: bool | str | None = None) -> bool:
     if smoke is not None and not isinstance(smoke, str):
         _resolved_smoke = bool(smoke)
         return _resolved_smoke
-    text, name = (smoke, "smoke") if isinstance(smoke, str) else (os.environ.get(SMOKE_ENV, "0"), SMOKE_ENV)
+    text, name = (
+        (smoke, "smoke") if isinstance(smoke, str) else (os.environ.get(SMOKE_ENV, "0"), SMOKE_ENV)
+    )
     value = text.strip().lower()
     if value not in _ON | _OFF:
-        raise ValueError(f"{name}={text!r} is not a switch; use 1 (or true, yes, on) for the quick smoke "
-                         "configuration, 0 (or false, no, off, empty) for the full one.")
+        raise ValueError(
+            f"{name}={text!r} is not a switch; use 1 (or true, yes, on) for the quick smoke "
+            "configuration, 0 (or false, no, off, empty) for the full one."
+        )
     _resolved_smoke = value in _ON
     return _resolved_smoke
 
@@ -66,15 +72,24 @@ def save_results(stem: str, results: Mapping[str, Any], smoke: bool | None = Non
     come out are a defect to see, and JSON has no such numbers. Write ``None`` for "not applicable".
     """
     if not isinstance(stem, str) or not stem or Path(stem).name != stem or stem.endswith(".json"):
-        raise ValueError(f"stem must be a plain file name without '.json', such as '03_input_resampling', "
-                         f"got {stem!r}.")
+        raise ValueError(
+            f"stem must be a plain file name without '.json', such as '03_input_resampling', "
+            f"got {stem!r}."
+        )
     payload = dict(results)
-    payload.setdefault("smoke", smoke_mode(smoke) if smoke is not None or _resolved_smoke is None else _resolved_smoke)
-    plain = json.loads(json.dumps(payload, default=_to_builtin))  # NumPy and tensors as plain numbers
+    payload.setdefault(
+        "smoke",
+        smoke_mode(smoke) if smoke is not None or _resolved_smoke is None else _resolved_smoke,
+    )
+    plain = json.loads(
+        json.dumps(payload, default=_to_builtin)
+    )  # NumPy and tensors as plain numbers
     bad = _non_finite(plain)
     if bad:
-        raise ValueError(f"{stem}: results {', '.join(bad[:5])} are NaN or infinite; fix what computes them, "
-                         "or store None where a number does not apply.")
+        raise ValueError(
+            f"{stem}: results {', '.join(bad[:5])} are NaN or infinite; fix what computes them, "
+            "or store None where a number does not apply."
+        )
     return atomic_write_json(results_dir() / f"{stem}.json", plain)
 
 
@@ -83,7 +98,11 @@ def _non_finite(obj: Any, where: str = "") -> list[str]:
     if isinstance(obj, float):
         return [] if math.isfinite(obj) else [where or "(the value)"]
     if isinstance(obj, dict):
-        return [k for key, v in obj.items() for k in _non_finite(v, f"{where}.{key}" if where else str(key))]
+        return [
+            k
+            for key, v in obj.items()
+            for k in _non_finite(v, f"{where}.{key}" if where else str(key))
+        ]
     if isinstance(obj, list):
         return [k for i, v in enumerate(obj) for k in _non_finite(v, f"{where}[{i}]")]
     return []
@@ -106,7 +125,8 @@ class _ClaimsTable(pd.DataFrame):
 
 
 def paper_vs_measured(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """A table of claims: each row has ``claim``, ``paper``, ``measured`` and ``holds`` (bool or None).
+    """A table of claims: each row has ``claim``, ``paper``, ``measured`` and ``holds`` (bool or
+    None).
 
     Shown in full (no truncated cells) when it is the last expression of a notebook cell.
     """
@@ -114,24 +134,39 @@ def paper_vs_measured(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     rows = list(rows)
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            raise TypeError(f"row {i} must be a dict with keys {columns}, got {type(row).__name__}.")
-        missing, unknown = [c for c in columns[:3] if c not in row], [k for k in row if k not in columns]
+            raise TypeError(
+                f"row {i} must be a dict with keys {columns}, got {type(row).__name__}."
+            )
+        missing, unknown = (
+            [c for c in columns[:3] if c not in row],
+            [k for k in row if k not in columns],
+        )
         if missing or unknown:  # pandas would show a missing cell as NaN and drop an unknown key
-            what = " and ".join([f"lacks {missing}"] * bool(missing) + [f"has unknown keys {unknown}"] * bool(unknown))
-            raise KeyError(f"row {i} {what}; each row has the keys {columns} (holds may be left out).")
+            what = " and ".join(
+                [f"lacks {missing}"] * bool(missing)
+                + [f"has unknown keys {unknown}"] * bool(unknown)
+            )
+            raise KeyError(
+                f"row {i} {what}; each row has the keys {columns} (holds may be left out)."
+            )
         holds = row.get("holds")
         if not (holds is None or isinstance(holds, (bool, np.bool_))):
-            raise TypeError(f"row {i}: holds must be True, False or None, got {holds!r}; "
-                            "wrap a comparison in bool(...).")
+            raise TypeError(
+                f"row {i}: holds must be True, False or None, got {holds!r}; "
+                "wrap a comparison in bool(...)."
+            )
     df = _ClaimsTable(rows, columns=columns)
-    df["holds"] = [("yes" if r["holds"] else "no") if r.get("holds") is not None else "n/a" for r in rows]
+    df["holds"] = [
+        ("yes" if r["holds"] else "no") if r.get("holds") is not None else "n/a" for r in rows
+    ]
     return df
 
 
 # ------------------------------------------------------------------------------- claims over seeds
 def seeds(seed: int, smoke: bool, *, full: int = 3, quick: int = 1) -> list[int]:
     """The seeds a chapter runs its claims over: ``seed, seed + 1, ...``, ``full`` of them in the
-    full configuration and ``quick`` in smoke mode (the chapter's ``seed`` parameter moves them all).
+    full configuration and ``quick`` in smoke mode (the chapter's ``seed`` parameter moves them
+    all).
 
     Args:
         seed: the chapter's ``seed`` parameter (the first seed).
@@ -161,15 +196,27 @@ class Claim:
         note: a short remark shown after the numbers (a threshold, a unit).
     """
 
-    def __init__(self, key: str, claim: str, paper: str, values: Iterable[float], holds: Iterable[bool], *,
-                 asserted: bool = True, fmt: str = ".3f", note: str = "") -> None:
+    def __init__(
+        self,
+        key: str,
+        claim: str,
+        paper: str,
+        values: Iterable[float],
+        holds: Iterable[bool],
+        *,
+        asserted: bool = True,
+        fmt: str = ".3f",
+        note: str = "",
+    ) -> None:
         self.key, self.claim, self.paper, self.fmt, self.note = key, claim, paper, fmt, note
         self.values = [float(v) for v in values]
         self.holds = [bool(h) for h in holds]
         self.asserted = bool(asserted)
         if not self.values or len(self.values) != len(self.holds):
-            raise ValueError(f"claim {key!r}: give one value and one holds flag per seed, got "
-                             f"{len(self.values)} values and {len(self.holds)} flags.")
+            raise ValueError(
+                f"claim {key!r}: give one value and one holds flag per seed, got "
+                f"{len(self.values)} values and {len(self.holds)} flags."
+            )
 
     @property
     def passed(self) -> int:
@@ -178,16 +225,27 @@ class Claim:
     def summary(self) -> dict[str, Any]:
         """Mean, sample standard deviation (0 for one run), min, max, pass count and the values."""
         v = np.asarray(self.values, dtype=float)
-        return {"values": self.values, "holds": self.holds, "mean": float(v.mean()),
-                "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "min": float(v.min()), "max": float(v.max()),
-                "passed": self.passed, "runs": len(v), "asserted": self.asserted}
+        return {
+            "values": self.values,
+            "holds": self.holds,
+            "mean": float(v.mean()),
+            "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "min": float(v.min()),
+            "max": float(v.max()),
+            "passed": self.passed,
+            "runs": len(v),
+            "asserted": self.asserted,
+        }
 
     def measured(self) -> str:
         s, f = self.summary(), self.fmt
         if s["runs"] == 1:
             text = f"{s['mean']:{f}} (1 seed)"
         else:
-            text = f"{s['mean']:{f}} ± {s['sd']:{f}} (min {s['min']:{f}}, max {s['max']:{f}}; {s['runs']} seeds)"
+            text = (
+                f"{s['mean']:{f}} ± {s['sd']:{f}} "
+                f"(min {s['min']:{f}}, max {s['max']:{f}}; {s['runs']} seeds)"
+            )
         return f"{text}; {self.note}" if self.note else text
 
 
@@ -200,9 +258,16 @@ def claims_table(claims: Iterable[Claim]) -> pd.DataFrame:
     Returns:
         A DataFrame (claim, paper, measured, holds, asserted) shown in full in a notebook.
     """
-    rows = [{"claim": c.claim, "paper": c.paper, "measured": c.measured(),
-             "holds": f"{c.passed}/{len(c.holds)} seeds", "asserted": "yes" if c.asserted else "no (reported)"}
-            for c in claims]
+    rows = [
+        {
+            "claim": c.claim,
+            "paper": c.paper,
+            "measured": c.measured(),
+            "holds": f"{c.passed}/{len(c.holds)} seeds",
+            "asserted": "yes" if c.asserted else "no (reported)",
+        }
+        for c in claims
+    ]
     return _ClaimsTable(rows, columns=["claim", "paper", "measured", "holds", "asserted"])
 
 
@@ -222,12 +287,18 @@ def check_claims(claims: Iterable[Claim], chapter: str) -> None:
     """
     failed = [c for c in claims if c.asserted and not all(c.holds)]
     if failed:
-        lines = [f"- {c.key}: {c.claim} -- held on {c.passed} of {len(c.holds)} seeds; values "
-                 + ", ".join(f"{v:{c.fmt}}" for v in c.values) for c in failed]
+        lines = [
+            f"- {c.key}: {c.claim} -- held on {c.passed} of {len(c.holds)} seeds; values "
+            + ", ".join(f"{v:{c.fmt}}" for v in c.values)
+            for c in failed
+        ]
         _show_failed(chapter, failed)
-        raise ClaimFailed(f"{chapter}: {len(failed)} asserted claim(s) did not hold:\n" + "\n".join(lines)
-                          + "\nThe chapter's figures and paper-vs-measured table above show the run; if this "
-                            "machine or seed differs from the book's, please report it with the values.")
+        raise ClaimFailed(
+            f"{chapter}: {len(failed)} asserted claim(s) did not hold:\n"
+            + "\n".join(lines)
+            + "\nThe chapter's figures and paper-vs-measured table above show the run; if this "
+            "machine or seed differs from the book's, please report it with the values."
+        )
 
 
 def _show_failed(chapter: str, failed: list[Claim]) -> None:
@@ -241,7 +312,14 @@ def _show_failed(chapter: str, failed: list[Claim]) -> None:
         return
     import html
 
-    items = "".join(f"<li><b>{html.escape(c.claim)}</b>: held on {c.passed} of {len(c.holds)} seeds "
-                    f"({html.escape(c.measured())})</li>" for c in failed)
-    display(HTML(f'<div class="admonition error"><p class="admonition-title">{html.escape(chapter)}: '
-                 f"{len(failed)} claim(s) did not hold in this run</p><ul>{items}</ul></div>"))
+    items = "".join(
+        f"<li><b>{html.escape(c.claim)}</b>: held on {c.passed} of {len(c.holds)} seeds "
+        f"({html.escape(c.measured())})</li>"
+        for c in failed
+    )
+    display(
+        HTML(
+            f'<div class="admonition error"><p class="admonition-title">{html.escape(chapter)}: '
+            f"{len(failed)} claim(s) did not hold in this run</p><ul>{items}</ul></div>"
+        )
+    )

@@ -3,10 +3,12 @@
 In the rendered book a widget has no kernel behind it, so chapters draw the default state as a
 static figure first and then display the widget for readers who run the notebook.
 """
+
 from __future__ import annotations
 
 import traceback
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import torch
@@ -17,9 +19,13 @@ from .capture import capture, eval_mode
 from .checks import check_images, check_positive_int
 from .device import model_device
 
+if TYPE_CHECKING:  # imported where a widget is built
+    import ipywidgets
 
-def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> "ipywidgets.Widget":
-    """A box with ``controls`` (name -> ipywidgets control) above an output area showing ``draw(**values)``.
+
+def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> ipywidgets.Widget:
+    """A box with ``controls`` (name -> ipywidgets control) above an output area showing
+    ``draw(**values)``.
 
     The figure is written into the output area's ``outputs`` directly rather than displayed inside
     ``with out:``. That capture protocol makes a headless executor (nbclient, behind papermill,
@@ -39,8 +45,10 @@ def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> "ipywidge
         try:
             fig = draw(**{k: c.value for k, c in controls.items()})
             if not isinstance(fig, plt.Figure):
-                raise TypeError(f"draw must return a matplotlib Figure, got {type(fig).__name__}; "
-                                "end it with `return fig`.")
+                raise TypeError(
+                    f"draw must return a matplotlib Figure, got {type(fig).__name__}; "
+                    "end it with `return fig`."
+                )
             output = _display_output(fig)
         except Exception:
             if initial:
@@ -54,7 +62,9 @@ def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> "ipywidge
                 plt.close(fig)
         out.outputs = (output,)
 
-    redraw(initial=True)  # before observing: a failed first draw leaves no callbacks on the controls
+    redraw(
+        initial=True
+    )  # before observing: a failed first draw leaves no callbacks on the controls
     for c in controls.values():
         c.observe(redraw, names="value")
     return w.VBox([w.HBox(list(controls.values())), out])
@@ -76,12 +86,15 @@ def _display_output(obj: object) -> dict:
                 printer = f.lookup(obj)
             except KeyError:
                 continue
-            printer(obj)  # raises the error the formatter swallowed (None: a figure with nothing drawn)
+            printer(
+                obj
+            )  # raises the error the formatter swallowed (None: a figure with nothing drawn)
     return {"output_type": "display_data", "data": data, "metadata": metadata}
 
 
-def feature_map_explorer(model: nn.Module, images: torch.Tensor, layers: Sequence[str],
-                         n_channels: int = 16) -> "ipywidgets.Widget":
+def feature_map_explorer(
+    model: nn.Module, images: torch.Tensor, layers: Sequence[str], n_channels: int = 16
+) -> ipywidgets.Widget:
     """Choose a layer, an image and a first channel; shows the image and 16 of that layer's maps."""
     import ipywidgets as w
 
@@ -95,21 +108,29 @@ def feature_map_explorer(model: nn.Module, images: torch.Tensor, layers: Sequenc
         model(x)
     flat = [k for k in layers if acts[k].ndim != 4]  # acts[k] says so if a layer never ran
     if flat:
-        raise ValueError(f"layer {flat[0]!r} gives outputs of shape {tuple(acts[flat[0]].shape)}, not maps "
-                         "(N, C, H, W); choose convolutional layers (e.g. 'features.0').")
+        raise ValueError(
+            f"layer {flat[0]!r} gives outputs of shape {tuple(acts[flat[0]].shape)}, not maps "
+            "(N, C, H, W); choose convolutional layers (e.g. 'features.0')."
+        )
     acts = {k: v.cpu() for k, v in acts.items()}
 
     def draw(layer: str, image: int, first: int) -> plt.Figure:
         maps = acts[layer][image]
         first = min(first, max(0, len(maps) - n_channels))
         chans = list(range(first, min(first + n_channels, len(maps))))
-        fig = plot.image_grid([images[image]] + [maps[c] for c in chans],
-                              ["input"] + [f"ch {c}" for c in chans], ncols=9, size=1.1,
-                              suptitle=f"{layer}: {tuple(acts[layer].shape[1:])} (channels, h, w)")
+        fig = plot.image_grid(
+            [images[image]] + [maps[c] for c in chans],
+            ["input"] + [f"ch {c}" for c in chans],
+            ncols=9,
+            size=1.1,
+            suptitle=f"{layer}: {tuple(acts[layer].shape[1:])} (channels, h, w)",
+        )
         return fig
 
     max_c = max(a.shape[1] for a in acts.values())
-    return interactive_figure(draw,
-                              layer=w.Dropdown(options=list(layers), value=layers[0], description="layer"),
-                              image=w.IntSlider(0, 0, len(images) - 1, description="image"),
-                              first=w.IntSlider(0, 0, max(0, max_c - 1), step=n_channels, description="channel"))
+    return interactive_figure(
+        draw,
+        layer=w.Dropdown(options=list(layers), value=layers[0], description="layer"),
+        image=w.IntSlider(0, 0, len(images) - 1, description="image"),
+        first=w.IntSlider(0, 0, max(0, max_c - 1), step=n_channels, description="channel"),
+    )

@@ -1,4 +1,5 @@
 """Shared fixtures. Notebook kernels inherit this process's environment: smoke mode and a test cache."""
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """The book's structure, without building it: table of contents, chapter conventions, citations,
 API reference and offline configuration. Fast (no notebook is executed, nothing is imported but
 ``interpkit``)."""
+
 from __future__ import annotations
 
 import importlib
@@ -24,8 +25,22 @@ TOC_FILES = build_book.toc_files(TOC)
 NOTEBOOKS = [ROOT / f"{f}.ipynb" for f in TOC_FILES if (ROOT / f"{f}.ipynb").exists()]
 PAPER_CHAPTER = re.compile(r"^0[1-5]_")  # one chapter per paper; 00_* introduce, 06_* compares
 CITE = re.compile(r"\{(?:cite|cite:[a-z]+)\}`([^`]*)`")
-API_MODULES = ["capture", "device", "data", "models", "nb", "io", "plot", "widgets", "checks",
-               "cladec", "explainer", "resampling", "clustering", "dissection"]
+API_MODULES = [
+    "capture",
+    "device",
+    "data",
+    "models",
+    "nb",
+    "io",
+    "plot",
+    "widgets",
+    "checks",
+    "cladec",
+    "explainer",
+    "resampling",
+    "clustering",
+    "dissection",
+]
 
 
 def bib_keys() -> list[str]:
@@ -82,7 +97,9 @@ def headings(nb_path: Path, level: int = 2) -> list[str]:
 
 # ----------------------------------------------------------------------------- table of contents
 def test_every_toc_entry_exists():
-    missing = [f for f in TOC_FILES if not any((ROOT / f"{f}{ext}").exists() for ext in (".md", ".ipynb"))]
+    missing = [
+        f for f in TOC_FILES if not any((ROOT / f"{f}{ext}").exists() for ext in (".md", ".ipynb"))
+    ]
     assert not missing, f"_toc.yml lists pages that do not exist: {missing}"
 
 
@@ -90,7 +107,13 @@ def test_toc_has_the_parts_of_the_book():
     captions = [p["caption"] for p in yaml.safe_load(TOC.read_text())["parts"]]
     assert captions[0] == "Getting started" and captions[-1] == "Appendices", captions
     appendices = [c["file"] for c in yaml.safe_load(TOC.read_text())["parts"][-1]["chapters"]]
-    for page in ("book/reproduce", "book/api", "book/benchmarks", "book/glossary", "book/bibliography"):
+    for page in (
+        "book/reproduce",
+        "book/api",
+        "book/benchmarks",
+        "book/glossary",
+        "book/bibliography",
+    ):
         assert page in appendices, f"{page} is missing from the appendices"
 
 
@@ -116,10 +139,12 @@ def test_every_cited_key_is_in_the_bibliography():
 def test_chapter_opens_with_what_you_will_learn_and_run_time(path):
     first = nbformat.read(path, as_version=4).cells[0]
     assert first.cell_type == "markdown"
-    assert re.search(r"```\{admonition\}\s*What you will learn", first.source, re.I), \
+    assert re.search(r"```\{admonition\}\s*What you will learn", first.source, re.I), (
         f"{path.name}: the first cell needs a ```{{admonition}} What you will learn``` block"
-    assert re.search(r"\brun[ -]?time\b", first.source, re.I), \
+    )
+    assert re.search(r"\brun[ -]?time\b", first.source, re.I), (
         f"{path.name}: the first cell needs a run time statement ('Run time on a 2-core CPU: ...')"
+    )
 
 
 PAPER_NOTEBOOKS = [p for p in NOTEBOOKS if PAPER_CHAPTER.match(p.name)]
@@ -135,20 +160,27 @@ def test_paper_chapter_opens_with_a_full_citation(path):
     title, year = bib_field(key, "title"), bib_field(key, "year")
     surname = bib_field(key, "author").split(" and ")[0].split(",")[0].strip()
     text = norm(first)
-    lacking = [what for what, value in (("title", title), ("year", year), ("first author", surname))
-               if norm(value) not in text]
-    assert not lacking, (f"{path.name}: the first cell cites {key} but does not spell out its "
-                         f"{', '.join(lacking)} ({surname}, {title!r}, {year})")
+    lacking = [
+        what
+        for what, value in (("title", title), ("year", year), ("first author", surname))
+        if norm(value) not in text
+    ]
+    assert not lacking, (
+        f"{path.name}: the first cell cites {key} but does not spell out its "
+        f"{', '.join(lacking)} ({surname}, {title!r}, {year})"
+    )
 
 
 @pytest.mark.parametrize("path", PAPER_NOTEBOOKS, ids=lambda p: p.stem)
 def test_paper_chapter_ends_with_paper_vs_measured_then_exercises(path):
     h2 = headings(path)
     assert len(h2) >= 2, f"{path.name}: no '## ' sections"
-    assert re.match(r"exercises?\b", h2[-1], re.I), \
+    assert re.match(r"exercises?\b", h2[-1], re.I), (
         f"{path.name}: the last section must be '## Exercises' (sections: {h2})"
-    assert re.search(r"paper\s+vs\.?\s+measured", h2[-2], re.I), \
+    )
+    assert re.search(r"paper\s+vs\.?\s+measured", h2[-2], re.I), (
         f"{path.name}: the section before Exercises must be '## Paper vs measured' (sections: {h2})"
+    )
 
 
 # ------------------------------------------------------------------------------- API reference
@@ -180,7 +212,9 @@ def test_config_loads_browser_scripts_from_the_book_not_a_cdn():
 
 def test_vendored_scripts_match_the_stamp_when_present():
     if not build_book.STAMP.exists():
-        pytest.skip("book/_static/vendor not populated yet (python tools/build_book.py --vendor-only)")
+        pytest.skip(
+            "book/_static/vendor not populated yet (python tools/build_book.py --vendor-only)"
+        )
     stamp = json.loads(build_book.STAMP.read_text())
     missing = [f for f in stamp["files"] if not (build_book.VENDOR / f).is_file()]
     assert not missing, f"vendored files missing: {missing[:5]}"
@@ -188,33 +222,43 @@ def test_vendored_scripts_match_the_stamp_when_present():
 
 
 def test_html_manager_is_picked_by_its_controls_dependency():
-    pairs = [("1.0.13", "^5.0.11"), ("1.0.14", "^5.0.12"), ("1.0.15", "^5.0.13"), ("1.0.0", "^5.0.0-rc.2")]
+    pairs = [
+        ("1.0.13", "^5.0.11"),
+        ("1.0.14", "^5.0.12"),
+        ("1.0.15", "^5.0.13"),
+        ("1.0.0", "^5.0.0-rc.2"),
+    ]
     assert build_book.pick_html_manager(pairs, "^5.0.13") == "1.0.15"
     assert build_book.pick_html_manager(pairs, "^5.0.12") == "1.0.14"
     assert build_book.pick_html_manager(pairs[:2], "^5.0.10") == "1.0.13"  # oldest above the floor
-    assert build_book.pick_html_manager(pairs, "^5.0.20") == "1.0.15"     # newer front end: newest
+    assert build_book.pick_html_manager(pairs, "^5.0.20") == "1.0.15"  # newer front end: newest
 
 
 def test_repository_url_is_configurable_and_the_readme_says_so():
     assert CONFIG["repository"]["url"].startswith("https://github.com/")
     assert CONFIG["launch_buttons"]["binderhub_url"] and CONFIG["launch_buttons"]["colab_url"]
-    assert "repository" in (ROOT / "README.md").read_text() and "_config.yml" in (ROOT / "README.md").read_text()
+    assert (
+        "repository" in (ROOT / "README.md").read_text()
+        and "_config.yml" in (ROOT / "README.md").read_text()
+    )
 
 
 def test_execution_cache_is_dropped_when_interpkit_changes(tmp_path):
     fingerprint = build_book.source_fingerprint()
     assert fingerprint == build_book.source_fingerprint() and len(fingerprint) == 64
     build = tmp_path / "_build"
-    assert not build_book.drop_stale_execution_cache(build, fingerprint)   # nothing cached yet
+    assert not build_book.drop_stale_execution_cache(build, fingerprint)  # nothing cached yet
     (build / ".jupyter_cache").mkdir(parents=True)
-    assert build_book.drop_stale_execution_cache(build, fingerprint)       # no stamp: unknown code
+    assert build_book.drop_stale_execution_cache(build, fingerprint)  # no stamp: unknown code
     assert not (build / ".jupyter_cache").exists()
     (build / ".jupyter_cache").mkdir()
     build_book.write_source_stamp(build, fingerprint)
-    assert not build_book.drop_stale_execution_cache(build, fingerprint)   # same package: kept
+    assert not build_book.drop_stale_execution_cache(build, fingerprint)  # same package: kept
     assert (build / ".jupyter_cache").exists()
-    assert build_book.drop_stale_execution_cache(build, "0" * 64)          # package changed: dropped
-    assert not (build / ".jupyter_cache").exists() and not (build / build_book.SOURCE_STAMP).exists()
+    assert build_book.drop_stale_execution_cache(build, "0" * 64)  # package changed: dropped
+    assert (
+        not (build / ".jupyter_cache").exists() and not (build / build_book.SOURCE_STAMP).exists()
+    )
 
 
 def test_source_fingerprint_follows_the_package_files(tmp_path):
@@ -224,4 +268,3 @@ def test_source_fingerprint_follows_the_package_files(tmp_path):
     first = build_book.source_fingerprint(tmp_path)
     (pkg / "a.py").write_text("x = 2\n")
     assert build_book.source_fingerprint(tmp_path) != first
-

@@ -1,4 +1,5 @@
 """Broden format: reader on a hand-written fixture, world round trip, and clear errors."""
+
 from __future__ import annotations
 
 import csv
@@ -14,7 +15,7 @@ from interpkit.data import broden as broden_mod
 from interpkit.data.broden import Broden, InMemoryBroden, half_resolution, write_broden
 from interpkit.data.world import ConceptWorld
 
-IH, IW, SH, SW = 8, 12, 4, 6          # not square: catches transposed axes
+IH, IW, SH, SW = 8, 12, 4, 6  # not square: catches transposed axes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,7 +38,7 @@ def _csv(path: Path, header: list[str], rows: list[list]) -> None:
 COLOR_A = np.array([[1] * 6, [1] * 6, [2] * 6, [2] * 6])
 OBJECT_A = np.array([[5, 5, 5, 7, 7, 7]] * 4)
 PART_A1 = np.zeros((SH, SW), int)
-PART_A1[1:3, 1:3] = 300                                    # 300 = 44 + 256 * 1: needs G
+PART_A1[1:3, 1:3] = 300  # 300 = 44 + 256 * 1: needs G
 PART_A2 = np.zeros((SH, SW), int)
 PART_A2[0, 4:] = 301
 MATERIAL_A = np.full((SH, SW), 7)
@@ -55,27 +56,68 @@ def make_broden(root: Path) -> Path:
     _png(img / "ds/a_part_2.png", PART_A2)
     _png(img / "ds/a_material.png", MATERIAL_A)
     _png(img / "ds/b_object.png", OBJECT_B)
-    header = ["image", "split", "ih", "iw", "sh", "sw", "color", "object", "part", "material", "scene",
-              "texture"]
-    _csv(root / "index.csv", header, [
-        ["ds/a.jpg", "train", IH, IW, SH, SW, "ds/a_color.png", "ds/a_object.png",
-         "ds/a_part_1.png;ds/a_part_2.png", "ds/a_material.png", "12", "20;21"],
-        ["ds/b.jpg", "val", IH, IW, SH, SW, "", "ds/b_object.png", "", "", "12", ""],
-    ])
-    _csv(root / "label.csv", ["number", "name", "category", "frequency", "coverage", "syns"], [
-        [1, "black-c", "color(1)", 1, 0.5, ""],
-        [2, "red-c", "color(1)", 1, 0.5, ""],
-        [5, "sky", "object(2)", 2, 0.83, "heaven"],
-        [7, "wood", "material(1);object(1)", 1, 1.5, "timber;lumber"],
-        [12, "street-s", "scene(2)", 2, 2.0, ""],
-        [20, "striped", "texture(1)", 1, 1.0, ""],
-        [21, "dotted", "texture(1)", 1, 1.0, ""],
-        [300, "wheel", "part(1)", 1, 0.17, ""],
-        [301, "door", "part(1)", 1, 0.08, ""],
-    ])
-    _csv(root / "category.csv", ["name", "first", "last", "count", "frequency"], [
-        ["color", 1, 2, 2, 1], ["object", 5, 7, 2, 2], ["part", 300, 301, 2, 1],
-        ["material", 7, 7, 1, 1], ["scene", 12, 12, 1, 2], ["texture", 20, 21, 2, 1]])
+    header = [
+        "image",
+        "split",
+        "ih",
+        "iw",
+        "sh",
+        "sw",
+        "color",
+        "object",
+        "part",
+        "material",
+        "scene",
+        "texture",
+    ]
+    _csv(
+        root / "index.csv",
+        header,
+        [
+            [
+                "ds/a.jpg",
+                "train",
+                IH,
+                IW,
+                SH,
+                SW,
+                "ds/a_color.png",
+                "ds/a_object.png",
+                "ds/a_part_1.png;ds/a_part_2.png",
+                "ds/a_material.png",
+                "12",
+                "20;21",
+            ],
+            ["ds/b.jpg", "val", IH, IW, SH, SW, "", "ds/b_object.png", "", "", "12", ""],
+        ],
+    )
+    _csv(
+        root / "label.csv",
+        ["number", "name", "category", "frequency", "coverage", "syns"],
+        [
+            [1, "black-c", "color(1)", 1, 0.5, ""],
+            [2, "red-c", "color(1)", 1, 0.5, ""],
+            [5, "sky", "object(2)", 2, 0.83, "heaven"],
+            [7, "wood", "material(1);object(1)", 1, 1.5, "timber;lumber"],
+            [12, "street-s", "scene(2)", 2, 2.0, ""],
+            [20, "striped", "texture(1)", 1, 1.0, ""],
+            [21, "dotted", "texture(1)", 1, 1.0, ""],
+            [300, "wheel", "part(1)", 1, 0.17, ""],
+            [301, "door", "part(1)", 1, 0.08, ""],
+        ],
+    )
+    _csv(
+        root / "category.csv",
+        ["name", "first", "last", "count", "frequency"],
+        [
+            ["color", 1, 2, 2, 1],
+            ["object", 5, 7, 2, 2],
+            ["part", 300, 301, 2, 1],
+            ["material", 7, 7, 1, 1],
+            ["scene", 12, 12, 1, 2],
+            ["texture", 20, 21, 2, 1],
+        ],
+    )
     c_head = ["code", "number", "name", "frequency", "coverage"]
     _csv(root / "c_color.csv", c_head, [[1, 1, "black-c", 1, 0.5], [2, 2, "red-c", 1, 0.5]])
     _csv(root / "c_object.csv", c_head, [[1, 5, "sky", 2, 0.83], [2, 7, "wood", 1, 0.5]])
@@ -103,12 +145,12 @@ def test_reader_on_fixture(fixture_root: Path) -> None:
     assert 0 <= float(a["image"].min()) and float(a["image"].max()) <= 1
     m = a["masks"]
     assert m["part"].shape == (2, SH, SW) and m["part"].dtype == torch.long
-    assert torch.equal(m["part"][0], torch.from_numpy(PART_A1))       # R + 256 * G
+    assert torch.equal(m["part"][0], torch.from_numpy(PART_A1))  # R + 256 * G
     assert torch.equal(m["part"][1], torch.from_numpy(PART_A2))
     assert torch.equal(m["color"][0], torch.from_numpy(COLOR_A))
     assert torch.equal(m["material"][0], torch.from_numpy(MATERIAL_A))
     assert a["scalars"]["scene"].tolist() == [12]
-    assert a["scalars"]["texture"].tolist() == [20, 21]                # multi-entry integer cell
+    assert a["scalars"]["texture"].tolist() == [20, 21]  # multi-entry integer cell
     b = ds[1]
     assert b["masks"]["part"].shape == (0, SH, SW) and b["masks"]["color"].shape == (0, SH, SW)
     assert b["scalars"]["texture"].numel() == 0 and b["split"] == "val"
@@ -116,7 +158,7 @@ def test_reader_on_fixture(fixture_root: Path) -> None:
     lab = ds.labels
     assert list(lab.index[:3]) == [0, 1, 2] and len(lab) == 302
     assert lab.at[0, "name"] == "-" and lab.at[300, "name"] == "wheel"
-    assert lab.at[7, "category"] == "material"              # coverage 1.0 (material) > 0.5 (object)
+    assert lab.at[7, "category"] == "material"  # coverage 1.0 (material) > 0.5 (object)
     assert lab.at[5, "category"] == "object" and lab.at[12, "category"] == "scene"
     assert lab.at[7, "code_object"] == 2 and lab.at[7, "coverage_material"] == 1.0
     assert lab.at[7, "syns"] == "timber;lumber"
@@ -132,7 +174,7 @@ def test_segmentation_batch_pads(fixture_root: Path) -> None:
     assert pix.dtype == torch.long and sc.dtype == torch.long
     assert torch.equal(pix[0, 3], torch.from_numpy(PART_A2))
     assert torch.equal(pix[1, 1], torch.from_numpy(OBJECT_B))
-    assert not pix[1, [0, 2, 3, 4]].any()                  # padding is 0
+    assert not pix[1, [0, 2, 3, 4]].any()  # padding is 0
     assert sc.tolist() == [[12, 20, 21], [12, 0, 0]]
 
 
@@ -186,7 +228,7 @@ def test_missing_column(fixture_root: Path) -> None:
 
 def test_png_size_mismatch(fixture_root: Path) -> None:
     _png(fixture_root / "images/ds/b_object.png", np.zeros((SH + 1, SW), int))
-    ds = Broden(fixture_root)                              # PNGs are read lazily
+    ds = Broden(fixture_root)  # PNGs are read lazily
     with pytest.raises(ValueError, match=r"b_object\.png is 5x6 .*index\.csv line 3.*sh=4, sw=6"):
         ds[1]
     with pytest.raises(ValueError, match=r"b_object\.png"):
@@ -206,8 +248,10 @@ def test_missing_png(fixture_root: Path) -> None:
 
 
 def test_unknown_label_number(fixture_root: Path) -> None:
-    _png(fixture_root / "images/ds/b_object.png", np.full((SH, SW), 299))   # 299 is not in label.csv
-    with pytest.raises(ValueError, match=r"b_object\.png \(index\.csv line 3\).*\[299\].*label\.csv"):
+    _png(fixture_root / "images/ds/b_object.png", np.full((SH, SW), 299))  # 299 is not in label.csv
+    with pytest.raises(
+        ValueError, match=r"b_object\.png \(index\.csv line 3\).*\[299\].*label\.csv"
+    ):
         Broden(fixture_root)[1]
     _rewrite(fixture_root / "index.csv", ",12,\n", ",13,\n")
     with pytest.raises(ValueError, match=r"index\.csv line 3, column 'scene': label number 13"):
@@ -244,17 +288,23 @@ def test_round_trip_masks_and_labels(world: ConceptWorld, exported: Path) -> Non
     assert len(ds) == 24 and ds.seg_shape == (20, 20) and ds.image_shape == (40, 40)
     assert ds.categories == ["color", "object", "part", "scene", "texture"]
     assert ds.scalar_categories == ["scene"]
-    offsets = {cat: ds.label_number(names[0], cat) - 1 for cat, names in world.broden_label_names().items()}
+    offsets = {
+        cat: ds.label_number(names[0], cat) - 1 for cat, names in world.broden_label_names().items()
+    }
     for i in range(len(ds)):
         item = ds[i]
         assert torch.allclose(item["image"], ws.images[i], atol=0.5 / 255 + 1e-6)
-        for cat, mask in (("object", ws.object_mask), ("part", ws.part_mask), ("color", ws.color_mask),
-                          ("texture", ws.texture_mask)):
+        for cat, mask in (
+            ("object", ws.object_mask),
+            ("part", ws.part_mask),
+            ("color", ws.color_mask),
+            ("texture", ws.texture_mask),
+        ):
             want = half_resolution(mask[i].numpy())
             want = np.where(want > 0, want + offsets[cat], 0)
             got = item["masks"][cat]
             if not want.any():
-                assert got.shape[0] == 0                   # empty layers are not written
+                assert got.shape[0] == 0  # empty layers are not written
             else:
                 assert torch.equal(got[0], torch.from_numpy(want)), (i, cat)
         assert item["scalars"]["scene"].tolist() == [int(ws.scene[i]) + offsets["scene"] + 1]
@@ -278,11 +328,15 @@ def test_as_broden_equals_export(world: ConceptWorld, exported: Path) -> None:
             assert torch.equal(a["masks"][c], b["masks"][c]), (i, c)
         for c in a["scalars"]:
             assert torch.equal(a["scalars"][c], b["scalars"][c]), (i, c)
-    for x, y in zip(ds.segmentation_batch([3, 0, 7]), mem.segmentation_batch(torch.tensor([3, 0, 7]))):
+    for x, y in zip(
+        ds.segmentation_batch([3, 0, 7]), mem.segmentation_batch(torch.tensor([3, 0, 7]))
+    ):
         assert x.dtype == y.dtype and torch.equal(x, y)
 
 
-def test_writer_is_atomic(world: ConceptWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_writer_is_atomic(
+    world: ConceptWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "out"
     world.to_broden(root, n=2)
     with pytest.raises(FileExistsError, match="overwrite=True"):
@@ -299,8 +353,8 @@ def test_writer_is_atomic(world: ConceptWorld, tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(broden_mod, "_png_labels", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         world.to_broden(root, n=3, start=10, overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]            # no temp folder left
-    assert len(Broden(root)) == 2                                            # old copy untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folder left
+    assert len(Broden(root)) == 2  # old copy untouched
     monkeypatch.setattr(broden_mod, "_png_labels", real)
     world.to_broden(root, n=3, start=10, overwrite=True)
     assert len(Broden(root)) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -310,12 +364,19 @@ def test_in_memory_generic_and_writer(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (3, 3, 8, 8), dtype=np.uint8)
     obj = np.zeros((3, 2, 4, 4), np.int64)
-    obj[0, 1] = 2                     # empty first layer: moved behind the non-empty one
+    obj[0, 1] = 2  # empty first layer: moved behind the non-empty one
     obj[1, 0, :2] = 1
-    mem = InMemoryBroden(images, {"object": obj}, {"scene": np.array([[3], [3], [0]])},
-                         label_names=["-", "a", "b", "s"], label_categories=["", "object", "object", "scene"])
+    mem = InMemoryBroden(
+        images,
+        {"object": obj},
+        {"scene": np.array([[3], [3], [0]])},
+        label_names=["-", "a", "b", "s"],
+        label_categories=["", "object", "object", "scene"],
+    )
     assert mem.layer_categories == ["object"] and mem.scalar_label_categories == ["scene"]
-    assert mem[0]["masks"]["object"].shape == (1, 4, 4) and int(mem[0]["masks"]["object"].max()) == 2
+    assert (
+        mem[0]["masks"]["object"].shape == (1, 4, 4) and int(mem[0]["masks"]["object"].max()) == 2
+    )
     assert mem[2]["masks"]["object"].shape == (0, 4, 4) and mem[2]["scalars"]["scene"].numel() == 0
     assert mem.labels.at[3, "frequency"] == 2 and mem.labels.at[2, "coverage"] == 1.0
     root = write_broden(tmp_path / "g", mem)
@@ -324,7 +385,9 @@ def test_in_memory_generic_and_writer(tmp_path: Path) -> None:
     for i in range(3):
         assert torch.equal(back[i]["masks"]["object"], mem[i]["masks"]["object"])
     with pytest.raises(ValueError, match="outside 0..3"):
-        InMemoryBroden(images, {"object": obj + 5}, {}, ["-", "a", "b", "s"], ["", "object", "object", "scene"])
+        InMemoryBroden(
+            images, {"object": obj + 5}, {}, ["-", "a", "b", "s"], ["", "object", "object", "scene"]
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,9 +397,14 @@ def _tiny_mem(names: list[str] | None = None) -> InMemoryBroden:
     images = np.zeros((3, 3, 8, 8), np.uint8)
     obj = np.zeros((3, 1, 4, 4), np.int64)
     obj[:, 0, :2] = 1
-    return InMemoryBroden(images, {"object": obj}, {"scene": np.array([[2], [2], [0]])},
-                          label_names=["-", "a", "s"], label_categories=["", "object", "scene"],
-                          image_names=names)
+    return InMemoryBroden(
+        images,
+        {"object": obj},
+        {"scene": np.array([[2], [2], [0]])},
+        label_names=["-", "a", "s"],
+        label_categories=["", "object", "scene"],
+        image_names=names,
+    )
 
 
 def test_batch_indices_are_checked(fixture_root: Path) -> None:
@@ -364,7 +432,9 @@ def test_truncated_image_files(fixture_root: Path) -> None:
     ds = Broden(fixture_root)
     png = fixture_root / "images/ds/b_object.png"
     png.write_bytes(png.read_bytes()[:60])
-    with pytest.raises(ValueError, match=r"b_object\.png \(index\.csv line 3\) cannot be read.*truncated"):
+    with pytest.raises(
+        ValueError, match=r"b_object\.png \(index\.csv line 3\) cannot be read.*truncated"
+    ):
         ds[1]
     (fixture_root / "images/ds/a.jpg").write_bytes(b"not an image")
     with pytest.raises(ValueError, match=r"a\.jpg \(index\.csv line 2\) cannot be read"):
@@ -376,7 +446,9 @@ def test_duplicate_category_row(fixture_root: Path) -> None:
     image 0's object mask."""
     with open(fixture_root / "category.csv", "a", newline="") as f:
         f.write("object,5,7,2,2\n")
-    with pytest.raises(ValueError, match=r"category\.csv lists the categories \['object'\] more than once"):
+    with pytest.raises(
+        ValueError, match=r"category\.csv lists the categories \['object'\] more than once"
+    ):
         Broden(fixture_root)
 
 
@@ -398,8 +470,13 @@ def test_csv_with_byte_order_mark(fixture_root: Path) -> None:
 def test_in_memory_scalar_of_wrong_length() -> None:
     """Defect: image-level labels for 2N images were silently reshaped to (N, 2) instead of refused."""
     with pytest.raises(ValueError, match=r"scalar\['scene'\] must be \(N=3,\)"):
-        InMemoryBroden(np.zeros((3, 3, 8, 8), np.uint8), {}, {"scene": np.ones(6, np.int64)},
-                       label_names=["-", "s"], label_categories=["", "scene"])
+        InMemoryBroden(
+            np.zeros((3, 3, 8, 8), np.uint8),
+            {},
+            {"scene": np.ones(6, np.int64)},
+            label_names=["-", "s"],
+            label_categories=["", "scene"],
+        )
 
 
 def test_writer_refuses_duplicate_image_names(tmp_path: Path) -> None:
@@ -410,7 +487,9 @@ def test_writer_refuses_duplicate_image_names(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
-def test_writer_restores_old_copy_when_final_rename_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_writer_restores_old_copy_when_final_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Defect: when the final rename failed, overwrite=True left no dataset at root (the old copy was
     hidden in a .old folder)."""
     root = write_broden(tmp_path / "out", _tiny_mem())
@@ -433,7 +512,9 @@ def test_duplicate_label_number(fixture_root: Path) -> None:
     the name of the first."""
     with open(fixture_root / "label.csv", "a", newline="") as f:
         f.write("5,cloud,object(1),1,0.1,\n")
-    with pytest.raises(ValueError, match=r"label\.csv line 11: label number 5 is already on line 4"):
+    with pytest.raises(
+        ValueError, match=r"label\.csv line 11: label number 5 is already on line 4"
+    ):
         Broden(fixture_root)
 
 
@@ -441,17 +522,34 @@ def test_in_memory_empty_or_list_input() -> None:
     """Defect: zero images failed with NumPy's "cannot reshape array of size 0", and pixel labels given as
     nested lists with "'list' object has no attribute 'shape'"."""
     with pytest.raises(ValueError, match=r"images is empty \(N = 0\)"):
-        InMemoryBroden(np.zeros((0, 3, 8, 8), np.uint8), {"object": np.zeros((0, 1, 4, 4), np.int64)}, {},
-                       label_names=["-", "a"], label_categories=["", "object"])
+        InMemoryBroden(
+            np.zeros((0, 3, 8, 8), np.uint8),
+            {"object": np.zeros((0, 1, 4, 4), np.int64)},
+            {},
+            label_names=["-", "a"],
+            label_categories=["", "object"],
+        )
     lists = [[[[0, 1], [1, 1]]], [[[0, 0], [0, 1]]]]
-    mem = InMemoryBroden(np.zeros((2, 3, 4, 4), np.uint8), {"object": lists}, {},
-                         label_names=["-", "a"], label_categories=["", "object"])
+    mem = InMemoryBroden(
+        np.zeros((2, 3, 4, 4), np.uint8),
+        {"object": lists},
+        {},
+        label_names=["-", "a"],
+        label_categories=["", "object"],
+    )
     assert mem.seg_shape == (2, 2) and mem[0]["masks"]["object"].tolist() == [[[0, 1], [1, 1]]]
 
 
 def test_in_memory_category_named_like_an_index_column() -> None:
     """Defect: a category called "split" was accepted; write_broden then wrote an index.csv with two
     "split" columns, and reading it back failed with "images/train ... is missing"."""
-    with pytest.raises(ValueError, match=r"categories \['split'\] have the names of index.csv's own columns"):
-        InMemoryBroden(np.zeros((1, 3, 4, 4), np.uint8), {"split": np.zeros((1, 1, 2, 2), np.int64)}, {},
-                       label_names=["-", "a"], label_categories=["", "split"])
+    with pytest.raises(
+        ValueError, match=r"categories \['split'\] have the names of index.csv's own columns"
+    ):
+        InMemoryBroden(
+            np.zeros((1, 3, 4, 4), np.uint8),
+            {"split": np.zeros((1, 1, 2, 2), np.int64)},
+            {},
+            label_names=["-", "a"],
+            label_categories=["", "split"],
+        )

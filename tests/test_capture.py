@@ -8,8 +8,14 @@ from interpkit.capture import eval_mode
 
 def small_net():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 2, 3, padding=1),
-                         nn.ReLU(), nn.Flatten(), nn.Linear(2 * 8 * 8, 3)).eval()
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(4, 2, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(2 * 8 * 8, 3),
+    ).eval()
 
 
 def test_records_named_outputs_and_matches_manual_forward():
@@ -25,7 +31,9 @@ def test_inplace_relu_does_not_overwrite_pre_relu_values():
     net, x = small_net(), torch.randn(5, 1, 8, 8)
     with ik.capture(net, "0") as acts:
         net(x)
-    assert (acts["0"] < 0).any(), "the conv output before an in-place ReLU must keep its negative values"
+    assert (acts["0"] < 0).any(), (
+        "the conv output before an in-place ReLU must keep its negative values"
+    )
     torch.testing.assert_close(acts["0"], net[0](x))
 
 
@@ -98,16 +106,22 @@ def test_missing_layer_says_whether_it_never_ran_or_was_not_requested():
     with ik.capture(net, ["conv", "unused"]) as acts:
         net(torch.rand(2, 1, 4, 4))
     assert set(acts) == {"conv"} and acts.get("unused") is None and "unused" not in acts
-    with pytest.raises(KeyError, match=r"'unused' did not run in the forward pass.*recorded so far: \['conv'\]"):
+    with pytest.raises(
+        KeyError, match=r"'unused' did not run in the forward pass.*recorded so far: \['conv'\]"
+    ):
         acts["unused"]
-    with pytest.raises(KeyError, match=r"'other' was not requested; this capture records \['conv', 'unused'\]"):
+    with pytest.raises(
+        KeyError, match=r"'other' was not requested; this capture records \['conv', 'unused'\]"
+    ):
         acts["other"]
 
 
 def test_activation_matrices_names_a_layer_that_never_ran():
     net = _Branchy().eval()
     with pytest.raises(KeyError, match="'unused' did not run"):
-        ik.clustering.activation_matrices(net, torch.rand(4, 1, 4, 4), ["conv", "unused"], relu=True, device="cpu")
+        ik.clustering.activation_matrices(
+            net, torch.rand(4, 1, 4, 4), ["conv", "unused"], relu=True, device="cpu"
+        )
 
 
 class _Shared(nn.Module):
@@ -130,7 +144,7 @@ def test_a_shared_module_can_be_asked_for_by_either_name():
         net(x)
     torch.testing.assert_close(acts["again"], net.conv(x))
     torch.testing.assert_close(acts["conv"], acts["again"])
-    with ik.capture(net, [net.again], stop=True) as acts:     # a module keeps its first name
+    with ik.capture(net, [net.again], stop=True) as acts:  # a module keeps its first name
         assert net(x) is None
     assert list(acts) == ["conv"]
     assert all(len(m._forward_hooks) == 0 for m in net.modules()) and "forward" not in vars(net)
@@ -141,7 +155,7 @@ def test_stop_with_the_model_itself_among_the_layers():
     net, x = small_net(), torch.randn(2, 1, 8, 8)
     with ik.capture(net, ["", "2"], stop=True) as acts:
         out = net(x)
-    torch.testing.assert_close(acts[""], out)   # its pass had ended: the output comes back
+    torch.testing.assert_close(acts[""], out)  # its pass had ended: the output comes back
     assert "forward" not in vars(net) and all(len(m._forward_hooks) == 0 for m in net.modules())
 
 
@@ -149,11 +163,11 @@ def test_stop_lets_a_submodule_called_directly_run_to_its_end():
     """Defect: with stop=True, calling a part of the model directly (not the model) let the internal
     StopForward exception escape from that call."""
     net, x = small_net(), torch.randn(2, 1, 8, 8)
-    part = torch.nn.Sequential(*list(net)[:4])           # shares the modules "0" to "3"
+    part = torch.nn.Sequential(*list(net)[:4])  # shares the modules "0" to "3"
     with ik.capture(net, ["0", "2"], stop=True) as acts:
         out = part(x)
         assert out.shape[0] == 2 and set(acts) == {"0", "2"}
-        assert net(x) is None                             # a pass through the model still stops
+        assert net(x) is None  # a pass through the model still stops
     assert "forward" not in vars(net)
 
 
@@ -184,7 +198,7 @@ def test_eval_mode_gives_every_submodule_its_own_mode_back():
     the top-level flag (model.train(was_training)), so a partly frozen model (batch norm in eval
     mode while the rest trains) came back entirely in training mode."""
     net = small_net().train()
-    net[1].eval()                                          # a frozen batch norm, say
+    net[1].eval()  # a frozen batch norm, say
     modes = [m.training for m in net.modules()]
     with eval_mode(net):
         assert not any(m.training for m in net.modules())

@@ -7,8 +7,7 @@ from torch import nn
 import interpkit as ik
 from interpkit import cladec
 
-
-pytestmark = pytest.mark.usefixtures("one_thread")   # many tiny tensor ops: see conftest
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny tensor ops: see conftest
 
 
 @pytest.fixture(autouse=True)
@@ -38,12 +37,25 @@ FAST = dict(epochs=2, batch_size=16, width=0.125, progress=False, device="cpu")
 
 
 # -- decoder -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("act_shape, n_up", [((16, 8, 8), 2), ((32, 4, 4), 3), ((64, 1, 1), 5), ((10,), 5),
-                                             ((8, 32, 32), 0), ((8, 16, 16), 1)])
+@pytest.mark.parametrize(
+    "act_shape, n_up",
+    [
+        ((16, 8, 8), 2),
+        ((32, 4, 4), 3),
+        ((64, 1, 1), 5),
+        ((10,), 5),
+        ((8, 32, 32), 0),
+        ((8, 16, 16), 1),
+    ],
+)
 def test_decoder_maps_any_decodable_shape_to_the_image(act_shape, n_up):
     dec = cladec.build_decoder(act_shape, (3, 32, 32), width=0.25)
     out = dec(torch.rand(2, *act_shape))
-    assert out.shape == (2, 3, 32, 32) and float(out.detach().min()) >= 0 and float(out.detach().max()) <= 1
+    assert (
+        out.shape == (2, 3, 32, 32)
+        and float(out.detach().min()) >= 0
+        and float(out.detach().max()) <= 1
+    )
     ups = [m for m in dec.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert len(ups) == n_up
     assert all(m.kernel_size == (4, 4) and m.stride == (2, 2) and m.padding == (1, 1) for m in ups)
@@ -64,9 +76,16 @@ def test_decoder_non_square_and_mean_init():
         cladec.build_decoder((4, 2, 2), (3, 8, 8), mean_pixel=[0.2, 0.5])
 
 
-@pytest.mark.parametrize("act_shape, image_shape", [((16, 3, 3), (1, 32, 32)), ((16, 64, 64), (1, 32, 32)),
-                                                    ((16, 4, 8), (1, 32, 32)), ((10,), (1, 28, 28)),
-                                                    ((4, 5), (1, 32, 32))])
+@pytest.mark.parametrize(
+    "act_shape, image_shape",
+    [
+        ((16, 3, 3), (1, 32, 32)),
+        ((16, 64, 64), (1, 32, 32)),
+        ((16, 4, 8), (1, 32, 32)),
+        ((10,), (1, 28, 28)),
+        ((4, 5), (1, 32, 32)),
+    ],
+)
 def test_undecodable_shapes_are_named_in_the_error(act_shape, image_shape):
     with pytest.raises(ValueError, match="cannot decode") as err:
         cladec.build_decoder(act_shape, image_shape)
@@ -138,17 +157,26 @@ def test_channel_mismatch_and_unknown_layer(frozen, data16):
 # -- training ----------------------------------------------------------------------------------
 def test_cladec_learns_and_leaves_the_classifier_untouched(frozen, data16):
     before = {k: v.clone() for k, v in frozen.state_dict().items()}
-    cd = cladec.train_cladec(frozen, "features.1", data16, alpha=0.1, lr=1e-2, **{**FAST, "epochs": 30})
+    cd = cladec.train_cladec(
+        frozen, "features.1", data16, alpha=0.1, lr=1e-2, **{**FAST, "epochs": 30}
+    )
     assert not frozen.training and not any(p.requires_grad for p in frozen.parameters())
     for k, v in frozen.state_dict().items():
         torch.testing.assert_close(v, before[k])
-    assert "classifier" not in dict(cd.named_modules()) and all(k.startswith("decoder.") for k in cd.state_dict())
+    assert "classifier" not in dict(cd.named_modules()) and all(
+        k.startswith("decoder.") for k in cd.state_dict()
+    )
     rec = cladec.reconstruct(cd, data16.images)
     assert rec.shape == data16.images.shape
     base = cladec.mean_image_mse(data16, data16)
     assert float(((rec - data16.images) ** 2).mean()) < 0.7 * base
     h = cd.history
-    assert len(h) == 30 and h[-1]["mse"] < h[0]["mse"] and h[-1]["ce"] > 0 and h[-1]["output_spread"] > 0.02
+    assert (
+        len(h) == 30
+        and h[-1]["mse"] < h[0]["mse"]
+        and h[-1]["ce"] > 0
+        and h[-1]["output_spread"] > 0.02
+    )
 
 
 def test_cache_hit_is_identical_and_corrupt_file_retrains(frozen, data16, tmp_cache):
@@ -192,10 +220,10 @@ def test_refae_batchnorm_statistics_match_the_final_encoder(frozen, data16):
     enc = ae.encoder.eval()
     conv, bn = enc.features[0][0], enc.features[0][1]
     with torch.no_grad():
-        z = conv(data16.images)                       # what the first batch norm sees, on all training images
+        z = conv(data16.images)  # what the first batch norm sees, on all training images
     torch.testing.assert_close(bn.running_mean, z.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
     assert int(bn.num_batches_tracked) == len(data16) // FAST["batch_size"]
-    later = enc.features[3][1]                        # a block after the decoded layer: never run, untouched
+    later = enc.features[3][1]  # a block after the decoded layer: never run, untouched
     torch.testing.assert_close(later.running_mean, torch.zeros_like(later.running_mean))
     assert later.momentum == 0.1 and bn.momentum == 0.1
 
@@ -219,7 +247,12 @@ def test_any_classifier_and_layer(tmp_cache):
     net = ik.models.freeze(ik.models.resnet18_cifar(3, width=0.125))
     data = ik.data.ImageSet(torch.rand(12, 3, 16, 16), torch.arange(12) % 3)
     cd = cladec.train_cladec(net, "layer3", data, alpha=0.5, **{**FAST, "epochs": 1})
-    assert cd.decoder.in_shape == (32, 4, 4) and cladec.reconstruct(cd, data.images[:3]).shape == (3, 3, 16, 16)
+    assert cd.decoder.in_shape == (32, 4, 4) and cladec.reconstruct(cd, data.images[:3]).shape == (
+        3,
+        3,
+        16,
+        16,
+    )
     ae = cladec.train_refae(net, "layer3", data, **{**FAST, "epochs": 1})
     assert ae.decoder.in_shape == (32, 4, 4)
 
@@ -227,13 +260,29 @@ def test_any_classifier_and_layer(tmp_cache):
 def test_evaluate_explainers_table(frozen, data16):
     ex = cladec.train_explainers(frozen, data16, ["features.1"], alphas=(0.0, 0.5), **FAST)
     ex.update(cladec.train_explainers(frozen, data16, ["features.3"], refae=False, **FAST))
-    assert set(ex) == {("features.1", "ClaDec", 0.0), ("features.1", "ClaDec", 0.5), ("features.1", "RefAE", 0.0),
-                       ("features.3", "ClaDec", 0.0)}
-    df = cladec.evaluate_explainers(frozen, ex, data16, data16, fresh_epochs=1, fresh_batch_size=32,
-                                    device="cpu")
+    assert set(ex) == {
+        ("features.1", "ClaDec", 0.0),
+        ("features.1", "ClaDec", 0.5),
+        ("features.1", "RefAE", 0.0),
+        ("features.3", "ClaDec", 0.0),
+    }
+    df = cladec.evaluate_explainers(
+        frozen, ex, data16, data16, fresh_epochs=1, fresh_batch_size=32, device="cpu"
+    )
     assert len(df) == 5 and df.iloc[0]["method"] == "original" and df.iloc[0]["mse"] == 0
-    assert {"layer", "depth", "method", "alpha", "mse", "mean_image_mse", "relative_mse", "classifier_accuracy",
-            "classifier_loss", "classifier_loss_train", "fresh_accuracy"} <= set(df.columns)
+    assert {
+        "layer",
+        "depth",
+        "method",
+        "alpha",
+        "mse",
+        "mean_image_mse",
+        "relative_mse",
+        "classifier_accuracy",
+        "classifier_loss",
+        "classifier_loss_train",
+        "fresh_accuracy",
+    } <= set(df.columns)
     assert df["fresh_accuracy"].between(0, 1).all() and (df["mse"] >= 0).all()
     d1 = df.loc[df.layer == "features.1", "depth"].iloc[0]
     assert d1 < df.loc[df.layer == "features.3", "depth"].iloc[0]
@@ -245,8 +294,18 @@ def test_evaluate_explainers_table(frozen, data16):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_with_mixed_precision(frozen, data16, tmp_cache):
-    cd = cladec.train_cladec(frozen, "features.3", data16, alpha=0.1, device="cuda", amp=True, epochs=1,
-                             batch_size=16, width=0.125, progress=False)
+    cd = cladec.train_cladec(
+        frozen,
+        "features.3",
+        data16,
+        alpha=0.1,
+        device="cuda",
+        amp=True,
+        epochs=1,
+        batch_size=16,
+        width=0.125,
+        progress=False,
+    )
     assert next(cd.decoder.parameters()).device.type == "cuda"
     assert cladec.reconstruct(cd, data16.images).device.type == "cpu"
 
@@ -266,12 +325,19 @@ def test_training_images_must_be_finite_and_in_unit_interval(frozen, data16, tmp
     """Defect: the decoder ends in a sigmoid, so targets outside [0, 1] (0-255 or standardised images)
     trained a meaningless constant decoder, and a NaN pixel an all-NaN one; both were cached silently."""
     x = data16.images.clone()
-    x = {"0-255": x * 255, "nan": x.index_put_((torch.tensor([0]),), torch.tensor(float("nan"))),
-         "normalised": (x - 0.5) / 0.25}[bad]
-    with pytest.raises(ValueError, match=r"images must be finite and lie in \[0, 1\]"):   # refused when made
+    x = {
+        "0-255": x * 255,
+        "nan": x.index_put_((torch.tensor([0]),), torch.tensor(float("nan"))),
+        "normalised": (x - 0.5) / 0.25,
+    }[bad]
+    with pytest.raises(
+        ValueError, match=r"images must be finite and lie in \[0, 1\]"
+    ):  # refused when made
         ik.data.ImageSet(x, data16.labels, list(data16.classes), f"bad-{bad}")
-    data = ik.data.ImageSet(data16.images.clone(), data16.labels, list(data16.classes), f"bad-{bad}")
-    data.images = x                                   # and when changed afterwards
+    data = ik.data.ImageSet(
+        data16.images.clone(), data16.labels, list(data16.classes), f"bad-{bad}"
+    )
+    data.images = x  # and when changed afterwards
     for fn in (cladec.train_cladec, cladec.train_refae):
         with pytest.raises(ValueError, match=r"training images must be finite and lie in \[0, 1\]"):
             fn(frozen, "features.3", data, **FAST)
@@ -281,7 +347,9 @@ def test_training_images_must_be_finite_and_in_unit_interval(frozen, data16, tmp
 def test_relative_mse_is_nan_for_constant_data(frozen):
     """Defect: constant images make the mean-image MSE 0, and evaluate_explainers died with a bare
     ZeroDivisionError; the ratio is undefined there, so it is NaN (mse itself is still reported)."""
-    const = ik.data.ImageSet(torch.full((16, 1, 16, 16), 0.3), torch.arange(16) % 2, ["a", "b"], "const")
+    const = ik.data.ImageSet(
+        torch.full((16, 1, 16, 16), 0.3), torch.arange(16) % 2, ["a", "b"], "const"
+    )
     cd = cladec.train_cladec(frozen, "features.3", const, **{**FAST, "epochs": 1})
     df = cladec.evaluate_explainers(frozen, {"c": cd}, const, const, fresh=False, device="cpu")
     assert df.iloc[0]["relative_mse"] == 0.0 and df.iloc[1]["mean_image_mse"] == 0.0
@@ -299,21 +367,29 @@ def test_reconstruct_batch_size_must_be_positive(frozen, data16, bs):
 
 def test_loss_rejects_mismatched_shapes():
     """Defect: F.mse_loss broadcast (2, 1, 4, 4) against (1, 1, 4, 4) with only a warning."""
-    with pytest.raises(ValueError, match=r"reconstructions have shape \(2, 1, 4, 4\) but the images \(1, 1, 4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"reconstructions have shape \(2, 1, 4, 4\) but the images \(1, 1, 4, 4\)"
+    ):
         cladec.cladec_loss(torch.zeros(2, 1, 4, 4), torch.zeros(1, 1, 4, 4), None, None, 0.0)
 
 
 def test_reconstruct_names_what_is_wrong_with_the_images(frozen, data16):
     """Defect: a NumPy array failed with "'numpy.ndarray' object has no attribute 'to'"."""
     cd = cladec.train_cladec(frozen, "features.3", data16, **{**FAST, "epochs": 1})
-    with pytest.raises(TypeError, match="must be a torch.Tensor, got ndarray; convert with torch.as_tensor"):
+    with pytest.raises(
+        TypeError, match="must be a torch.Tensor, got ndarray; convert with torch.as_tensor"
+    ):
         cladec.reconstruct(cd, data16.images.numpy())
     with pytest.raises(ValueError, match=r"shape \(N, C, H, W\)"):
         cladec.reconstruct(cd, data16.images[0])
-    assert torch.equal(cladec.reconstruct(cd, data16.images[:2]), cladec.reconstruct(cd, data16.images)[:2])
+    assert torch.equal(
+        cladec.reconstruct(cd, data16.images[:2]), cladec.reconstruct(cd, data16.images)[:2]
+    )
 
 
 def test_train_explainers_takes_one_alpha(frozen, data16):
     """Defect: alphas=0.5 failed with "'float' object is not iterable"."""
-    ex = cladec.train_explainers(frozen, data16, "features.3", alphas=0.5, refae=False, **{**FAST, "epochs": 1})
+    ex = cladec.train_explainers(
+        frozen, data16, "features.3", alphas=0.5, refae=False, **{**FAST, "epochs": 1}
+    )
     assert set(ex) == {("features.3", "ClaDec", 0.5)}

@@ -1,4 +1,5 @@
 """Tests for interpkit.clustering (coupled NMF of pixels and activations, Saini and Papalexakis)."""
+
 from __future__ import annotations
 
 import warnings
@@ -11,17 +12,21 @@ from torch import nn
 
 from interpkit import clustering as cl
 
-
-pytestmark = pytest.mark.usefixtures("one_thread")   # many tiny tensor ops: see conftest
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny tensor ops: see conftest
 
 
 def _data(seed: int = 0, n: int = 48):
     """Small non-negative pixel and activation matrices with a shared low-rank structure."""
     rng = np.random.default_rng(seed)
     h = rng.random((4, n)) ** 2
-    pix = {c: np.clip(rng.random((36, 4)) @ h / 4 + 0.05 * rng.random((36, n)), 0, 1) for c in ("red", "green", "blue")}
-    acts = {"l1": np.maximum(rng.normal(size=(80, 4)) @ h + 0.3 * rng.normal(size=(80, n)), 0),
-            "l2": 3 * np.maximum(rng.normal(size=(30, 4)) @ h + 0.3 * rng.normal(size=(30, n)), 0)}
+    pix = {
+        c: np.clip(rng.random((36, 4)) @ h / 4 + 0.05 * rng.random((36, n)), 0, 1)
+        for c in ("red", "green", "blue")
+    }
+    acts = {
+        "l1": np.maximum(rng.normal(size=(80, 4)) @ h + 0.3 * rng.normal(size=(80, n)), 0),
+        "l2": 3 * np.maximum(rng.normal(size=(30, 4)) @ h + 0.3 * rng.normal(size=(30, n)), 0),
+    }
     return pix, acts
 
 
@@ -31,7 +36,7 @@ def _direct_rel_error(res: cl.CoupledNMF, pix, acts) -> float:
     for group, mats in ((res.P, pix), (res.O, acts)):
         for k, x in mats.items():
             num += ((x - group[k].double().numpy() @ F) ** 2).sum()
-            den += (x ** 2).sum()
+            den += (x**2).sum()
     return num / den
 
 
@@ -40,8 +45,15 @@ def test_matches_numpy_reference_from_same_factors(mode):
     pix, acts = _data()
     fac = cl.init_factors(acts, pix, 5, dtype=torch.float64)
     fn = fac.numpy()
-    F, P, O, hist = cl._reference_coupled_nmf(list(pix.values()), list(acts.values()), fn.F,
-                                              list(fn.P.values()), list(fn.O.values()), n_iter=30, mode=mode)
+    F, P, O, hist = cl._reference_coupled_nmf(
+        list(pix.values()),
+        list(acts.values()),
+        fn.F,
+        list(fn.P.values()),
+        list(fn.O.values()),
+        n_iter=30,
+        mode=mode,
+    )
     ref_obj = np.array([h["objective"] for h in hist])
     ref_rel = np.array([h["relative_error"] for h in hist])
     for dtype, rtol in ((torch.float64, 1e-8), (torch.float32, 1e-4)):
@@ -52,9 +64,13 @@ def test_matches_numpy_reference_from_same_factors(mode):
         scale = F.max()
         np.testing.assert_allclose(res.F.double().numpy() / scale, F / scale, atol=rtol, rtol=0)
         for k, p in zip(pix, P):
-            np.testing.assert_allclose(res.P[k].double().numpy(), p, atol=rtol * np.abs(p).max(), rtol=0)
+            np.testing.assert_allclose(
+                res.P[k].double().numpy(), p, atol=rtol * np.abs(p).max(), rtol=0
+            )
         for k, o in zip(acts, O):
-            np.testing.assert_allclose(res.O[k].double().numpy(), o, atol=rtol * np.abs(o).max(), rtol=0)
+            np.testing.assert_allclose(
+                res.O[k].double().numpy(), o, atol=rtol * np.abs(o).max(), rtol=0
+            )
 
 
 def test_init_factors_are_not_modified_by_a_run():
@@ -97,7 +113,9 @@ def test_streaming_by_row_chunks_and_memmap_equal_in_memory(tmp_path):
     mm[:] = acts["l1"]
     acts32 = {"l1": acts["l1"].astype(np.float32), "l2": acts["l2"]}
     a = cl.coupled_nmf(acts32, pix, 4, n_iter=15, dtype=torch.float64)
-    b = cl.coupled_nmf({"l1": mm, "l2": acts["l2"]}, pix, 4, n_iter=15, dtype=torch.float64, chunk_rows=7)
+    b = cl.coupled_nmf(
+        {"l1": mm, "l2": acts["l2"]}, pix, 4, n_iter=15, dtype=torch.float64, chunk_rows=7
+    )
     np.testing.assert_allclose(b.history["objective"], a.history["objective"], rtol=1e-10)
     np.testing.assert_allclose(b.F.numpy(), a.F.numpy(), rtol=1e-5, atol=1e-6)
 
@@ -106,7 +124,9 @@ def test_early_stop_and_converged_flag():
     pix, acts = _data()
     res = cl.coupled_nmf(acts, pix, 3, n_iter=200, tol=1e-3)
     assert res.converged and res.n_iter < 200
-    assert abs(res.history["relative_error"].iloc[-1] - res.history["relative_error"].iloc[-2]) < 1e-3
+    assert (
+        abs(res.history["relative_error"].iloc[-1] - res.history["relative_error"].iloc[-2]) < 1e-3
+    )
 
 
 def test_single_matrix_lambda0_equals_sklearn_mu():
@@ -114,11 +134,15 @@ def test_single_matrix_lambda0_equals_sklearn_mu():
     rng = np.random.default_rng(0)
     x = rng.random((40, 30)) ** 2
     fac = cl.init_factors({"x": x}, None, 4, dtype=torch.float64)
-    res = cl.layer_nmf({"x": x}, 4, init=fac, n_iter=40, lambda_f=0.0, dtype=torch.float64, tol=0)["x"]
+    res = cl.layer_nmf({"x": x}, 4, init=fac, n_iter=40, lambda_f=0.0, dtype=torch.float64, tol=0)[
+        "x"
+    ]
     # sklearn factorises samples x features as W H; with X^T, W = F^T and H = O^T (F is updated first)
     m = sk.NMF(4, init="custom", solver="mu", max_iter=40, tol=0)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConvergenceWarning: max_iter reached, which is what we want
+        warnings.simplefilter(
+            "ignore"
+        )  # ConvergenceWarning: max_iter reached, which is what we want
         w = m.fit_transform(x.T.copy(), W=fac.F.numpy().T.copy(), H=fac.O["x"].numpy().T.copy())
     ours = res.O["x"].double().numpy() @ res.F.double().numpy()
     np.testing.assert_allclose(ours, (w @ m.components_).T, rtol=1e-5, atol=1e-8)
@@ -130,7 +154,9 @@ def test_nndsvd_recovers_rank_one_and_matches_sklearn_product():
     w, h = cl.nndsvd(np.outer(u, v), 1)
     np.testing.assert_allclose((w @ h).numpy(), np.outer(u, v), rtol=1e-4)
     skinit = pytest.importorskip("sklearn.decomposition._nmf")
-    x = rng.random((50, 3)) @ np.diag([9.0, 4.0, 2.0]) @ rng.random((3, 40)) + 0.01 * rng.random((50, 40))
+    x = rng.random((50, 3)) @ np.diag([9.0, 4.0, 2.0]) @ rng.random((3, 40)) + 0.01 * rng.random(
+        (50, 40)
+    )
     w, h = cl.nndsvd(x, 3)
     ws, hs = skinit._initialize_nmf(x, 3, init="nndsvd", random_state=0)
     assert (w >= 0).all() and (h >= 0).all()
@@ -152,7 +178,9 @@ def test_negative_entries_raise_with_hint():
 
 def test_rank_too_large_raises():
     pix, acts = _data(n=10)
-    with pytest.raises(ValueError, match=r"rank=11 is larger than min\(rows, examples\) = 10.*use rank <= 10"):
+    with pytest.raises(
+        ValueError, match=r"rank=11 is larger than min\(rows, examples\) = 10.*use rank <= 10"
+    ):
         cl.coupled_nmf(acts, pix, 11)
     with pytest.raises(ValueError, match="positive integer"):
         cl.coupled_nmf(acts, pix, 0)
@@ -168,7 +196,9 @@ def test_mismatched_example_counts_raise():
 def test_nan_in_activations_raises():
     pix, acts = _data()
     acts["l2"][3, 4] = np.nan
-    with pytest.raises(ValueError, match=r"activation matrix 'l2' contains 1 NaN/inf.*drop the affected examples"):
+    with pytest.raises(
+        ValueError, match=r"activation matrix 'l2' contains 1 NaN/inf.*drop the affected examples"
+    ):
         cl.coupled_nmf(acts, pix, 3)
 
 
@@ -210,11 +240,13 @@ def test_activation_matrices_stream_batches_into_units_by_examples(tmp_path):
     assert mats.shapes == {"act": (4, 6, 6), "pool": (4, 2, 2)}
     assert mats["act"].shape == (4 * 36, 10)
     torch.testing.assert_close(mats["act"], want.reshape(10, -1).T)
-    net.train().conv.eval()                            # partly frozen: the mix comes back as it was
+    net.train().conv.eval()  # partly frozen: the mix comes back as it was
     mm = cl.activation_matrices(net, x, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
     assert net.training and not net.conv.training
     assert isinstance(mm["act"], np.memmap) and (tmp_path / "act.f32").exists()
-    np.testing.assert_allclose(np.asarray(mm["act"]), want.reshape(10, -1).T.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(mm["act"]), want.reshape(10, -1).T.detach().numpy(), rtol=1e-6
+    )
     # unit -> (channel, y, x) mapping used by top_units
     res = cl.layer_nmf(mats, 2, n_iter=5)["act"]
     tu = cl.top_units(res, "act", 0, k=5)
@@ -229,11 +261,17 @@ def test_activation_matrices_reject_negative_and_nan_layers():
     ok = cl.activation_matrices(net, x, "conv", device="cpu", relu=True)
     assert (ok["conv"] >= 0).all()
     bad = x.clone()
-    bad[2, 0, 0, 0] = float("nan")                   # NaN images: refused up front by the image check
-    with pytest.raises(ValueError, match=r"images must be finite and lie in \[0, 1\], got 1 NaN/inf"):
+    bad[2, 0, 0, 0] = float("nan")  # NaN images: refused up front by the image check
+    with pytest.raises(
+        ValueError, match=r"images must be finite and lie in \[0, 1\], got 1 NaN/inf"
+    ):
         cl.activation_matrices(net, bad, "act", device="cpu")
-    h = net.act.register_forward_hook(lambda m, a, out: out.index_fill(0, torch.tensor([2]), float("nan")))
-    with pytest.raises(ValueError, match=r"NaN/inf activations \(examples \[2\]"):   # NaN from the model
+    h = net.act.register_forward_hook(
+        lambda m, a, out: out.index_fill(0, torch.tensor([2]), float("nan"))
+    )
+    with pytest.raises(
+        ValueError, match=r"NaN/inf activations \(examples \[2\]"
+    ):  # NaN from the model
         cl.activation_matrices(net, x, "act", device="cpu")
     h.remove()
 
@@ -252,7 +290,7 @@ def test_class_weights_entropy_and_top_examples():
     labels = np.array([0, 0, 1, 1, 2, 2])
     F = np.array([[5, 4, 0, 0, 0, 0], [0, 0, 1, 1, 1, 1.0]])
     w = cl.class_weights(F, labels, ["a", "b", "c"])
-    np.testing.assert_allclose(w.to_numpy(), [[1, 0, 0], [0, .5, .5]])
+    np.testing.assert_allclose(w.to_numpy(), [[1, 0, 0], [0, 0.5, 0.5]])
     t = cl.concept_table(F, labels, ["a", "b", "c"], k=2)
     assert t["top_class"].tolist() == ["a", "b"]
     np.testing.assert_allclose(t["entropy"], [0, 1])
@@ -266,7 +304,9 @@ def test_class_weights_entropy_and_top_examples():
 def test_knn_impurity_and_accuracy_curve():
     rng = np.random.default_rng(0)
     # two well separated groups of 10 examples, each dominated by one concept
-    F = np.concatenate([np.c_[10 + rng.random(10), rng.random(10)], np.c_[rng.random(10), 10 + rng.random(10)]]).T
+    F = np.concatenate(
+        [np.c_[10 + rng.random(10), rng.random(10)], np.c_[rng.random(10), 10 + rng.random(10)]]
+    ).T
     imp = cl.knn_impurity(F, n_classes=2)
     # the paper's k = N / classes + 1 includes the example itself: 10 neighbours, of which one
     # necessarily lies in the other group of 10, so even perfectly separated groups are not 0
@@ -279,7 +319,7 @@ def test_knn_impurity_and_accuracy_curve():
     assert imp2.impurity[-1] > 0.9
     df = cl.accuracy_vs_impurity(np.array([0.5, 0.1, 0.9, 0.0]), [True, True, False, False])
     assert df["example"].tolist() == [3, 1, 0, 2]
-    np.testing.assert_allclose(df["cumulative_accuracy"], [0, .5, 2 / 3, .5])
+    np.testing.assert_allclose(df["cumulative_accuracy"], [0, 0.5, 2 / 3, 0.5])
 
 
 def test_factor_purity_and_similarity_and_masks():
@@ -291,10 +331,12 @@ def test_factor_purity_and_similarity_and_masks():
     np.testing.assert_allclose(cls["purity"], 1)
     np.testing.assert_allclose(cls["lift"], 2)
     col = fp[fp["factor"] == "color"]
-    np.testing.assert_allclose(col["purity"], .5)
+    np.testing.assert_allclose(col["purity"], 0.5)
     np.testing.assert_allclose(col["norm_entropy"], 1)
-    summ = cl.purity_summary(np.r_[F, np.zeros((1, 4))], {"class": labels, "color": color})  # + a dead concept
-    assert summ.loc["class", "mean_purity"] == 1 and summ.loc["color", "mean_purity"] == .5
+    summ = cl.purity_summary(
+        np.r_[F, np.zeros((1, 4))], {"class": labels, "color": color}
+    )  # + a dead concept
+    assert summ.loc["class", "mean_purity"] == 1 and summ.loc["color", "mean_purity"] == 0.5
     assert summ.loc["class", "concepts"] == 2 and summ.loc["class", "weighted_purity"] == 1
     pix, acts = _data()
     res = cl.coupled_nmf(acts, pix, 3, n_iter=5)
@@ -332,7 +374,7 @@ def test_memmap_activations_are_written_atomically(tmp_path):
     del good
     calls = [0]
 
-    def nan_in_third_batch(_m, _a, out):             # the third batch fails (NaN activations)
+    def nan_in_third_batch(_m, _a, out):  # the third batch fails (NaN activations)
         calls[0] += 1
         return out * float("nan") if calls[0] == 3 else out
 
@@ -340,17 +382,33 @@ def test_memmap_activations_are_written_atomically(tmp_path):
     with pytest.raises(ValueError, match="NaN/inf"):
         cl.activation_matrices(net, x * 0.5, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
     h.remove()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["act.f32"]     # no partial or temporary files
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "act.f32"
+    ]  # no partial or temporary files
     after = np.memmap(tmp_path / "act.f32", dtype=np.float32, mode="r", shape=before.T.shape).T
-    np.testing.assert_array_equal(after, before)     # the earlier, complete result is intact
-    fresh = cl.activation_matrices(net, x * 0.5, "act", batch_size=4, device="cpu", memmap_dir=tmp_path)
-    assert isinstance(fresh["act"], np.memmap) and str(fresh["act"].filename) == str((tmp_path / "act.f32").resolve())
-    np.testing.assert_allclose(np.asarray(fresh["act"]), net.act(net.conv(x * 0.5)).reshape(10, -1).T.detach().numpy(),
-                               rtol=1e-6)
+    np.testing.assert_array_equal(after, before)  # the earlier, complete result is intact
+    fresh = cl.activation_matrices(
+        net, x * 0.5, "act", batch_size=4, device="cpu", memmap_dir=tmp_path
+    )
+    assert isinstance(fresh["act"], np.memmap) and str(fresh["act"].filename) == str(
+        (tmp_path / "act.f32").resolve()
+    )
+    np.testing.assert_allclose(
+        np.asarray(fresh["act"]),
+        net.act(net.conv(x * 0.5)).reshape(10, -1).T.detach().numpy(),
+        rtol=1e-6,
+    )
 
 
-@pytest.mark.parametrize("kwargs", [{"lambda_f": float("nan")}, {"eps": float("nan")},
-                                    {"lambda_f": float("inf")}, {"n_iter": 2.5}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lambda_f": float("nan")},
+        {"eps": float("nan")},
+        {"lambda_f": float("inf")},
+        {"n_iter": 2.5},
+    ],
+)
 def test_coupled_nmf_rejects_non_finite_or_fractional_settings(kwargs):
     # NaN lambda_f / eps passed the `< 0` checks and gave NaN factors without a word
     pix, acts = _data(n=12)
@@ -368,7 +426,7 @@ def test_top_k_helpers_reject_non_positive_k():
             cl.top_examples(res, k)
         with pytest.raises(ValueError, match="k must be a positive integer"):
             cl.top_units(res, layer, 0, k=k)
-    assert cl.top_examples(res, 100).shape == (3, 12)      # more than N: all examples, as before
+    assert cl.top_examples(res, 100).shape == (3, 12)  # more than N: all examples, as before
 
 
 def test_knn_impurity_rejects_non_positive_n_classes():
@@ -392,7 +450,9 @@ def test_small_activations_lose_concepts_with_a_warning_raw_and_not_with_rms():
     # before: activations scaled by 1e-4 silently kept 1 of 5 concepts under the default lambda_f
     _, acts = _data(1)
     small = {k: v * 1e-4 for k, v in acts.items()}
-    with pytest.warns(RuntimeWarning, match=r"concepts ended with almost no weight.*normalize='rms'"):
+    with pytest.warns(
+        RuntimeWarning, match=r"concepts ended with almost no weight.*normalize='rms'"
+    ):
         raw = cl.coupled_nmf(small, None, 5, n_iter=60)
     assert _live(raw) < 5
     with warnings.catch_warnings():
@@ -401,12 +461,17 @@ def test_small_activations_lose_concepts_with_a_warning_raw_and_not_with_rms():
         rms = cl.coupled_nmf(small, None, 5, n_iter=60, normalize="rms")
     assert _live(rms) == 5
     # the normalised run does not depend on the units: same F, factors in the units of the data
-    np.testing.assert_allclose(rms.F.numpy(), ref.F.numpy(), rtol=1e-3, atol=1e-4 * float(ref.F.max()))
+    np.testing.assert_allclose(
+        rms.F.numpy(), ref.F.numpy(), rtol=1e-3, atol=1e-4 * float(ref.F.max())
+    )
     np.testing.assert_allclose(rms.history["objective"], ref.history["objective"], rtol=1e-4)
     for k in acts:
-        np.testing.assert_allclose(rms.O[k].numpy() * 1e4, ref.O[k].numpy(), rtol=1e-3,
-                                   atol=1e-4 * float(ref.O[k].max()))
-    assert _direct_rel_error(rms, {}, small) == pytest.approx(_direct_rel_error(ref, {}, acts), rel=1e-3)
+        np.testing.assert_allclose(
+            rms.O[k].numpy() * 1e4, ref.O[k].numpy(), rtol=1e-3, atol=1e-4 * float(ref.O[k].max())
+        )
+    assert _direct_rel_error(rms, {}, small) == pytest.approx(
+        _direct_rel_error(ref, {}, acts), rel=1e-3
+    )
 
 
 def test_rms_balances_a_tiny_matrix_against_pixels():
@@ -419,11 +484,17 @@ def test_rms_balances_a_tiny_matrix_against_pixels():
     assert rel(cl.coupled_nmf(tiny, pix, 4, **kw), cl.coupled_nmf(None, pix, 4, **kw)) < 1e-3
     res = cl.coupled_nmf(tiny, pix, 4, normalize="rms", **kw)
     assert rel(res, cl.coupled_nmf(None, pix, 4, normalize="rms", **kw)) > 0.1
-    assert rel(res, cl.coupled_nmf(acts, pix, 4, normalize="rms", **kw)) < 1e-8    # units do not matter
+    assert (
+        rel(res, cl.coupled_nmf(acts, pix, 4, normalize="rms", **kw)) < 1e-8
+    )  # units do not matter
     assert res.scales["activation:l1"] == pytest.approx(1 / np.sqrt((tiny["l1"] ** 2).mean()))
-    stacked = torch.cat([res.P[k] * res.scales[f"pixel:{k}"] for k in pix]
-                        + [res.O[k] * res.scales[f"activation:{k}"] for k in acts])
-    np.testing.assert_allclose(stacked.norm(dim=0).numpy(), 1, rtol=1e-6)   # unit columns, normalised units
+    stacked = torch.cat(
+        [res.P[k] * res.scales[f"pixel:{k}"] for k in pix]
+        + [res.O[k] * res.scales[f"activation:{k}"] for k in acts]
+    )
+    np.testing.assert_allclose(
+        stacked.norm(dim=0).numpy(), 1, rtol=1e-6
+    )  # unit columns, normalised units
 
 
 def test_huge_float32_inputs_raise_raw_and_work_with_rms():
@@ -433,9 +504,13 @@ def test_huge_float32_inputs_raise_raw_and_work_with_rms():
     with pytest.raises(ValueError, match=r"too large for float32.*normalize='rms'"):
         cl.coupled_nmf(huge, None, 3, n_iter=10)
     res = cl.coupled_nmf(huge, None, 3, n_iter=10, normalize="rms")
-    ref = cl.coupled_nmf({k: v.astype(np.float32) for k, v in acts.items()}, None, 3, n_iter=10, normalize="rms")
+    ref = cl.coupled_nmf(
+        {k: v.astype(np.float32) for k, v in acts.items()}, None, 3, n_iter=10, normalize="rms"
+    )
     assert torch.isfinite(res.F).all()
-    np.testing.assert_allclose(res.F.numpy(), ref.F.numpy(), rtol=1e-3, atol=1e-4 * float(ref.F.max()))
+    np.testing.assert_allclose(
+        res.F.numpy(), ref.F.numpy(), rtol=1e-3, atol=1e-4 * float(ref.F.max())
+    )
     assert cl.coupled_nmf(huge, None, 3, n_iter=10, dtype=torch.float64).relative_error < 1
 
 

@@ -22,7 +22,10 @@ def test_sklearn_digits_and_photographs():
     d = ik.data.sklearn_digits()
     assert d.images.shape == (1797, 1, 8, 8) and d.images.max() <= 1
     photos = ik.data.photographs(("astronaut", "coffee"))
-    assert photos["astronaut"].shape == (3, 512, 512) and 0 <= photos["coffee"].min() <= photos["coffee"].max() <= 1
+    assert (
+        photos["astronaut"].shape == (3, 512, 512)
+        and 0 <= photos["coffee"].min() <= photos["coffee"].max() <= 1
+    )
     with pytest.raises(KeyError, match="choose from"):
         ik.data.photographs(("no_such_photo",))
 
@@ -81,7 +84,9 @@ def test_torchvision_truncated_idx_is_reported(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     _write_idx(raw / "train-images-idx3-ubyte", np.zeros((4, 28, 28)))
-    (raw / "train-images-idx3-ubyte").write_bytes((raw / "train-images-idx3-ubyte").read_bytes()[:500])
+    (raw / "train-images-idx3-ubyte").write_bytes(
+        (raw / "train-images-idx3-ubyte").read_bytes()[:500]
+    )
     _write_idx(raw / "train-labels-idx1-ubyte", np.zeros(4))
     with pytest.raises(ValueError, match="truncated"):
         ik.data.torchvision_set("mnist", tmp_path)
@@ -93,16 +98,25 @@ def test_torchvision_cifar_fixtures(tmp_path):
     c10.mkdir()
     for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         with open(c10 / f, "wb") as fh:
-            pickle.dump({"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), "labels": [1, 9]}, fh)
+            pickle.dump(
+                {"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), "labels": [1, 9]}, fh
+            )
     with open(c10 / "batches.meta", "wb") as fh:
         pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
     d = ik.data.torchvision_set("CIFAR10", tmp_path, train=True)
-    assert d.images.shape == (10, 3, 32, 32) and d.classes[9] == "c9" and d.labels[:2].tolist() == [1, 9]
+    assert (
+        d.images.shape == (10, 3, 32, 32)
+        and d.classes[9] == "c9"
+        and d.labels[:2].tolist() == [1, 9]
+    )
     assert len(ik.data.torchvision_set("cifar10", tmp_path, train=False)) == 2
     c100 = tmp_path / "cifar-100-python"
     c100.mkdir()
     with open(c100 / "train", "wb") as fh:
-        pickle.dump({"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8), "fine_labels": [0, 50, 99]}, fh)
+        pickle.dump(
+            {"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8), "fine_labels": [0, 50, 99]},
+            fh,
+        )
     with open(c100 / "meta", "wb") as fh:
         pickle.dump({"fine_label_names": [f"f{i}" for i in range(100)]}, fh)
     d = ik.data.torchvision_set("CIFAR100", tmp_path)
@@ -117,7 +131,9 @@ def test_imageset_rejects_integer_images():
     """Defect: uint8 images were cast to float without / 255, giving values up to 255 silently."""
     with pytest.raises(TypeError, match=r"float\(\) / 255"):
         ImageSet(torch.randint(0, 256, (3, 1, 4, 4), dtype=torch.uint8), torch.tensor([0, 1, 1]))
-    assert ImageSet(torch.rand(2, 1, 4, 4).double(), [0, 1]).images.dtype == torch.float32   # still fine
+    assert (
+        ImageSet(torch.rand(2, 1, 4, 4).double(), [0, 1]).images.dtype == torch.float32
+    )  # still fine
 
 
 def test_imageset_rejects_bad_labels():
@@ -130,7 +146,11 @@ def test_imageset_rejects_bad_labels():
         ImageSet(x, torch.tensor([0, -1, 1]))
     with pytest.raises(ValueError, match="only 2 classes are named"):
         ImageSet(x, torch.tensor([0, 1, 5]), ["a", "b"])
-    assert ImageSet(x, torch.tensor([0.0, 1.0, 2.0])).labels.tolist() == [0, 1, 2]        # whole floats are fine
+    assert ImageSet(x, torch.tensor([0.0, 1.0, 2.0])).labels.tolist() == [
+        0,
+        1,
+        2,
+    ]  # whole floats are fine
 
 
 def test_subset_boolean_mask_and_fractional_index():
@@ -181,7 +201,9 @@ def test_torchvision_damaged_idx_files(tmp_path):
     _write_idx(raw / "train-labels-idx1-ubyte", np.arange(4))
     gz = raw / "train-images-idx3-ubyte.gz"
     gz.write_bytes(gz.read_bytes()[:40])
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz is truncated or corrupt.*re-download"):
+    with pytest.raises(
+        ValueError, match=r"train-images-idx3-ubyte\.gz is truncated or corrupt.*re-download"
+    ):
         ik.data.torchvision_set("mnist", tmp_path)
     gz.unlink()
     (raw / "train-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3, 0, 0]))

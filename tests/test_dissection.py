@@ -1,4 +1,5 @@
 """Tests of interpkit.dissection against a brute-force per-image, per-unit reference."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ from interpkit import dissection as nd
 PIXEL_CATS = ("object", "part", "color")
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")   # many tiny tensor ops: see conftest
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny tensor ops: see conftest
 
 SCALAR_CATS = ("scene", "texture")
 
@@ -21,16 +22,52 @@ SCALAR_CATS = ("scene", "texture")
 class FakeBroden:
     """A tiny in-memory dataset with the Broden interface used by ``dissect``."""
 
-    def __init__(self, n: int = 12, image: int = 16, seg: tuple[int, int] = (8, 10), seed: int = 0,
-                 masks: dict | None = None, scalars: dict | None = None, labels: pd.DataFrame | None = None):
+    def __init__(
+        self,
+        n: int = 12,
+        image: int = 16,
+        seg: tuple[int, int] = (8, 10),
+        seed: int = 0,
+        masks: dict | None = None,
+        scalars: dict | None = None,
+        labels: pd.DataFrame | None = None,
+    ):
         g = np.random.default_rng(seed)
         self.categories = list(PIXEL_CATS + SCALAR_CATS)
         if labels is None:
             # label 0 unlabeled; 1-3 object, 4-5 part, 6-7 color, 8-9 scene, 10-11 texture
-            labels = pd.DataFrame({"name": ["-", "car", "tree", "sky", "wheel", "leaf", "red", "green",
-                                            "street", "forest", "dotted", "striped"],
-                                   "category": ["", "object", "object", "object", "part", "part", "color",
-                                                "color", "scene", "scene", "texture", "texture"]})
+            labels = pd.DataFrame(
+                {
+                    "name": [
+                        "-",
+                        "car",
+                        "tree",
+                        "sky",
+                        "wheel",
+                        "leaf",
+                        "red",
+                        "green",
+                        "street",
+                        "forest",
+                        "dotted",
+                        "striped",
+                    ],
+                    "category": [
+                        "",
+                        "object",
+                        "object",
+                        "object",
+                        "part",
+                        "part",
+                        "color",
+                        "color",
+                        "scene",
+                        "scene",
+                        "texture",
+                        "texture",
+                    ],
+                }
+            )
         self.labels = labels
         self.seg_shape, self.image_shape = seg, (image, image)
         self.images = torch.rand(n, 3, image, image, generator=torch.Generator().manual_seed(seed))
@@ -39,32 +76,51 @@ class FakeBroden:
             sh, sw = seg
             # objects: blobs; parts sometimes use an object label (label 1 "car" as a part) to exercise
             # primary-category bookkeeping; colour: two layers
-            masks["object"] = [torch.as_tensor(g.choice([0, 1, 2, 3], size=(1, sh, sw), p=[.4, .2, .2, .2]))
-                               for _ in range(n)]
-            masks["part"] = [torch.as_tensor(g.choice([0, 4, 5, 1], size=(1 + i % 2, sh, sw), p=[.6, .2, .1, .1]))
-                             for i in range(n)]
-            masks["color"] = [torch.as_tensor(g.choice([0, 6, 7], size=(2, sh, sw))) for _ in range(n)]
+            masks["object"] = [
+                torch.as_tensor(g.choice([0, 1, 2, 3], size=(1, sh, sw), p=[0.4, 0.2, 0.2, 0.2]))
+                for _ in range(n)
+            ]
+            masks["part"] = [
+                torch.as_tensor(
+                    g.choice([0, 4, 5, 1], size=(1 + i % 2, sh, sw), p=[0.6, 0.2, 0.1, 0.1])
+                )
+                for i in range(n)
+            ]
+            masks["color"] = [
+                torch.as_tensor(g.choice([0, 6, 7], size=(2, sh, sw))) for _ in range(n)
+            ]
         if scalars is None:
-            scalars = {"scene": [torch.tensor([8 + i % 2]) for i in range(n)],
-                       "texture": [torch.tensor([10, 11][: i % 3]) for i in range(n)]}
+            scalars = {
+                "scene": [torch.tensor([8 + i % 2]) for i in range(n)],
+                "texture": [torch.tensor([10, 11][: i % 3]) for i in range(n)],
+            }
         self.masks, self.scalars = masks, scalars
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict:
-        return {"image": self.images[i], "masks": {c: m[i].long() for c, m in self.masks.items()},
-                "scalars": {c: s[i].long() for c, s in self.scalars.items()}}
+        return {
+            "image": self.images[i],
+            "masks": {c: m[i].long() for c, m in self.masks.items()},
+            "scalars": {c: s[i].long() for c, s in self.scalars.items()},
+        }
 
     def segmentation_batch(self, indices):
         items = [self[i] for i in indices]
         sh, sw = self.seg_shape
-        pix = [torch.cat([it["masks"][c] for c in self.masks]) if self.masks else torch.zeros(0, sh, sw,
-                                                                                              dtype=torch.long)
-               for it in items]
-        sca = [torch.cat([it["scalars"][c] for c in self.scalars]) if self.scalars else torch.zeros(0,
-                                                                                                  dtype=torch.long)
-               for it in items]
+        pix = [
+            torch.cat([it["masks"][c] for c in self.masks])
+            if self.masks
+            else torch.zeros(0, sh, sw, dtype=torch.long)
+            for it in items
+        ]
+        sca = [
+            torch.cat([it["scalars"][c] for c in self.scalars])
+            if self.scalars
+            else torch.zeros(0, dtype=torch.long)
+            for it in items
+        ]
         K = max(p.shape[0] for p in pix)
         S = max(s.shape[0] for s in sca)
         P = torch.zeros(len(items), K, sh, sw, dtype=torch.long)
@@ -88,8 +144,11 @@ def brute_force(acts: np.ndarray, ds: FakeBroden, thresholds: np.ndarray) -> dic
     G = np.zeros(L, np.int64)
     for i in range(len(ds)):
         item = ds[i]
-        pixels = np.concatenate([item["masks"][c].numpy() for c in item["masks"]]) if item["masks"] else \
-            np.zeros((0, sh, sw), np.int64)
+        pixels = (
+            np.concatenate([item["masks"][c].numpy() for c in item["masks"]])
+            if item["masks"]
+            else np.zeros((0, sh, sw), np.int64)
+        )
         scalars = [int(s) for c in item["scalars"] for s in item["scalars"][c] if int(s) > 0]
         for lab in pixels.ravel():
             if lab > 0:
@@ -97,7 +156,9 @@ def brute_force(acts: np.ndarray, ds: FakeBroden, thresholds: np.ndarray) -> dic
         for s in scalars:
             G[s] += sh * sw
         for u in range(U):
-            m = nd.upsample_masks(acts[i, u], thresholds[u], (sh, sw)).numpy()   # up(A) > T, as dissect
+            m = nd.upsample_masks(
+                acts[i, u], thresholds[u], (sh, sw)
+            ).numpy()  # up(A) > T, as dissect
             a = int(m.sum())
             unit_px[u] += a
             touched = set()
@@ -129,7 +190,15 @@ def test_counts_equal_brute_force(chunk_pixels):
     ds = FakeBroden()
     acts = _acts()
     # a quantile high enough that many maps cross the threshold, so the counts are not trivial
-    r = nd.dissect(acts, ds, quantile=0.2, batch_size=5, progress=False, device="cpu", chunk_pixels=chunk_pixels)
+    r = nd.dissect(
+        acts,
+        ds,
+        quantile=0.2,
+        batch_size=5,
+        progress=False,
+        device="cpu",
+        chunk_pixels=chunk_pixels,
+    )
     ref = brute_force(acts, ds, r.thresholds)
     assert r.unit_pixels.sum() > 0 and ref["inter"].sum() > 0
     np.testing.assert_array_equal(r.intersection, ref["inter"])
@@ -147,7 +216,9 @@ def test_thresholds_are_exact_quantiles():
         expect = np.quantile(acts.astype(np.float64), 1 - q, axis=(0, 2, 3))
         got = nd.quantile_thresholds(acts, q, batch_size=2, device="cpu")
         np.testing.assert_allclose(got, expect, rtol=1e-6)
-        r = nd.dissect(acts, FakeBroden(n=9), quantile=q, batch_size=4, progress=False, device="cpu")
+        r = nd.dissect(
+            acts, FakeBroden(n=9), quantile=q, batch_size=4, progress=False, device="cpu"
+        )
         np.testing.assert_allclose(r.thresholds, expect, rtol=1e-6)
         assert r.threshold_method == "exact"
 
@@ -157,16 +228,18 @@ def test_top_tail_merges_exactly_across_many_blocks():
     x = torch.randn(3, 20011, generator=g) ** 3
     est = nd.TopTailQuantile(3, x.shape[1], 0.005)
     for s in range(0, x.shape[1], 997):  # many flushes of the top buffer
-        est.update(x[:, s:s + 997])
-    np.testing.assert_allclose(est.result().numpy(), np.quantile(x.double().numpy(), 0.995, axis=1), rtol=1e-6)
+        est.update(x[:, s : s + 997])
+    np.testing.assert_allclose(
+        est.result().numpy(), np.quantile(x.double().numpy(), 0.995, axis=1), rtol=1e-6
+    )
 
 
 def test_strict_threshold_excludes_equal_values():
     # seg shape == map shape: bilinear resampling with align_corners=False is then the identity
     ds = FakeBroden(n=2, seg=(4, 4))
     acts = np.zeros((2, 1, 4, 4), np.float32)
-    acts[0, 0, :2, :2] = 1.0     # exactly at the threshold: never active
-    acts[1, 0, :1, :3] = 1.5     # above: 3 pixels active
+    acts[0, 0, :2, :2] = 1.0  # exactly at the threshold: never active
+    acts[1, 0, :1, :3] = 1.5  # above: 3 pixels active
     r = nd.dissect(acts, ds, thresholds=np.array([1.0], np.float32), progress=False, device="cpu")
     assert r.unit_pixels.tolist() == [3]
     ref = brute_force(acts, ds, np.array([1.0], np.float32))
@@ -175,20 +248,27 @@ def test_strict_threshold_excludes_equal_values():
 
 def test_category_restricted_activation_count():
     """A unit's pixels count toward A_cat(c) only in images where its mask overlaps a label of c."""
-    labels = pd.DataFrame({"name": ["-", "car", "wheel", "street"], "category": ["", "object", "part", "scene"]})
+    labels = pd.DataFrame(
+        {"name": ["-", "car", "wheel", "street"], "category": ["", "object", "part", "scene"]}
+    )
     sh = sw = 4
     obj = [torch.zeros(1, sh, sw, dtype=torch.long) for _ in range(3)]
     part = [torch.zeros(1, sh, sw, dtype=torch.long) for _ in range(3)]
-    obj[0][0, :2, :2] = 1           # image 0: car top-left (4 px)
-    part[1][0, 2:, 2:] = 2          # image 1: wheel bottom-right (4 px), no object at all
-    obj[2][0, 3, 3] = 1             # image 2: car 1 px far from where the unit fires
-    ds = FakeBroden(n=3, seg=(sh, sw), labels=labels, masks={"object": obj, "part": part},
-                    scalars={"scene": [torch.tensor([3]), torch.tensor([0]), torch.tensor([0])]})
+    obj[0][0, :2, :2] = 1  # image 0: car top-left (4 px)
+    part[1][0, 2:, 2:] = 2  # image 1: wheel bottom-right (4 px), no object at all
+    obj[2][0, 3, 3] = 1  # image 2: car 1 px far from where the unit fires
+    ds = FakeBroden(
+        n=3,
+        seg=(sh, sw),
+        labels=labels,
+        masks={"object": obj, "part": part},
+        scalars={"scene": [torch.tensor([3]), torch.tensor([0]), torch.tensor([0])]},
+    )
     ds.categories = ["object", "part", "scene"]
     acts = np.zeros((3, 1, sh, sw), np.float32)
-    acts[0, 0, :2, :3] = 1          # 6 px, overlaps car (4) and the image-level scene
-    acts[1, 0, 2:, 2:] = 1          # 4 px, overlaps the wheel only
-    acts[2, 0, 0, 0] = 1            # 1 px, touches nothing
+    acts[0, 0, :2, :3] = 1  # 6 px, overlaps car (4) and the image-level scene
+    acts[1, 0, 2:, 2:] = 1  # 4 px, overlaps the wheel only
+    acts[2, 0, 0, 0] = 1  # 1 px, touches nothing
     r = nd.dissect(acts, ds, thresholds=np.array([0.5], np.float32), progress=False, device="cpu")
     assert r.unit_pixels.tolist() == [11]
     # A_cat: object 6 (image 0 only), part 4 (image 1 only), scene 6 (image 0)
@@ -237,12 +317,14 @@ def test_labels_of_unknown_category_are_unselected():
     full = nd.dissect(acts, ds, quantile=0.2, progress=False, device="cpu")
     odd = FakeBroden()
     odd.labels = ds.labels.copy()
-    odd.labels.loc[[4, 8], "category"] = ["material", "place"]   # "wheel" (part), "street" (scene)
+    odd.labels.loc[[4, 8], "category"] = ["material", "place"]  # "wheel" (part), "street" (scene)
     r = nd.dissect(acts, odd, quantile=0.2, progress=False, device="cpu")
     # the same as dissecting the original data with those two labels' pixels erased
     erased = FakeBroden()
-    erased.masks = {c: [torch.where((m == 4) | (m == 8), torch.zeros_like(m), m) for m in ms]
-                    for c, ms in ds.masks.items()}
+    erased.masks = {
+        c: [torch.where((m == 4) | (m == 8), torch.zeros_like(m), m) for m in ms]
+        for c, ms in ds.masks.items()
+    }
     erased.scalars = {c: [s[(s != 4) & (s != 8)] for s in ss] for c, ss in ds.scalars.items()}
     ref = nd.dissect(acts, erased, quantile=0.2, progress=False, device="cpu")
     np.testing.assert_array_equal(r.intersection, ref.intersection)
@@ -276,28 +358,45 @@ def test_model_source_matches_precomputed_activations(tmp_path):
     ds = FakeBroden(n=10)
     net = TinyNet().eval()
     tf = lambda x: (x - 0.5) / 0.25  # noqa: E731
-    res = nd.dissect(net, ds, ["conv1", "relu"], quantile=0.1, transform=tf, batch_size=3, progress=False,
-                     device="cpu", spool_dir=tmp_path)
+    res = nd.dissect(
+        net,
+        ds,
+        ["conv1", "relu"],
+        quantile=0.1,
+        transform=tf,
+        batch_size=3,
+        progress=False,
+        device="cpu",
+        spool_dir=tmp_path,
+    )
     assert set(res) == {"conv1", "relu"}
     assert list(tmp_path.iterdir()) == []  # spool removed
-    with torch.no_grad():  # same batches as dissect: conv results depend on the batch size in the last bit
-        a1 = torch.cat([net.conv1(tf(ds.images[s:s + 3])) for s in range(0, 10, 3)])
+    with (
+        torch.no_grad()
+    ):  # same batches as dissect: conv results depend on the batch size in the last bit
+        a1 = torch.cat([net.conv1(tf(ds.images[s : s + 3])) for s in range(0, 10, 3)])
     ref = nd.dissect(a1.numpy(), ds, quantile=0.1, progress=False, device="cpu")
     np.testing.assert_array_equal(res["conv1"].intersection, ref.intersection)
     np.testing.assert_array_equal(res["conv1"].thresholds, ref.thresholds)
-    single = nd.dissect(net, ds, "conv2", thresholds=np.ones(4, np.float32) * 0.1, progress=False, device="cpu")
+    single = nd.dissect(
+        net, ds, "conv2", thresholds=np.ones(4, np.float32) * 0.1, progress=False, device="cpu"
+    )
     assert isinstance(single, nd.DissectionResult) and single.threshold_method == "given"
     assert net.training is False and next(net.parameters()).device.type == "cpu"
     net.train()
-    net.conv2.eval()                                   # partly frozen: the mix comes back as it was
-    nd.dissect(net, ds, "conv2", thresholds=np.ones(4, np.float32) * 0.1, progress=False, device="cpu")
+    net.conv2.eval()  # partly frozen: the mix comes back as it was
+    nd.dissect(
+        net, ds, "conv2", thresholds=np.ones(4, np.float32) * 0.1, progress=False, device="cpu"
+    )
     assert net.training and net.conv1.training and not net.conv2.training
 
 
 def test_mapping_source_and_tensor_source():
     ds = FakeBroden()
     a = _acts()
-    res = nd.dissect({"x": a, "y": torch.as_tensor(a[:, :2])}, ds, quantile=0.2, progress=False, device="cpu")
+    res = nd.dissect(
+        {"x": a, "y": torch.as_tensor(a[:, :2])}, ds, quantile=0.2, progress=False, device="cpu"
+    )
     np.testing.assert_array_equal(res["y"].intersection, res["x"].intersection[:2])
 
 
@@ -310,7 +409,10 @@ def test_sketch_error_within_documented_bound(seed):
     units, blocks = 6, 40
     # drifting scale and sign per unit force range doubling both upwards and downwards
     scale = torch.linspace(0.1, 50, blocks)
-    parts = [(torch.randn(units, 500, generator=g) ** 3) * scale[b] - (b % 7) * 3.0 for b in range(blocks)]
+    parts = [
+        (torch.randn(units, 500, generator=g) ** 3) * scale[b] - (b % 7) * 3.0
+        for b in range(blocks)
+    ]
     x = torch.cat(parts, 1)
     for q in (0.005, 0.05):
         sk = nd.HistogramQuantileSketch(units, q, bins=2048)
@@ -330,7 +432,15 @@ def test_dissect_sketch_mode_is_close_to_exact():
     ds = FakeBroden()
     a = _acts(units=4, h=6, w=6)
     ex = nd.dissect(a, ds, quantile=0.05, progress=False, device="cpu")
-    sk = nd.dissect(a, ds, quantile=0.05, quantile_method="sketch", sketch_bins=4096, progress=False, device="cpu")
+    sk = nd.dissect(
+        a,
+        ds,
+        quantile=0.05,
+        quantile_method="sketch",
+        sketch_bins=4096,
+        progress=False,
+        device="cpu",
+    )
     assert sk.threshold_method == "sketch"
     assert (np.abs(sk.thresholds - ex.thresholds) <= sk.threshold_error + 1e-6).all()
     auto = nd.dissect(a, ds, quantile=0.05, max_exact_bytes=1, progress=False, device="cpu")
@@ -361,7 +471,9 @@ def test_quantile_out_of_range(q):
 
 def test_missing_category():
     with pytest.raises(KeyError, match="no category 'material'"):
-        nd.dissect(_acts(), FakeBroden(), categories=["object", "material"], progress=False, device="cpu")
+        nd.dissect(
+            _acts(), FakeBroden(), categories=["object", "material"], progress=False, device="cpu"
+        )
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -406,10 +518,14 @@ def test_fractional_rotation_properties():
         h = nd.fractional_rotation(Q, 0.5)
         assert np.allclose(h @ h.T, np.eye(n)) and np.isclose(np.linalg.det(h), 1)
         np.testing.assert_allclose(h @ h, Q, atol=1e-9)
-        np.testing.assert_allclose(nd.fractional_rotation(Q, 0.3) @ nd.fractional_rotation(Q, 0.7), Q, atol=1e-9)
+        np.testing.assert_allclose(
+            nd.fractional_rotation(Q, 0.3) @ nd.fractional_rotation(Q, 0.7), Q, atol=1e-9
+        )
     # -I on a plane (pairs of eigenvalue -1) is handled as a rotation by pi
     R = np.diag([-1.0, -1.0, 1.0])
-    np.testing.assert_allclose(nd.fractional_rotation(R, 0.5) @ nd.fractional_rotation(R, 0.5), R, atol=1e-12)
+    np.testing.assert_allclose(
+        nd.fractional_rotation(R, 0.5) @ nd.fractional_rotation(R, 0.5), R, atol=1e-12
+    )
     with pytest.raises(ValueError, match="determinant -1"):
         nd.fractional_rotation(np.diag([1.0, -1.0]), 0.5)
     with pytest.raises(ValueError, match="alpha"):
@@ -424,13 +540,15 @@ def test_rotation_inside_network_keeps_outputs():
     with torch.no_grad():
         assert torch.allclose(rot(x), net(x), rtol=1e-4, atol=1e-5)
         from interpkit import capture
+
         with capture(rot, ["conv1.rotate"]) as acts:
             rot(x)
         expect = nd.rotate_activations(net.conv1(x), R)
     assert torch.allclose(acts["conv1.rotate"], expect, rtol=1e-5, atol=1e-5)
     a = _acts(n=3, units=6)
-    np.testing.assert_allclose(nd.rotate_activations(a, R), np.einsum("ij,njhw->nihw", R, a), rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        nd.rotate_activations(a, R), np.einsum("ij,njhw->nihw", R, a), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_helpers():
@@ -441,28 +559,46 @@ def test_helpers():
     assert m.shape == (2, 5, 8, 10) and m.dtype == torch.bool
 
 
-@pytest.mark.parametrize("h,w,sh,sw", [(14, 14, 112, 112), (13, 13, 112, 112), (6, 9, 113, 50), (3, 4, 8, 10),
-                                       (5, 5, 5, 5), (9, 7, 4, 6), (1, 1, 7, 3)])
+@pytest.mark.parametrize(
+    "h,w,sh,sw",
+    [
+        (14, 14, 112, 112),
+        (13, 13, 112, 112),
+        (6, 9, 113, 50),
+        (3, 4, 8, 10),
+        (5, 5, 5, 5),
+        (9, 7, 4, 6),
+        (1, 1, 7, 3),
+    ],
+)
 def test_sparse_masks_equal_dense_interpolation(h, w, sh, sw):
     """The tile-sparse evaluation returns exactly the pixels of ``F.interpolate(...) > T`` that have a
     source cell above ``T``."""
     g = torch.Generator().manual_seed(h * 100 + sw)
-    cases = [torch.randn(6, 7, h, w, generator=g) ** 3,                           # signed, heavy tails
-             torch.relu(torch.randn(6, 7, h, w, generator=g)),                    # many exact zeros
-             torch.randint(0, 4, (6, 7, h, w), generator=g).float() / 4]          # exact ties with T
+    cases = [
+        torch.randn(6, 7, h, w, generator=g) ** 3,  # signed, heavy tails
+        torch.relu(torch.randn(6, 7, h, w, generator=g)),  # many exact zeros
+        torch.randint(0, 4, (6, 7, h, w), generator=g).float() / 4,
+    ]  # exact ties with T
     for a in cases:
         thr = torch.quantile(a.transpose(0, 1).reshape(7, -1), 0.8, dim=1)
-        thr[0] = a[:, 0].max()                                                   # threshold at the maximum
+        thr[0] = a[:, 0].max()  # threshold at the maximum
         geom = nd._Geometry(h, w, sh, sw, torch.device("cpu"))
         b, u, pos = nd._active_pixels(a, thr, geom, chunk_pixels=997 if sh * sw < 1000 else 1 << 16)
         got = torch.zeros(6, 7, sh * sw, dtype=torch.bool)
         got[b, u, pos] = True
         got = got.view(6, 7, sh, sw)
         assert len(b) == int(got.sum())  # no duplicates
-        up = lambda x: F.interpolate(x.reshape(-1, 1, h, w), size=(sh, sw), mode="bilinear",  # noqa: E731
-                                     align_corners=False).reshape(6, 7, sh, sw)
+        up = lambda x: F.interpolate(
+            x.reshape(-1, 1, h, w),
+            size=(sh, sw),
+            mode="bilinear",  # noqa: E731
+            align_corners=False,
+        ).reshape(6, 7, sh, sw)
         t = thr[None, :, None, None]
-        dense = (up(a) > t) & (up((a > t).float()) > 0)   # pixels with a source cell above T (rounding)
+        dense = (up(a) > t) & (
+            up((a > t).float()) > 0
+        )  # pixels with a source cell above T (rounding)
         assert torch.equal(got, dense)
 
 
@@ -490,9 +626,14 @@ def test_constant_unit_never_fires():
     assert not nd.upsample_masks(a[:, 2:3], np.float32(3.7), ds.seg_shape).any()
     # the sparse evaluation and upsample_masks apply the same rule on maps saturated at the threshold
     for h, w, sh, sw in [(13, 13, 113, 113), (6, 9, 113, 50)]:
-        m = torch.minimum(torch.randn(3, 4, h, w, generator=torch.Generator().manual_seed(h)) * 4, torch.tensor(3.7))
+        m = torch.minimum(
+            torch.randn(3, 4, h, w, generator=torch.Generator().manual_seed(h)) * 4,
+            torch.tensor(3.7),
+        )
         thr = torch.full((4,), 3.7)
-        b, u, pos = nd._active_pixels(m, thr, nd._Geometry(h, w, sh, sw, torch.device("cpu")), 1 << 16)
+        b, u, pos = nd._active_pixels(
+            m, thr, nd._Geometry(h, w, sh, sw, torch.device("cpu")), 1 << 16
+        )
         assert len(b) == 0 and not nd.upsample_masks(m, thr, (sh, sw)).any()
 
 
@@ -509,12 +650,15 @@ def test_activations_that_require_grad():
     np.testing.assert_array_equal(nd.quantile_thresholds(g, 0.2, device="cpu"), ref.thresholds)
     assert list(nd.top_images(g, 1, k=3)) == list(nd.top_images(a, 1, k=3))
     t = torch.tensor(ref.thresholds, requires_grad=True)
-    np.testing.assert_array_equal(nd.dissect(a, ds, thresholds=t, progress=False, device="cpu").iou, ref.iou)
+    np.testing.assert_array_equal(
+        nd.dissect(a, ds, thresholds=t, progress=False, device="cpu").iou, ref.iou
+    )
 
 
 def test_layer_that_does_not_give_a_feature_map():
     """Defect: a layer that never runs in eval mode (an auxiliary branch) raised a bare ``KeyError: 'aux'``,
     and a layer returning a tuple ``AttributeError: 'tuple' object has no attribute 'float'``."""
+
     class Aux(TinyNet):
         def __init__(self):
             super().__init__()
@@ -550,7 +694,7 @@ def test_no_label_selected():
     with pytest.raises(ValueError, match="no label to score"):
         nd.dissect(_acts(), FakeBroden(), categories=[], progress=False, device="cpu")
     ds = FakeBroden()
-    ds.categories = ["material"]      # no label of dataset.labels has a known category
+    ds.categories = ["material"]  # no label of dataset.labels has a known category
     with pytest.raises(ValueError, match="no label to score"):
         nd.dissect(_acts(), ds, progress=False, device="cpu")
 
@@ -560,9 +704,17 @@ def test_numpy_scalar_quantile_and_iou_threshold():
     got 0.2" (only Python int/float passed the type test); the same for iou_threshold."""
     ds = FakeBroden()
     ref = nd.dissect(_acts(), ds, quantile=0.2, progress=False, device="cpu")
-    r = nd.dissect(_acts(), ds, quantile=np.float32(0.2), iou_threshold=np.float32(0.04), progress=False,
-                   device="cpu")
-    np.testing.assert_allclose(r.thresholds, nd.quantile_thresholds(_acts(), np.float32(0.2), device="cpu"))
+    r = nd.dissect(
+        _acts(),
+        ds,
+        quantile=np.float32(0.2),
+        iou_threshold=np.float32(0.04),
+        progress=False,
+        device="cpu",
+    )
+    np.testing.assert_allclose(
+        r.thresholds, nd.quantile_thresholds(_acts(), np.float32(0.2), device="cpu")
+    )
     assert type(r.quantile) is float and type(r.iou_threshold) is float
     assert type(ref.with_iou_threshold(np.float32(0.1)).iou_threshold) is float
 
@@ -583,7 +735,9 @@ def test_dissect_runs_on_the_cpu_on_a_mac(pretend_mac):
     """Defect: device=None chose MPS, where the float64 quantile sketches cannot live."""
     acts = _acts(n=9, units=4, h=5, w=5, seed=3)
     with pytest.warns(UserWarning, match="dissect keeps float64 tensors"):
-        r = nd.dissect(acts, FakeBroden(n=9), quantile=0.05, batch_size=4, progress=False, device=None)
+        r = nd.dissect(
+            acts, FakeBroden(n=9), quantile=0.05, batch_size=4, progress=False, device=None
+        )
     np.testing.assert_allclose(r.thresholds, nd.quantile_thresholds(acts, 0.05, device="cpu"))
     with pytest.raises(ValueError, match="use device='cpu'"):
         nd.dissect(acts, FakeBroden(n=9), quantile=0.05, progress=False, device="mps")

@@ -1,5 +1,6 @@
 """Tests of the explainer (Zhang et al.): ICNN templates and filter loss against a direct transcription,
 the mask, input checks, distillation training with its cache, and the metrics."""
+
 from __future__ import annotations
 
 import math
@@ -16,12 +17,19 @@ from interpkit import explainer as E
 # direct (slow) transcriptions of the paper's formulas
 # ------------------------------------------------------------------------------------------------
 def slow_templates(n, beta=4.0):
-    tau = 0.5 / n ** 2
+    tau = 0.5 / n**2
     out = []
     for mu_i in range(n):
         for mu_j in range(n):
-            out.append([[tau * max(1 - beta * (abs(i - mu_i) + abs(j - mu_j)) / n, -1) for j in range(n)]
-                        for i in range(n)])
+            out.append(
+                [
+                    [
+                        tau * max(1 - beta * (abs(i - mu_i) + abs(j - mu_j)) / n, -1)
+                        for j in range(n)
+                    ]
+                    for i in range(n)
+                ]
+            )
     out.append([[-tau] * n for _ in range(n)])
     return out
 
@@ -31,13 +39,15 @@ def slow_filter_loss(maps, beta=4.0):
     n = len(maps[0])
     T = slow_templates(n, beta)
     alpha = n * n / (1 + n * n)
-    prior = [alpha / n ** 2] * (n * n) + [1 - alpha]
+    prior = [alpha / n**2] * (n * n) + [1 - alpha]
     tr = [[sum(x[i][j] * t[i][j] for i in range(n) for j in range(n)) for t in T] for x in maps]
     Z = [sum(math.exp(tr[b][k]) for b in range(len(maps))) for k in range(len(T))]
     p_x_t = [[math.exp(tr[b][k]) / Z[k] for k in range(len(T))] for b in range(len(maps))]
     p_x = [sum(prior[k] * p_x_t[b][k] for k in range(len(T))) for b in range(len(maps))]
-    mi = sum(prior[k] * sum(p_x_t[b][k] * math.log(p_x_t[b][k] / p_x[b]) for b in range(len(maps)))
-             for k in range(len(T)))
+    mi = sum(
+        prior[k] * sum(p_x_t[b][k] * math.log(p_x_t[b][k] / p_x[b]) for b in range(len(maps)))
+        for k in range(len(T))
+    )
     return -mi
 
 
@@ -47,7 +57,7 @@ def test_templates_match_formula(n):
     assert T.shape == (n * n + 1, n, n)
     torch.testing.assert_close(T, torch.tensor(slow_templates(n), dtype=torch.float64))
     # positive template peaks at mu with tau, negative template is -tau everywhere
-    tau = 0.5 / n ** 2
+    tau = 0.5 / n**2
     assert float(T[n + 1, 1, 1]) == pytest.approx(tau) and float(T[-1].max()) == pytest.approx(-tau)
     lp = E.template_log_priors(n).exp()
     assert float(lp.sum()) == pytest.approx(1.0) and float(lp[-1]) == pytest.approx(1 / (1 + n * n))
@@ -105,9 +115,9 @@ def test_mask_keeps_the_peak_neighbourhood():
     x = torch.ones(1, 1, 8, 8)
     x[0, 0, 2, 5] = 3.0
     m = E.icnn_mask(x)
-    assert float(m[0, 0, 2, 5]) == pytest.approx(3.0)          # template value 1 at the peak
-    assert float(m[0, 0, 7, 0]) == 0.0                          # far away: negative template, ReLU
-    assert float(m[0, 0, 2, 6]) == pytest.approx(1 - 4 / 8)    # one step: 1 - beta / n
+    assert float(m[0, 0, 2, 5]) == pytest.approx(3.0)  # template value 1 at the peak
+    assert float(m[0, 0, 7, 0]) == 0.0  # far away: negative template, ReLU
+    assert float(m[0, 0, 2, 6]) == pytest.approx(1 - 4 / 8)  # one step: 1 - beta / n
     assert (m >= 0).all()
     assert E.FilterMask()(x).shape == x.shape
 
@@ -138,13 +148,20 @@ def test_layer_order_and_shapes(tiny):
     with pytest.raises(KeyError, match="no layer named"):
         E.check_layer_order(perf, "features.1", "feature.3", data.images[:2])
     with pytest.raises(ValueError, match="wrong order"):
-        E.train_explainer(perf, data, "features.3", "features.1", epochs=1, cache=False, progress=False)
+        E.train_explainer(
+            perf, data, "features.3", "features.1", epochs=1, cache=False, progress=False
+        )
 
 
 def test_explainer_forward_and_shape_checks():
     ex = E.Explainer((8, 8, 8), {"a": (16, 4, 4), "b": (4, 8, 8)}, n_filters=6, input_layer="in")
     out = ex(torch.rand(5, 8, 8, 8))
-    assert out.reconstructions["a"].shape == (5, 16, 4, 4) and out.reconstructions["b"].shape == (5, 4, 8, 8)
+    assert out.reconstructions["a"].shape == (5, 16, 4, 4) and out.reconstructions["b"].shape == (
+        5,
+        4,
+        8,
+        8,
+    )
     assert out.p.shape == (5,) and ((out.p > 0) & (out.p < 1)).all()
     assert out.x_interp.shape == (5, 6, 8, 8) and len(out.interp_maps) == 2
     with pytest.raises(ValueError, match="input features of shape"):
@@ -162,7 +179,7 @@ def test_train_cache_and_metrics(tiny, tmp_cache):
     assert ex.cache_path.exists() and len(ex.train_history) == 2
     assert {"recon", "filter", "p", "loss"} <= set(ex.train_history[0])
     assert not ex.training and all(np.isfinite(h["loss"]) for h in ex.train_history)
-    ex2 = E.train_explainer(perf, data, "features.1", "features.3", **kw)   # from the cache
+    ex2 = E.train_explainer(perf, data, "features.1", "features.3", **kw)  # from the cache
     for (k, a), (_, b) in zip(ex.state_dict().items(), ex2.state_dict().items()):
         torch.testing.assert_close(a, b, msg=k)
     assert ex2.train_history == ex.train_history
@@ -170,7 +187,12 @@ def test_train_cache_and_metrics(tiny, tmp_cache):
     rec = E.reconstruction_error(ex, perf, data)
     assert list(rec["layer"]) == ["features.3"] and np.isfinite(rec["relative_error"].iloc[0])
     acc = E.accuracy_with_reconstruction(ex, perf, data)
-    assert set(acc) == {"performer_accuracy", "reconstructed_accuracy", "accuracy_drop", "prediction_agreement"}
+    assert set(acc) == {
+        "performer_accuracy",
+        "reconstructed_accuracy",
+        "accuracy_drop",
+        "prediction_agreement",
+    }
     assert acc["performer_accuracy"] == pytest.approx(ik.models.evaluate(perf, data)["accuracy"])
     p = E.interpretable_ratio(ex, perf, data)
     assert p.shape == (len(data),) and ((p > 0) & (p < 1)).all()
@@ -191,9 +213,11 @@ def test_train_cache_and_metrics(tiny, tmp_cache):
     big = ik.models.vgg8(2, in_channels=3, width=0.125, image_size=64).eval()
     big.features.load_state_dict(perf.features.state_dict())
     big_data = ik.data.ImageSet(torch.rand(4, 3, 64, 64), torch.zeros(4))
-    with pytest.raises(ValueError, match="distilled from another performer"):   # the explainer knows its performer
+    with pytest.raises(
+        ValueError, match="distilled from another performer"
+    ):  # the explainer knows its performer
         E.accuracy_with_reconstruction(ex, big, big_data)
-    known, ex.performer_fingerprint = ex.performer_fingerprint, None             # one built by hand does not
+    known, ex.performer_fingerprint = ex.performer_fingerprint, None  # one built by hand does not
     with pytest.raises(ValueError, match="input features of shape"):
         E.accuracy_with_reconstruction(ex, big, big_data)
     ex.performer_fingerprint = known
@@ -204,7 +228,9 @@ def test_train_cache_and_metrics(tiny, tmp_cache):
 
 def test_mismatched_reconstruction_shape_in_hook(tiny):
     perf, data = tiny
-    ex = E.Explainer((8, 8, 8), {"features.3": (16, 2, 2)}, n_filters=4, input_layer="features.1").eval()
+    ex = E.Explainer(
+        (8, 8, 8), {"features.3": (16, 2, 2)}, n_filters=4, input_layer="features.1"
+    ).eval()
     with pytest.raises(ValueError, match="has shape"), torch.no_grad():
         with E.replaced_features(perf, ex):
             perf(data.images[:2])
@@ -218,9 +244,9 @@ def _landmark_world(N=40, n=8, H=32, seed=0):
     cells = torch.randint(0, n, (N, 2), generator=g)
     s = H / n
     lm = torch.full((N, 2, 2), float("nan"))
-    lm[:, 0] = (cells.float() + 0.5) * s - 0.5                       # part 0: at the cell centre
-    lm[:, 1] = lm[:, 0] + torch.tensor([3.0, -2.0])                    # part 1: fixed offset
-    lm[N // 2:, 1] = float("nan")                                      # part 1 absent in half the images
+    lm[:, 0] = (cells.float() + 0.5) * s - 0.5  # part 0: at the cell centre
+    lm[:, 1] = lm[:, 0] + torch.tensor([3.0, -2.0])  # part 1: fixed offset
+    lm[N // 2 :, 1] = float("nan")  # part 1 absent in half the images
     return cells, lm
 
 
@@ -231,8 +257,8 @@ def test_location_instability_follows_the_part():
     g = torch.Generator().manual_seed(1)
     rnd = torch.randint(0, n, (N, 2), generator=g)
     for i in range(N):
-        maps[i, 0, cells[i, 0], cells[i, 1]] = 1.0 + i          # follows the part
-        maps[i, 1, rnd[i, 0], rnd[i, 1]] = 1.0 + i              # random position
+        maps[i, 0, cells[i, 0], cells[i, 1]] = 1.0 + i  # follows the part
+        maps[i, 1, rnd[i, 0], rnd[i, 1]] = 1.0 + i  # random position
     df = E.location_instability(maps, lm, H, top=100)
     assert df.loc[0, "instability"] == pytest.approx(0.0, abs=1e-9)
     assert df.loc[1, "instability"] > 0.05
@@ -247,15 +273,15 @@ def test_location_instability_per_category():
     N, n, H = 40, 8, 32
     cells, lm = _landmark_world(N, n, H)
     labels = torch.zeros(N, dtype=torch.long)
-    labels[N // 2:] = 1
-    lm[N // 2:] = float("nan")                      # category 1 shows no part: it is not scored
+    labels[N // 2 :] = 1
+    lm[N // 2 :] = float("nan")  # category 1 shows no part: it is not scored
     maps = torch.zeros(N, 1, n, n)
     g = torch.Generator().manual_seed(2)
     rnd = torch.randint(0, n, (N, 2), generator=g)
     for i in range(N):
         if i < N // 2:
             maps[i, 0, cells[i, 0], cells[i, 1]] = 5.0 + i
-        else:                                       # weaker, random firing on the other category
+        else:  # weaker, random firing on the other category
             maps[i, 0, rnd[i, 0], rnd[i, 1]] = 1.0
     df = E.location_instability(maps, lm, H, labels=labels, top=100)
     assert df.loc[0, "category"] == 0 and df.loc[0, "instability"] == pytest.approx(0.0, abs=1e-9)
@@ -266,10 +292,10 @@ def test_location_instability_per_category():
 def test_part_iou_finds_the_part():
     N, H, n = 20, 32, 8
     part = torch.zeros(N, H, H, dtype=torch.long)
-    part[:, 4:12, 4:12] = 1          # part 0
-    part[:, 20:28, 16:30] = 2        # part 1
+    part[:, 4:12, 4:12] = 1  # part 0
+    part[:, 20:28, 16:30] = 2  # part 1
     maps = torch.zeros(N, 2, n, n)
-    maps[:, 0, 1:3, 1:3] = 1.0       # covers part 0
+    maps[:, 0, 1:3, 1:3] = 1.0  # covers part 0
     maps[:, 1] = torch.rand(N, n, n)
     df = E.part_iou(maps, part, ["a", "b"], quantile=0.9)
     assert df.loc[0, "part"] == "a" and df.loc[0, "iou"] > 0.5
@@ -283,8 +309,12 @@ def test_bad_loss_hyper_parameters_are_rejected_before_training(tiny):
     # meaningless explainer (maximising -MI or pushing p to 0). Now a clear ValueError before training.
     perf, data = tiny
     kw = dict(n_filters=6, epochs=1, batch_size=16, cache=False, progress=False)
-    for bad in (dict(filter_weight=float("nan")), dict(p_weight=float("inf")), dict(filter_weight=-0.1),
-                dict(p_weight=-1.0)):
+    for bad in (
+        dict(filter_weight=float("nan")),
+        dict(p_weight=float("inf")),
+        dict(filter_weight=-0.1),
+        dict(p_weight=-1.0),
+    ):
         with pytest.raises(ValueError, match="finite number >= 0"):
             E.train_explainer(perf, data, "features.1", "features.3", **kw, **bad)
     for peak in (float("nan"), 0.0, -5.0):
@@ -293,8 +323,12 @@ def test_bad_loss_hyper_parameters_are_rejected_before_training(tiny):
     with pytest.raises(ValueError, match="beta"):
         E.train_explainer(perf, data, "features.1", "features.3", beta=float("nan"), **kw)
     # Defect: lr=NaN passed the `lr <= 0` test and trained an all-NaN explainer; epochs=2.5 was accepted
-    for bad, name in ((dict(lr=float("nan")), "lr"), (dict(lr=0.0), "lr"), (dict(epochs=2.5), "epochs"),
-                      (dict(batch_size=1), "batch_size")):
+    for bad, name in (
+        (dict(lr=float("nan")), "lr"),
+        (dict(lr=0.0), "lr"),
+        (dict(epochs=2.5), "epochs"),
+        (dict(batch_size=1), "batch_size"),
+    ):
         with pytest.raises(ValueError, match=name):
             E.train_explainer(perf, data, "features.1", "features.3", **{**kw, **bad})
     # bare tensors: the error says how to wrap them (it used to name the type only)
@@ -315,7 +349,7 @@ def test_part_iou_rejects_labels_without_a_name():
     maps = torch.zeros(2, 1, 4, 4)
     maps[:, 0, 3, 3] = 1.0
     pm = torch.zeros(2, 16, 16, dtype=torch.long)
-    pm[:, 12:, 12:] = 3                                   # only part 3 ('c') is under the filter's peak
+    pm[:, 12:, 12:] = 3  # only part 3 ('c') is under the filter's peak
     assert E.part_iou(maps, pm, ["a", "b", "c"], quantile=0.5)["part"].iloc[0] == "c"
     with pytest.raises(ValueError, match="part_names"):
         E.part_iou(maps, pm, ["a", "b"], quantile=0.5)
@@ -338,8 +372,12 @@ def test_location_instability_when_no_category_shows_a_landmark():
 
 def _untrained_explainer(perf, data):
     feats = E.performer_features(perf, data.images[:2], ["features.1", "features.3"])
-    return E.Explainer(tuple(feats["features.1"].shape[1:]), {"features.3": tuple(feats["features.3"].shape[1:])},
-                       n_filters=4, input_layer="features.1").eval()
+    return E.Explainer(
+        tuple(feats["features.1"].shape[1:]),
+        {"features.3": tuple(feats["features.3"].shape[1:])},
+        n_filters=4,
+        input_layer="features.1",
+    ).eval()
 
 
 def test_reconstruction_metrics_of_a_constant_target_are_undefined(tiny):
@@ -348,14 +386,16 @@ def test_reconstruction_metrics_of_a_constant_target_are_undefined(tiny):
     perf, data = tiny
     ex = _untrained_explainer(perf, data)
     rec = E.reconstruction_error(ex, perf, data)
-    assert np.isfinite(rec["relative_error"]).all() and np.isfinite(rec["r2"]).all()   # a normal target
+    assert (
+        np.isfinite(rec["relative_error"]).all() and np.isfinite(rec["r2"]).all()
+    )  # a normal target
     with torch.no_grad():
-        perf.features[3][1].weight.zero_()          # batch-norm scale 0: the target is its bias
-        perf.features[3][1].bias.fill_(0.5)        # after ReLU: 0.5 everywhere, a constant layer
+        perf.features[3][1].weight.zero_()  # batch-norm scale 0: the target is its bias
+        perf.features[3][1].bias.fill_(0.5)  # after ReLU: 0.5 everywhere, a constant layer
     rec = E.reconstruction_error(ex, perf, data)
     assert np.isnan(rec["r2"]).all() and np.isfinite(rec["relative_error"]).all()
     with torch.no_grad():
-        perf.features[3][1].bias.fill_(-1.0)       # after ReLU: all zero
+        perf.features[3][1].bias.fill_(-1.0)  # after ReLU: all zero
     rec = E.reconstruction_error(ex, perf, data)
     assert np.isnan(rec["r2"]).all() and np.isnan(rec["relative_error"]).all()
 

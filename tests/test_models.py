@@ -11,7 +11,16 @@ def test_vgg8_layout_and_shapes():
     strides = [blk[0].stride[0] for blk in m.features]
     assert strides == [2, 2, 1, 2, 1, 2, 1, 2]
     assert all(blk[0].bias is None for blk in m.features)
-    assert [blk[0].out_channels for blk in ik.models.vgg8(width=1.0).features] == [32, 64, 128, 128, 256, 256, 512, 512]
+    assert [blk[0].out_channels for blk in ik.models.vgg8(width=1.0).features] == [
+        32,
+        64,
+        128,
+        128,
+        256,
+        256,
+        512,
+        512,
+    ]
     assert ik.models.conv_layer_names(m) == [f"features.{i}" for i in range(8)]
     with pytest.raises(ValueError, match="resize"):
         m(torch.rand(2, 1, 28, 28))
@@ -43,13 +52,19 @@ def _net():
 
 
 def test_train_learns_and_cache_hit_is_identical(tmp_cache, tiny_images, monkeypatch):
-    m = ik.models.train(_net(), tiny_images, epochs=8, lr=3e-3, batch_size=8, progress=False, device="cpu")
+    m = ik.models.train(
+        _net(), tiny_images, epochs=8, lr=3e-3, batch_size=8, progress=False, device="cpu"
+    )
     assert not m.training and len(m.train_history) == 8
     assert ik.models.evaluate(m, tiny_images)["accuracy"] > 0.9
     files = list((tmp_cache / "models").glob("*.pt"))
     assert len(files) == 1
-    monkeypatch.setattr(training, "_fit", lambda *a, **k: pytest.fail("a cache hit must not retrain"))
-    m2 = ik.models.train(_net(), tiny_images, epochs=8, lr=3e-3, batch_size=8, progress=False, device="cpu")
+    monkeypatch.setattr(
+        training, "_fit", lambda *a, **k: pytest.fail("a cache hit must not retrain")
+    )
+    m2 = ik.models.train(
+        _net(), tiny_images, epochs=8, lr=3e-3, batch_size=8, progress=False, device="cpu"
+    )
     for a, b in zip(m.state_dict().values(), m2.state_dict().values()):
         torch.testing.assert_close(a, b)
 
@@ -67,7 +82,9 @@ def test_corrupt_cache_file_warns_and_retrains(tmp_cache, tiny_images):
     path = m.cache_path
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 3])  # truncated file
     with pytest.warns(RuntimeWarning, match="unreadable"):
-        m2 = ik.models.train(_net(), tiny_images, epochs=1, batch_size=16, progress=False, device="cpu")
+        m2 = ik.models.train(
+            _net(), tiny_images, epochs=1, batch_size=16, progress=False, device="cpu"
+        )
     for a, b in zip(m.state_dict().values(), m2.state_dict().values()):
         torch.testing.assert_close(a, b)  # retrained from the same seed: same model
     torch.load(path, weights_only=True)  # and the cache file is whole again
@@ -93,10 +110,16 @@ def test_interrupted_training_leaves_no_checkpoint(tmp_cache, tiny_images, monke
 
 
 def test_epoch_states_kept_and_cached(tmp_cache, tiny_images):
-    m = ik.models.train(_net(), tiny_images, epochs=2, batch_size=16, progress=False, keep_epoch_states=True)
+    m = ik.models.train(
+        _net(), tiny_images, epochs=2, batch_size=16, progress=False, keep_epoch_states=True
+    )
     assert len(m.epoch_states) == 2
-    torch.testing.assert_close(m.epoch_states[-1]["classifier.2.weight"], m.state_dict()["classifier.2.weight"].cpu())
-    m2 = ik.models.train(_net(), tiny_images, epochs=2, batch_size=16, progress=False, keep_epoch_states=True)
+    torch.testing.assert_close(
+        m.epoch_states[-1]["classifier.2.weight"], m.state_dict()["classifier.2.weight"].cpu()
+    )
+    m2 = ik.models.train(
+        _net(), tiny_images, epochs=2, batch_size=16, progress=False, keep_epoch_states=True
+    )
     assert len(m2.epoch_states) == 2
 
 
@@ -134,12 +157,15 @@ def test_device_rule_and_mismatch_errors():
 def test_methods_that_keep_float64_on_the_device_skip_mps(pretend_mac):
     """Defect: on a Mac, device=None chose MPS for coupled NMF and dissection, whose float64
     bookkeeping and quantile sketches MPS cannot hold, so they failed deep inside torch."""
-    assert ik.resolve_device(None).type == "mps"                    # every other method still uses MPS
+    assert ik.resolve_device(None).type == "mps"  # every other method still uses MPS
     assert ik.resolve_device("mps").type == "mps"
     with pytest.warns(UserWarning, match="dissect keeps float64 tensors.*running it on the CPU"):
         assert ik.resolve_device(None, needs_float64="dissect").type == "cpu"
-    with pytest.raises(ValueError, match="dissect keeps float64 tensors on its device, which MPS does not "
-                                         "support; use device='cpu'"):
+    with pytest.raises(
+        ValueError,
+        match="dissect keeps float64 tensors on its device, which MPS does not "
+        "support; use device='cpu'",
+    ):
         ik.resolve_device("mps", needs_float64="dissect")
 
 
@@ -154,7 +180,9 @@ def test_coupled_nmf_and_dissection_run_on_the_cpu_on_a_mac(pretend_mac):
     with pytest.raises(ValueError, match="use device='cpu'"):
         clustering.coupled_nmf({"layer": acts}, {}, rank=2, n_iter=3, device="mps")
     with pytest.warns(UserWarning, match="quantile_thresholds keeps float64"):
-        t = dissection.quantile_thresholds(torch.rand(4, 3, 2, 2, generator=g).numpy(), 0.5, device=None)
+        t = dissection.quantile_thresholds(
+            torch.rand(4, 3, 2, 2, generator=g).numpy(), 0.5, device=None
+        )
     assert t.shape == (3,)
     # dissect itself: tests/test_dissection.py
 
@@ -163,13 +191,22 @@ def test_architectures_check_their_arguments():
     """Defect: width=nan raised "cannot convert float NaN to integer", width=inf an OverflowError,
     num_classes=10.0 or image_size=32.0 a TypeError inside nn.Linear, in_channels=-1 a RuntimeError
     ("negative dimension"), and image_size=-8 built a model no input fits."""
-    for kwargs, what in [(dict(width=float("nan")), "width"), (dict(width=float("inf")), "width"),
-                         (dict(num_classes=10.0), "num_classes"), (dict(image_size=32.0), "image_size"),
-                         (dict(image_size=-8), "image_size"), (dict(in_channels=0), "in_channels")]:
+    for kwargs, what in [
+        (dict(width=float("nan")), "width"),
+        (dict(width=float("inf")), "width"),
+        (dict(num_classes=10.0), "num_classes"),
+        (dict(image_size=32.0), "image_size"),
+        (dict(image_size=-8), "image_size"),
+        (dict(in_channels=0), "in_channels"),
+    ]:
         with pytest.raises(ValueError, match=what):
             ik.models.vgg8(**kwargs)
-    for kwargs, what in [(dict(width=float("nan")), "width"), (dict(num_classes=3.0), "num_classes"),
-                         (dict(in_channels=-1), "in_channels"), (dict(num_classes=1), "at least 2")]:
+    for kwargs, what in [
+        (dict(width=float("nan")), "width"),
+        (dict(num_classes=3.0), "num_classes"),
+        (dict(in_channels=-1), "in_channels"),
+        (dict(num_classes=1), "at least 2"),
+    ]:
         with pytest.raises(ValueError, match=what):
             ik.models.resnet18_cifar(**kwargs)
 
@@ -179,17 +216,21 @@ def test_torchvision_model_truncated_weights(tmp_path):
     path = tmp_path / "w.pth"
     torch.save(ik.models.torchvision_model("resnet18", num_classes=3).state_dict(), path)
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(ValueError, match=r"w\.pth cannot be read as a state dict with weights_only=True"):
+    with pytest.raises(
+        ValueError, match=r"w\.pth cannot be read as a state dict with weights_only=True"
+    ):
         ik.models.torchvision_model("resnet18", weights_path=path, num_classes=3)
 
 
 def test_train_history_averages_over_the_images_it_trained_on(tmp_cache, tiny_images):
     """Defect: with a last batch of one image (skipped: batch norm cannot train on it) the epoch's loss
     and accuracy were divided by all images, so the accuracy could never reach 1."""
-    data = tiny_images.subset(range(33))                     # batches of 16, 16 and 1
+    data = tiny_images.subset(range(33))  # batches of 16, 16 and 1
     m = ik.models.train(_net(), data, epochs=3, batch_size=16, progress=False, device="cpu")
     assert m.train_history[-1]["train_acc"] > 0
-    for h in m.train_history:   # a count out of the 32 images trained on (k / 33 is never k' / 32 for 0 < k <= 32)
+    for h in (
+        m.train_history
+    ):  # a count out of the 32 images trained on (k / 33 is never k' / 32 for 0 < k <= 32)
         assert h["train_acc"] * 32 == pytest.approx(round(h["train_acc"] * 32), abs=1e-9)
 
 
@@ -201,23 +242,34 @@ def test_cache_keys_depend_on_the_thread_count(tmp_cache, tiny_images):
     try:
         torch.set_num_threads(1)
         k1 = training.cache_key(_net(), tiny_images, {"epochs": 1}, "cpu")
-        m1 = ik.models.train(_net(), tiny_images, epochs=1, batch_size=16, progress=False, device="cpu")
+        m1 = ik.models.train(
+            _net(), tiny_images, epochs=1, batch_size=16, progress=False, device="cpu"
+        )
         torch.set_num_threads(2)
         k2 = training.cache_key(_net(), tiny_images, {"epochs": 1}, "cpu")
-        m2 = ik.models.train(_net(), tiny_images, epochs=1, batch_size=16, progress=False, device="cpu")
+        m2 = ik.models.train(
+            _net(), tiny_images, epochs=1, batch_size=16, progress=False, device="cpu"
+        )
         assert ik.device.numerics(torch.device("cpu")) == {"device": "cpu", "threads": 2}
     finally:
         torch.set_num_threads(threads)
     assert k1 != k2 and m1.cache_path != m2.cache_path
-    assert ik.device.numerics(torch.device("cuda")) == {"device": "cuda"}   # no CUDA needed to name it
+    assert ik.device.numerics(torch.device("cuda")) == {
+        "device": "cuda"
+    }  # no CUDA needed to name it
 
 
 def test_train_checks_hyper_parameters(tmp_cache, tiny_images):
     """Defect: lr=inf or weight_decay=inf trained to NaN weights and cached them; batch_size=1 skipped
     every batch and silently returned (and cached) the untrained model; epochs=2.5 failed inside range()."""
-    for kwargs, what in [(dict(lr=float("inf")), "lr"), (dict(lr=float("nan")), "lr"),
-                         (dict(weight_decay=float("inf")), "weight_decay"), (dict(batch_size=1), "at least 2"),
-                         (dict(epochs=2.5), "epochs"), (dict(seed=0.5), "seed")]:
+    for kwargs, what in [
+        (dict(lr=float("inf")), "lr"),
+        (dict(lr=float("nan")), "lr"),
+        (dict(weight_decay=float("inf")), "weight_decay"),
+        (dict(batch_size=1), "at least 2"),
+        (dict(epochs=2.5), "epochs"),
+        (dict(seed=0.5), "seed"),
+    ]:
         with pytest.raises(ValueError, match=what):
             ik.models.train(_net(), tiny_images, progress=False, **{"epochs": 1, **kwargs})
     assert not list(tmp_cache.rglob("*.pt"))
@@ -228,8 +280,16 @@ def test_train_takes_numpy_scalars(tmp_cache, tiny_images):
     int64 is not JSON serializable" while building the cache key."""
     import numpy as np
 
-    m = ik.models.train(_net(), tiny_images, epochs=np.int64(1), lr=np.float32(1e-3), seed=np.int64(0),
-                        batch_size=np.int64(16), progress=False, device="cpu")
+    m = ik.models.train(
+        _net(),
+        tiny_images,
+        epochs=np.int64(1),
+        lr=np.float32(1e-3),
+        seed=np.int64(0),
+        batch_size=np.int64(16),
+        progress=False,
+        device="cpu",
+    )
     assert len(m.train_history) == 1 and m.cache_path.is_file()
 
 
@@ -237,10 +297,10 @@ def test_train_refuses_non_finite_images(tmp_cache, tiny_images):
     """Defect: a NaN pixel trained (and cached) a model with NaN loss instead of being reported."""
     images = tiny_images.images.clone()
     images[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="got 1 NaN/inf"):               # refused when the set is made
+    with pytest.raises(ValueError, match="got 1 NaN/inf"):  # refused when the set is made
         ik.data.ImageSet(images, tiny_images.labels)
     data = ik.data.ImageSet(tiny_images.images.clone(), tiny_images.labels)
-    data.images[0, 0, 0, 0] = float("nan")                                # and when changed afterwards
+    data.images[0, 0, 0, 0] = float("nan")  # and when changed afterwards
     with pytest.raises(ValueError, match="training images must be finite.*got 1 NaN/inf"):
         ik.models.train(_net(), data, epochs=1, progress=False)
     assert not list(tmp_cache.rglob("*.pt"))
@@ -274,7 +334,9 @@ def test_predict_proba_refuses_a_model_in_training_mode(tiny_images):
     dropout made its outputs random), silently."""
     m = ik.models.vgg8(2, 1, width=0.125).train()
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    with pytest.raises(ValueError, match=r"predict_proba needs the model in evaluation mode.*model.eval\(\)"):
+    with pytest.raises(
+        ValueError, match=r"predict_proba needs the model in evaluation mode.*model.eval\(\)"
+    ):
         ik.models.predict_proba(m, tiny_images.images[:4])
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     p = ik.models.predict_proba(m.eval(), tiny_images.images[:4])

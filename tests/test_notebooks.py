@@ -1,20 +1,23 @@
 """Notebook regression: every chapter in _toc.yml runs headless (papermill, smoke mode) and writes its
 results JSON; notebooks are stored stripped. nbval re-runs them (pytest --nbval-lax, see conftest)."""
+
 from __future__ import annotations
 
 import json
 import math
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
-
 from notebook_expectations import EXPECTED
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import nbtidy  # noqa: E402
 
 
 def toc_notebooks() -> list[Path]:
@@ -33,7 +36,11 @@ def toc_notebooks() -> list[Path]:
                 walk(v)
 
     walk(toc)
-    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").exists() or f.startswith("notebooks/")]
+    return [
+        ROOT / f"{f}.ipynb"
+        for f in files
+        if (ROOT / f"{f}.ipynb").exists() or f.startswith("notebooks/")
+    ]
 
 
 NOTEBOOKS = toc_notebooks()
@@ -41,20 +48,28 @@ NOTEBOOKS = toc_notebooks()
 
 def test_toc_and_notebook_folder_agree():
     on_disk = sorted((ROOT / "notebooks").glob("*.ipynb"))
-    assert sorted(NOTEBOOKS) == on_disk, "every notebook must be listed in _toc.yml and every listed one must exist"
+    assert sorted(NOTEBOOKS) == on_disk, (
+        "every notebook must be listed in _toc.yml and every listed one must exist"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_stored_clean_and_follows_conventions(path):
+    assert nbtidy.tidy(path, check=True), (
+        f"{path.name} is not tidy (outputs, metadata, ids or the claim-check tag); "
+        f"run: python tools/nbtidy.py {path}"
+    )
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code), \
-        f"{path.name} is stored with outputs; strip them with: python tools/nbbuild.py {path}"
+    assert all(not c.outputs and c.execution_count is None for c in code), (
+        f"{path.name} is stored with outputs; tidy it with: python tools/nbtidy.py {path}"
+    )
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.lstrip().startswith("# ")
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and "smoke" in params[0].source and "device" in params[0].source
-    assert f'save_results("{path.stem}"' in "".join(c.source for c in code), \
+    assert re.search(rf'save_results\(\s*"{path.stem}"', "".join(c.source for c in code)), (
         f"{path.name} must write results/{path.stem}.json with ik.nb.save_results"
+    )
 
 
 def _finite_numbers(obj):
@@ -77,7 +92,9 @@ CELL_TIMEOUT = 600
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     papermill = pytest.importorskip("papermill")
-    executed = ROOT / ".cache" / "executed" / path.name  # the browser test builds the book from these
+    executed = (
+        ROOT / ".cache" / "executed" / path.name
+    )  # the browser test builds the book from these
     executed.unlink(missing_ok=True)
     results = tmp_path / "results"
     monkeypatch.setenv("INTERPKIT_RESULTS_DIR", str(results))  # the kernel inherits the environment
@@ -85,9 +102,15 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     # a cell of a smoke run takes seconds: a cell past CELL_TIMEOUT is a hung kernel, which fails
     # the test at once rather than stalling the whole run
-    papermill.execute_notebook(str(path), str(tmp_path / path.name), cwd=str(path.parent),
-                               kernel_name="python3", parameters={"smoke": True}, progress_bar=False,
-                               execution_timeout=CELL_TIMEOUT)
+    papermill.execute_notebook(
+        str(path),
+        str(tmp_path / path.name),
+        cwd=str(path.parent),
+        kernel_name="python3",
+        parameters={"smoke": True},
+        progress_bar=False,
+        execution_timeout=CELL_TIMEOUT,
+    )
     out = results / f"{path.stem}.json"
     assert out.is_file(), f"{path.name} did not write {out.name}"
     data = json.loads(out.read_text())
@@ -99,9 +122,16 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
         assert check(data), f"{out.name}: check {i} failed on {data}"
     # the chapters' computed prose (Markdown outputs) must not quote undefined numbers
     ran = nbformat.read(tmp_path / path.name, as_version=4)
-    prose = ["".join(o["data"]["text/markdown"]) for c in ran.cells if c.cell_type == "code"
-             for o in c.outputs if "text/markdown" in o.get("data", {})]
-    undefined = [m.group(0) for t in prose for m in re.finditer(r".{0,40}\b(?:nan|NaN|inf)\b.{0,10}", t)]
+    prose = [
+        "".join(o["data"]["text/markdown"])
+        for c in ran.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "text/markdown" in o.get("data", {})
+    ]
+    undefined = [
+        m.group(0) for t in prose for m in re.finditer(r".{0,40}\b(?:nan|NaN|inf)\b.{0,10}", t)
+    ]
     assert not undefined, f"{path.name} writes undefined numbers into its text: {undefined}"
     executed.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tmp_path / path.name, executed.with_suffix(".tmp"))

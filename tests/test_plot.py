@@ -1,5 +1,6 @@
 """Tests of interpkit.plot: the figures accept the image layouts the chapters use, and bad input is
 a clear error rather than a matplotlib one or a silently wrong picture."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt  # the root conftest selects the Agg backend
@@ -18,7 +19,9 @@ def close_figures():
 
 def test_to_display_layouts():
     x = torch.rand(3, 5, 4) * 2
-    assert ik.plot.to_display(x).shape == (5, 4, 3) and ik.plot.to_display(x).max() <= 1   # RGB is clipped
+    assert (
+        ik.plot.to_display(x).shape == (5, 4, 3) and ik.plot.to_display(x).max() <= 1
+    )  # RGB is clipped
     assert ik.plot.to_display(torch.rand(1, 5, 4)).shape == (5, 4)
     assert ik.plot.to_display(np.zeros((5, 4))).shape == (5, 4)
     assert ik.plot.to_display(np.zeros((5, 4, 3))).shape == (5, 4, 3)
@@ -27,7 +30,9 @@ def test_to_display_layouts():
 def test_to_display_refuses_layouts_matplotlib_would_misread():
     """Defect: two channels (2, 8, 8), a batch or a row failed in matplotlib (TypeError "Invalid shape ...")."""
     for shape in [(2, 8, 8), (4, 6, 6), (1, 1, 8, 8), (8,)]:
-        with pytest.raises(ValueError, match=r"an image must have shape \(C, H, W\) with C = 1 or 3, or \(H, W\)"):
+        with pytest.raises(
+            ValueError, match=r"an image must have shape \(C, H, W\) with C = 1 or 3, or \(H, W\)"
+        ):
             ik.plot.to_display(torch.rand(shape))
 
 
@@ -64,10 +69,15 @@ def test_feature_maps_checks_the_maps_and_the_channels():
     maps = torch.rand(4, 6, 6)
     fig = ik.plot.feature_maps(maps.numpy(), channels=[0, np.int64(3)])
     assert [ax.get_title() for ax in fig.axes] == ["ch 0", "ch 3"]
-    with pytest.raises(ValueError, match=r"maps must be one image's activations \(C, H, W\), got shape \(2, 4, 6, 6\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"maps must be one image's activations \(C, H, W\), got shape \(2, 4, 6, 6\)",
+    ):
         ik.plot.feature_maps(maps[None].expand(2, -1, -1, -1))
     for bad in (20, -1):
-        with pytest.raises(ValueError, match=f"channel {bad} does not exist: these maps have 4 channels, 0 to 3"):
+        with pytest.raises(
+            ValueError, match=f"channel {bad} does not exist: these maps have 4 channels, 0 to 3"
+        ):
             ik.plot.feature_maps(maps, channels=[0, bad])
     with pytest.raises(TypeError, match="channels must be integers, got 1.5"):
         ik.plot.feature_maps(maps, channels=[1.5])
@@ -81,12 +91,16 @@ def test_overlay_reads_integer_images_and_checks_mask_and_alpha():
     mask[0, :2] = True
     ik.plot.overlay(ax, grey, mask, color="red", alpha=0.5)
     shown = ax.images[-1].get_array()
-    np.testing.assert_allclose(shown[3, 0], [128 / 255] * 3)                      # untinted pixel keeps its grey
-    np.testing.assert_allclose(shown[0, 0], [0.5 * 128 / 255 + 0.5, 0.5 * 128 / 255, 0.5 * 128 / 255])
+    np.testing.assert_allclose(shown[3, 0], [128 / 255] * 3)  # untinted pixel keeps its grey
+    np.testing.assert_allclose(
+        shown[0, 0], [0.5 * 128 / 255 + 0.5, 0.5 * 128 / 255, 0.5 * 128 / 255]
+    )
     float_img = grey.float() / 255
     ik.plot.overlay(ax, float_img, mask[0], color="red", alpha=0.5)
-    np.testing.assert_allclose(ax.images[-1].get_array(), shown)                  # same picture as float input
-    with pytest.raises(ValueError, match=r"mask must be one non-empty \(H, W\) mask, got shape \(2, 4, 4\)"):
+    np.testing.assert_allclose(ax.images[-1].get_array(), shown)  # same picture as float input
+    with pytest.raises(
+        ValueError, match=r"mask must be one non-empty \(H, W\) mask, got shape \(2, 4, 4\)"
+    ):
         ik.plot.overlay(ax, float_img, torch.zeros(2, 4, 4, dtype=torch.bool))
     for alpha in (2, -0.1, float("nan")):
         with pytest.raises(ValueError, match="alpha must be"):

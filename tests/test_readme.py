@@ -1,4 +1,5 @@
 """The README's code examples run as written (on tiny data, through the shared test model cache)."""
+
 from __future__ import annotations
 
 import re
@@ -20,7 +21,9 @@ def test_five_method_example_runs():
     code = next(b for b in BLOCKS if "dissection.dissect" in b)
     env: dict = {}
     exec(compile(code, "README.md", "exec"), env)  # noqa: S102 - our own README
-    assert isinstance(env["units"], pd.DataFrame) and len(env["units"]) == 64   # features.4 has 64 units
+    assert (
+        isinstance(env["units"], pd.DataFrame) and len(env["units"]) == 64
+    )  # features.4 has 64 units
     assert {"correlation", "precision"} <= set(env["scores"].columns)
     assert env["nmf"].rank == 5
     assert env["decoder"].layer == "features.4" and env["parts"].n_filters > 0

@@ -1,5 +1,6 @@
 """Tests of interpkit.resampling (Lengerich et al. 2017): perturbations, metrics against a direct
 NumPy transcription, selection, overlaps, ablation and bad input. Small random models; fast."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,7 @@ from torch import nn
 import interpkit as ik
 from interpkit import resampling as rs
 
-
-pytestmark = pytest.mark.usefixtures("one_thread")   # many tiny tensor ops: see conftest
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny tensor ops: see conftest
 
 
 # --------------------------------------------------------------------------------------------
@@ -25,9 +25,14 @@ class TinyNet(nn.Module):
 
     def __init__(self, c1: int = 6, c2: int = 8, classes: int = 3) -> None:
         super().__init__()
-        self.block1 = nn.Sequential(nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True))
-        self.block2 = nn.Sequential(nn.Conv2d(c1, c2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c2),
-                                    nn.ReLU(inplace=True))
+        self.block1 = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(inplace=True)
+        )
+        self.block2 = nn.Sequential(
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(inplace=True),
+        )
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 4 * 4, classes))
 
     def forward(self, x):
@@ -66,7 +71,9 @@ def images(b: int = 3, size: int = 8, seed: int = 0) -> torch.Tensor:
     return x
 
 
-def numpy_scores(a: np.ndarray, y: np.ndarray, min_activation: float = 0.1, with_signed: bool = False):
+def numpy_scores(
+    a: np.ndarray, y: np.ndarray, min_activation: float = 0.1, with_signed: bool = False
+):
     """Direct transcription of the definitions, one position at a time. a: (N, C, H, W); y: (N,)."""
     n, c, h, w = a.shape
     corr, prec, signed = [], [], []
@@ -92,10 +99,10 @@ def numpy_scores(a: np.ndarray, y: np.ndarray, min_activation: float = 0.1, with
 def random_acts(seed: int = 0, n: int = 12, c: int = 5, h: int = 3, w: int = 4, dtype=np.float64):
     rng = np.random.default_rng(seed)
     a = np.maximum(rng.normal(0.3, 1.0, (n, c, h, w)), 0).astype(dtype)
-    a[:, 1, 0, 0] = 0.7          # one constant position
-    a[:, 2] = 0.0                # a dead channel: no position varies
-    a[:, 3] *= 0.01              # a weak channel: below the precision threshold
-    a[:, 4, 1] = a[0, 4, 1]      # a constant row of positions in an active channel
+    a[:, 1, 0, 0] = 0.7  # one constant position
+    a[:, 2] = 0.0  # a dead channel: no position varies
+    a[:, 3] *= 0.01  # a weak channel: below the precision threshold
+    a[:, 4, 1] = a[0, 4, 1]  # a constant row of positions in an active channel
     y = rng.uniform(0, 1, n)
     return a, y
 
@@ -104,7 +111,7 @@ def random_acts(seed: int = 0, n: int = 12, c: int = 5, h: int = 3, w: int = 4, 
 # perturbations
 # --------------------------------------------------------------------------------------------
 def test_perturb_copy_zero_is_clean_and_noise_grows_with_k():
-    x = images(1, 16)[0] * 0.8 + 0.2           # no zero pixel (relative noise below), still in [0, 1]
+    x = images(1, 16)[0] * 0.8 + 0.2  # no zero pixel (relative noise below), still in [0, 1]
     p = rs.perturb(x, n=50, sigma=0.1, seed=1)
     assert p.shape == (50, 1, 16, 16)
     torch.testing.assert_close(p[0], x)
@@ -167,8 +174,12 @@ def test_channel_scores_match_numpy_transcription(dtype, tol):
         np.testing.assert_allclose(got["signed_correlation"].numpy(), signed, rtol=tol, atol=tol)
         np.testing.assert_allclose(got["precision"].numpy(), prec, rtol=tol, atol=0)
         np.testing.assert_allclose(got["mean_activation"].numpy(), a[0].mean((1, 2)), rtol=1e-5)
-        assert torch.isnan(got["correlation"][2]) and torch.isnan(got["precision"][2])  # dead channel
-        assert torch.isnan(got["precision"][3]) and not torch.isnan(got["correlation"][3])  # below threshold
+        assert torch.isnan(got["correlation"][2]) and torch.isnan(
+            got["precision"][2]
+        )  # dead channel
+        assert torch.isnan(got["precision"][3]) and not torch.isnan(
+            got["correlation"][3]
+        )  # below threshold
         assert got["valid_positions"][1] == a.shape[2] * a.shape[3] - 1
 
 
@@ -194,7 +205,9 @@ def test_precision_is_accurate_for_tiny_variance_on_a_large_mean():
 
 def test_constant_output_gives_nan_correlation_not_an_error():
     a, _ = random_acts(0)
-    got = rs.channel_scores(torch.from_numpy(a), torch.full((a.shape[0],), 0.3, dtype=torch.float64))
+    got = rs.channel_scores(
+        torch.from_numpy(a), torch.full((a.shape[0],), 0.3, dtype=torch.float64)
+    )
     assert torch.isnan(got["correlation"]).all()
     assert not torch.isnan(got["precision"][0])  # precision does not need the output
 
@@ -213,7 +226,9 @@ def test_variation_whose_squares_underflow_is_skipped_not_infinite():
 
 def test_probabilities_near_one_are_not_flattened_by_float32():
     a, _ = random_acts(1)
-    y = 1 - torch.logspace(-12, -9, a.shape[0], dtype=torch.float64)  # differs only past float32 eps
+    y = 1 - torch.logspace(
+        -12, -9, a.shape[0], dtype=torch.float64
+    )  # differs only past float32 eps
     got = rs.channel_scores(torch.from_numpy(a.astype(np.float32)), y)
     corr, _ = numpy_scores(a, y.numpy())
     np.testing.assert_allclose(got["correlation"].numpy(), corr, rtol=2e-4, atol=2e-4)
@@ -225,8 +240,15 @@ def test_probabilities_near_one_are_not_flattened_by_float32():
 def test_analyze_matches_numpy_on_captured_activations():
     net, x = tiny_net(), images(2)
     res = rs.analyze(net, x, ["block1", "block2"], n=10, sigma=0.2, device="cpu")
-    assert list(res.scores.columns[:7]) == ["image", "layer", "channel", "correlation", "precision",
-                                             "mean_activation", "weight_norm"]
+    assert list(res.scores.columns[:7]) == [
+        "image",
+        "layer",
+        "channel",
+        "correlation",
+        "precision",
+        "mean_activation",
+        "weight_norm",
+    ]
     assert len(res.scores) == 2 * (6 + 8) and len(res.outputs) == 20 and len(res.images) == 2
     for i in range(2):
         copies = rs.perturb(x[i], 10, 0.2, seed=i)
@@ -252,9 +274,9 @@ def test_analyze_records_outputs_that_the_model_later_changes_in_place():
     layers = ["block1.1", "block2.0"]
     res = rs.analyze(net, x, layers, n=10, sigma=0.2, device="cpu")
     copies = rs.perturb(x[0], 10, 0.2, seed=0)
-    with torch.no_grad(), ik.capture(net, layers) as acts:   # capture copies every output
+    with torch.no_grad(), ik.capture(net, layers) as acts:  # capture copies every output
         p = torch.softmax(net(copies).double(), 1)
-    assert (acts["block1.1"] < 0).any()                       # the values before the ReLU
+    assert (acts["block1.1"] < 0).any()  # the values before the ReLU
     t = int(p[0].argmax())
     for layer in layers:
         corr, prec = numpy_scores(acts[layer].double().numpy(), p[:, t].numpy())
@@ -331,7 +353,9 @@ def test_weight_norms_fold_batchnorm():
     net = tiny_net()
     got = rs.weight_norms(net, "block2")
     conv, bn = net.block2[0], net.block2[1]
-    want = conv.weight.flatten(1).norm(dim=1) * bn.weight.abs() / torch.sqrt(bn.running_var + bn.eps)
+    want = (
+        conv.weight.flatten(1).norm(dim=1) * bn.weight.abs() / torch.sqrt(bn.running_var + bn.eps)
+    )
     np.testing.assert_allclose(got, want.detach().double().numpy(), rtol=1e-6)
     raw = rs.weight_norms(net, "block2.0", fold_batchnorm=False)
     np.testing.assert_allclose(raw, conv.weight.flatten(1).norm(dim=1).detach().numpy(), rtol=1e-6)
@@ -349,8 +373,9 @@ def test_weight_norms_fold_batchnorm():
 # selection and overlaps
 # --------------------------------------------------------------------------------------------
 def test_top_k_skips_nan_and_breaks_ties_by_channel():
-    scores = pd.DataFrame({"image": 0, "layer": "L", "channel": range(5),
-                           "correlation": [0.5, np.nan, 0.9, 0.5, 0.1]})
+    scores = pd.DataFrame(
+        {"image": 0, "layer": "L", "channel": range(5), "correlation": [0.5, np.nan, 0.9, 0.5, 0.1]}
+    )
     t = rs.top_k(scores, "correlation", 3)
     assert t["channel"].tolist() == [2, 0, 3] and t["rank"].tolist() == [0, 1, 2]
     assert rs.top_k(scores, "correlation", 10)["channel"].tolist() == [2, 0, 3, 4]
@@ -375,7 +400,9 @@ def test_set_overlap_measures():
     with pytest.raises(TypeError):
         rs.set_overlap({"l": [1]}, {1})
     ch = rs.chance_overlap({"l": range(5)}, {"l": range(5)}, {"l": 20})
-    assert ch["expected_intersection"] == pytest.approx(1.25) and ch["chance_dice"] == pytest.approx(0.25)
+    assert ch["expected_intersection"] == pytest.approx(1.25) and ch[
+        "chance_dice"
+    ] == pytest.approx(0.25)
 
 
 def test_result_overlap_tables():
@@ -388,7 +415,9 @@ def test_result_overlap_tables():
     summed = per_layer.groupby("image")["intersection"].sum().to_numpy()
     np.testing.assert_array_equal(summed, pooled["intersection"].to_numpy())
     for i in range(3):  # the vectorised table agrees with set_overlap on the selections
-        want = rs.set_overlap(res.selected("correlation", 3, image=i), res.selected("precision", 3, image=i))
+        want = rs.set_overlap(
+            res.selected("correlation", 3, image=i), res.selected("precision", 3, image=i)
+        )
         got = pooled.loc[pooled["image"] == i].iloc[0]
         for key, v in want.items():
             assert got[key] == pytest.approx(v, nan_ok=True)
@@ -429,7 +458,9 @@ def zero_all(net):
 def test_ablation_study_table_and_summary():
     net, x = tiny_net(), images(4)
     labels = torch.tensor([0, 1, 2, 0])
-    df = rs.ablation_study(net, x, labels, layers=["block1", "block2"], k=2, n_random=3, n=6, device="cpu")
+    df = rs.ablation_study(
+        net, x, labels, layers=["block1", "block2"], k=2, n_random=3, n=6, device="cpu"
+    )
     assert set(df["scope"]) == {"block1", "block2", "all"}
     assert set(df["method"]) == set(rs.METHODS)
     assert len(df) == 4 * 3 * (4 + 3)
@@ -437,11 +468,22 @@ def test_ablation_study_table_and_summary():
     np.testing.assert_allclose(df["drop"], df["p_clean"] - df["p_ablated"])
     s = rs.summarize_ablation(df)
     assert len(s) == 3 * 5
-    assert {"mean_drop", "sem_drop", "accuracy_clean", "accuracy_ablated", "flip_rate"} <= set(s.columns)
+    assert {"mean_drop", "sem_drop", "accuracy_clean", "accuracy_ablated", "flip_rate"} <= set(
+        s.columns
+    )
     assert (s["n_images"] == 4).all()
     # zeroing every channel of a layer is the same for every method
-    full = rs.ablation_study(net, x, layers=["block1"], k=6, n_random=2, n=6, all_layers=False, device="cpu",
-                             methods=("mean_activation", "random"))
+    full = rs.ablation_study(
+        net,
+        x,
+        layers=["block1"],
+        k=6,
+        n_random=2,
+        n=6,
+        all_layers=False,
+        device="cpu",
+        methods=("mean_activation", "random"),
+    )
     piv = full.groupby("method")["p_ablated"].apply(np.array)
     np.testing.assert_allclose(piv["random"][:4], piv["mean_activation"])
     with pytest.raises(ValueError, match="labels"):
@@ -454,8 +496,16 @@ def test_overlap_over_training_restores_weights():
     net = tiny_net()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     states = [tiny_net(1).state_dict(), tiny_net(2).state_dict()]
-    df = rs.overlap_over_training(net, states, images(2), ["block1", "block2"], k=3, n=6,
-                                  checkpoint_names=["e1", "e2"], device="cpu")
+    df = rs.overlap_over_training(
+        net,
+        states,
+        images(2),
+        ["block1", "block2"],
+        k=3,
+        n=6,
+        checkpoint_names=["e1", "e2"],
+        device="cpu",
+    )
     assert df["checkpoint"].tolist() == ["e1", "e1", "e2", "e2"]
     for k, v in net.state_dict().items():
         torch.testing.assert_close(v, before[k])
@@ -467,10 +517,18 @@ def test_overlap_never_exceeds_half_dice_bound_with_ties_nan_and_inf():
     rng = np.random.default_rng(0)
     layers, chans = ["a", "b", "c"], {"a": 4, "b": 8, "c": 6}
     for _ in range(40):
-        scores = pd.DataFrame([{"image": i, "layer": l, "channel": c}
-                               for i in range(3) for l in layers for c in range(chans[l])])
+        scores = pd.DataFrame(
+            [
+                {"image": i, "layer": l, "channel": c}
+                for i in range(3)
+                for l in layers
+                for c in range(chans[l])
+            ]
+        )
         for m in rs.METRICS:
-            scores[m] = [rng.choice([np.nan, np.inf, 1.0, 2.0, rng.random()]) for _ in range(len(scores))]
+            scores[m] = [
+                rng.choice([np.nan, np.inf, 1.0, 2.0, rng.random()]) for _ in range(len(scores))
+            ]
         scores["layer"] = pd.Categorical(scores["layer"], categories=layers)
         res = rs.ResamplingResult(scores, layers, chans, {}, None, {"target": np.zeros(3, int)})
         for k in (1, 3, 5, 9):

@@ -1,4 +1,5 @@
 """The concept world: determinism, masks that match pixels, landmarks, API and parameter checks."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,16 @@ def ws(world: ConceptWorld) -> WorldSet:
 
 def _digest(ws: WorldSet) -> str:
     h = hashlib.sha256()
-    for t in (ws.images, ws.labels, ws.scene, ws.object_mask, ws.part_mask, ws.color_mask, ws.texture_mask,
-              ws.landmarks):
+    for t in (
+        ws.images,
+        ws.labels,
+        ws.scene,
+        ws.object_mask,
+        ws.part_mask,
+        ws.color_mask,
+        ws.texture_mask,
+        ws.landmarks,
+    ):
         h.update(t.contiguous().numpy().tobytes())
     return h.hexdigest()
 
@@ -34,9 +43,16 @@ def test_factor_counts(world: ConceptWorld) -> None:
     assert {"house", "face", "car", "tree"} <= set(world.object_names)
     assert world.object_parts["house"] == ["wall", "roof", "door"]
     assert len(world.part_names) == len(set(world.part_names)) >= 10
-    names = (world.object_names + world.part_names + world.color_names + world.texture_names
-             + world.scene_names)
-    assert len(names) == len(set(names)), "label names must be unique across categories (Broden export)"
+    names = (
+        world.object_names
+        + world.part_names
+        + world.color_names
+        + world.texture_names
+        + world.scene_names
+    )
+    assert len(names) == len(set(names)), (
+        "label names must be unique across categories (Broden export)"
+    )
     table = world.factor_table()
     assert set(table["factor"]) == {"object", "part", "color", "texture", "scene"}
 
@@ -56,7 +72,15 @@ def test_golden_digest() -> None:
 
 def test_image_alone_equals_batch(world: ConceptWorld, ws: WorldSet) -> None:
     part = world.generate(7, start=20)
-    for f in ("images", "labels", "scene", "object_mask", "part_mask", "color_mask", "texture_mask"):
+    for f in (
+        "images",
+        "labels",
+        "scene",
+        "object_mask",
+        "part_mask",
+        "color_mask",
+        "texture_mask",
+    ):
         assert torch.equal(getattr(part, f), getattr(ws, f)[20:27]), f
     assert part.landmarks.numpy().tobytes() == ws.landmarks[20:27].numpy().tobytes()
     one = world.render(33)
@@ -86,17 +110,17 @@ def test_masks_line_up_with_pixels(world: ConceptWorld, ws: WorldSet) -> None:
     fg = ws.object_mask > 0
     assert torch.equal(fg, ws.color_mask > 0) and torch.equal(fg, ws.texture_mask > 0)
     assert not (ws.part_mask[~fg] > 0).any()
-    table = torch.from_numpy(world.color_table)                     # (C, 2, 3)
-    img = ws.images.permute(0, 2, 3, 1)                              # (n, H, W, 3)
+    table = torch.from_numpy(world.color_table)  # (C, 2, 3)
+    img = ws.images.permute(0, 2, 3, 1)  # (n, H, W, 3)
     for c in range(len(world.color_names)):
         sel = ws.color_mask == c + 1
         if not sel.any():
             continue
-        px = img[sel]                                                # (k, 3)
+        px = img[sel]  # (k, 3)
         plain = (px == table[c, 0]).all(1)
         shade = (px == table[c, 1]).all(1)
         assert bool((plain | shade).all()), f"colour {world.color_names[c]}: pixels off the palette"
-        solid = (ws.texture_mask[sel] == world.texture_names.index("solid") + 1)
+        solid = ws.texture_mask[sel] == world.texture_names.index("solid") + 1
         assert bool(plain[solid].all()), "solid objects use the plain colour only"
     # every part belongs to the object class that owns it
     for j, p in enumerate(world.part_names):
@@ -154,7 +178,9 @@ def test_split_lazy_dataset_and_subsets(world: ConceptWorld, ws: WorldSet) -> No
     assert torch.equal(lazy.sample(0)["texture_mask"], ws.texture_mask[10])
     sub = ws.subset([3, 7])
     assert isinstance(sub, WorldSet)
-    assert torch.equal(sub.part_mask, ws.part_mask[[3, 7]]) and torch.equal(sub.index, torch.tensor([3, 7]))
+    assert torch.equal(sub.part_mask, ws.part_mask[[3, 7]]) and torch.equal(
+        sub.index, torch.tensor([3, 7])
+    )
     a, b = ws.split(20, 10, seed=0)
     assert len(a) == 20 and a.object_mask.shape[0] == 20 and b.landmarks.shape[0] == 10
     small = ws.resized(24)
@@ -168,9 +194,19 @@ def test_layout_same_across_sizes() -> None:
     assert torch.equal(a.labels, b.labels) and torch.equal(a.scene, b.scene)
 
 
-@pytest.mark.parametrize("kwargs", [dict(size=MIN_SIZE - 1), dict(size=MAX_SIZE + 1), dict(size=64.0),
-                                    dict(max_objects=0), dict(max_objects=9), dict(seed=-1),
-                                    dict(object_classes=["dragon"]), dict(object_classes=[])])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(size=MIN_SIZE - 1),
+        dict(size=MAX_SIZE + 1),
+        dict(size=64.0),
+        dict(max_objects=0),
+        dict(max_objects=9),
+        dict(seed=-1),
+        dict(object_classes=["dragon"]),
+        dict(object_classes=[]),
+    ],
+)
 def test_bad_parameters(kwargs: dict) -> None:
     with pytest.raises(ValueError) as err:
         ConceptWorld(**kwargs)

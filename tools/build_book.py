@@ -27,6 +27,7 @@ and every file is present npm is not called at all, so later builds need neither
 After the build, every page is checked: each ``<script src>`` and stylesheet must be a file inside the
 built book (nothing is loaded from another host), relative paths included.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,11 @@ HTML_MANAGER = "@jupyter-widgets/html-manager"
 CONTROLS = "@jupyter-widgets/controls"
 REQUIREJS_SPEC = "requirejs@2"
 MATHJAX_SPEC = "mathjax@3"
-FONT_SUFFIXES = (".woff", ".woff2", ".ttf")  # what browsers ask for; .eot/.svg fonts were for IE/old iOS
+FONT_SUFFIXES = (
+    ".woff",
+    ".woff2",
+    ".ttf",
+)  # what browsers ask for; .eot/.svg fonts were for IE/old iOS
 # embed-amd.js loads its icon fonts relative to the URLs of its AMD modules (module.uri), which
 # book/_static/interpkit-widgets.js roots in vendor/ (RequireJS baseUrl); these are the two folders.
 FONT_DIRS = ("@jupyter-widgets", "@jupyter-widgets/html-manager/dist")
@@ -71,15 +76,21 @@ def installed_controls_range(prefix: Path = Path(sys.prefix)) -> str:
     """The ``@jupyter-widgets/controls`` range the installed widget front end is built against."""
     path = prefix / LAB_MANAGER
     if not path.is_file():
-        raise VendorError(f"{path} not found: install the book dependencies first "
-                          "(`make setup`, or `pip install -e '.[book]'`, which brings ipywidgets and "
-                          "jupyterlab_widgets), then run this script with that environment's python")
+        raise VendorError(
+            f"{path} not found: install the book dependencies first "
+            "(`make setup`, or `pip install -e '.[book]'`, which brings ipywidgets and "
+            "jupyterlab_widgets), then run this script with that environment's python"
+        )
     return json.loads(path.read_text())["dependencies"][CONTROLS]
 
 
 def vendor_requirements() -> dict:
-    return {"html-manager": f"1.x with {CONTROLS} {installed_controls_range()}",
-            "requirejs": REQUIREJS_SPEC, "mathjax": MATHJAX_SPEC, "layout": LAYOUT}
+    return {
+        "html-manager": f"1.x with {CONTROLS} {installed_controls_range()}",
+        "requirejs": REQUIREJS_SPEC,
+        "mathjax": MATHJAX_SPEC,
+        "layout": LAYOUT,
+    }
 
 
 def _npm(*args: str, cwd: Path | None = None, timeout: int = 300) -> str:
@@ -87,8 +98,13 @@ def _npm(*args: str, cwd: Path | None = None, timeout: int = 300) -> str:
     if npm is None:
         raise VendorError("npm was not found")
     try:
-        proc = subprocess.run([npm, *args, "--no-fund", "--no-audit", "--loglevel=error"], cwd=cwd,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [npm, *args, "--no-fund", "--no-audit", "--loglevel=error"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as exc:
         raise VendorError(f"`npm {' '.join(args)}` timed out after {timeout} s (offline?)") from exc
     if proc.returncode != 0:
@@ -122,18 +138,26 @@ def pick_html_manager(candidates: list[tuple[str, str]], wanted: str) -> str:
         return max(exact, key=_version_key)
     floor = _caret_floor(wanted)
     if floor is not None:
-        ok = [v for v, r in stable if (f := _caret_floor(r)) is not None and f[0] == floor[0] and f >= floor]
+        ok = [
+            v
+            for v, r in stable
+            if (f := _caret_floor(r)) is not None and f[0] == floor[0] and f >= floor
+        ]
         if ok:
             return min(ok, key=_version_key)
     newest = max((v for v, _ in stable), key=_version_key)
-    print(f"build_book: warning: no {HTML_MANAGER} release matches {CONTROLS} {wanted}; using {newest}",
-          file=sys.stderr)
+    print(
+        f"build_book: warning: no {HTML_MANAGER} release matches {CONTROLS} {wanted}; using {newest}",
+        file=sys.stderr,
+    )
     return newest
 
 
 def resolve_versions(req: dict) -> dict:
     wanted = installed_controls_range()
-    out = json.loads(_npm("view", f"{HTML_MANAGER}@1", "version", f"dependencies.{CONTROLS}", "--json"))
+    out = json.loads(
+        _npm("view", f"{HTML_MANAGER}@1", "version", f"dependencies.{CONTROLS}", "--json")
+    )
     rows = out if isinstance(out, list) else [out]
     candidates = [(r["version"], r.get(f"dependencies.{CONTROLS}", "")) for r in rows]
     resolved = {"html-manager": pick_html_manager(candidates, wanted)}
@@ -162,7 +186,9 @@ def _stamp_ok(req: dict) -> bool:
         stamp = json.loads(STAMP.read_text())
     except (OSError, ValueError):
         return False
-    return stamp.get("requirements") == req and all((VENDOR / f).is_file() for f in stamp.get("files", []))
+    return stamp.get("requirements") == req and all(
+        (VENDOR / f).is_file() for f in stamp.get("files", [])
+    )
 
 
 def vendor(force: bool = False) -> dict:
@@ -255,7 +281,9 @@ def stage_executed(notebooks_from: Path, dest: Path, toc: Path) -> Path:
         shutil.rmtree(src)
     src.mkdir(parents=True)
     shutil.copytree(ROOT / "book", src / "book", symlinks=False)
-    shutil.copytree(ROOT / "notebooks", src / "notebooks", ignore=shutil.ignore_patterns("*.ipynb", ".*"))
+    shutil.copytree(
+        ROOT / "notebooks", src / "notebooks", ignore=shutil.ignore_patterns("*.ipynb", ".*")
+    )
     shutil.copyfile(toc, src / "_toc.yml")
     missing = []
     for f in toc_files(toc):
@@ -267,7 +295,9 @@ def stage_executed(notebooks_from: Path, dest: Path, toc: Path) -> Path:
             (src / f).parent.mkdir(parents=True, exist_ok=True)
             _copy_hiding_injected_parameters(nb, src / f"{f}.ipynb")
     if missing:
-        raise SystemExit(f"build_book: {notebooks_from} lacks executed notebooks: {', '.join(missing)}")
+        raise SystemExit(
+            f"build_book: {notebooks_from} lacks executed notebooks: {', '.join(missing)}"
+        )
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     config.setdefault("sphinx", {}).setdefault("config", {})["interpkit_repo_root"] = str(ROOT)
@@ -308,7 +338,9 @@ def check_assets(html_dir: Path) -> list[str]:
     return problems
 
 
-SOURCE_STAMP = ".interpkit-source"  # in the build folder: the package the notebooks were executed with
+SOURCE_STAMP = (
+    ".interpkit-source"  # in the build folder: the package the notebooks were executed with
+)
 
 
 def source_fingerprint(root: Path = ROOT) -> str:
@@ -344,9 +376,19 @@ def write_source_stamp(build_dir: Path, fingerprint: str) -> None:
     tmp.replace(build_dir / SOURCE_STAMP)
 
 
-def jupyter_book(source: Path, output: Path | None, toc: Path | None, fresh: bool, env: dict) -> int:
-    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(source),
-           "-W", "-n", "--keep-going"]
+def jupyter_book(
+    source: Path, output: Path | None, toc: Path | None, fresh: bool, env: dict
+) -> int:
+    cmd = [
+        sys.executable,
+        "-c",
+        "from jupyter_book.cli.main import main; main()",
+        "build",
+        str(source),
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     if output is not None:
         cmd += ["--path-output", str(output)]
     if toc is not None:
@@ -373,22 +415,34 @@ def chapter_failures(build_dir: Path) -> list[str]:
                     found.append(f"{nb_path.stem}: {out.get('ename')}: {out.get('evalue')}")
     for log in sorted((build_dir / "html" / "reports").rglob("*.log")):
         tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-3:]
-        found.append(f"{log.name.split('.')[0]}: execution stopped; {' | '.join(tail)} (full log: {log})")
+        found.append(
+            f"{log.name.split('.')[0]}: execution stopped; {' | '.join(tail)} (full log: {log})"
+        )
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--smoke", action="store_true",
-                    help="run notebooks with INTERPKIT_SMOKE=1 into _build/smoke (separate cache)")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run notebooks with INTERPKIT_SMOKE=1 into _build/smoke (separate cache)",
+    )
     ap.add_argument("--no-execute", action="store_true", help="do not execute notebooks")
-    ap.add_argument("--notebooks-from", type=Path,
-                    help="with --no-execute: take the (executed) notebooks from this folder")
-    ap.add_argument("--output", type=Path, help="output folder (the HTML lands in OUTPUT/_build/html)")
+    ap.add_argument(
+        "--notebooks-from",
+        type=Path,
+        help="with --no-execute: take the (executed) notebooks from this folder",
+    )
+    ap.add_argument(
+        "--output", type=Path, help="output folder (the HTML lands in OUTPUT/_build/html)"
+    )
     ap.add_argument("--toc", type=Path, help="another table of contents (default: _toc.yml)")
     ap.add_argument("--all", action="store_true", help="rebuild every page (Sphinx --all)")
     ap.add_argument("--vendor-only", action="store_true", help="only vendor the browser scripts")
-    ap.add_argument("--force-vendor", action="store_true", help="download the browser scripts again")
+    ap.add_argument(
+        "--force-vendor", action="store_true", help="download the browser scripts again"
+    )
     args = ap.parse_args(argv)
     if args.notebooks_from is not None and not args.no_execute:
         ap.error("--notebooks-from needs --no-execute")
@@ -399,7 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stamp = vendor(force=args.force_vendor)
     except VendorError as exc:
-        print(f"build_book: cannot vendor the browser scripts: {exc}\n\n{VENDOR_HELP}", file=sys.stderr)
+        print(
+            f"build_book: cannot vendor the browser scripts: {exc}\n\n{VENDOR_HELP}",
+            file=sys.stderr,
+        )
         return EXIT_VENDOR
     t_vendor = time.perf_counter() - t0
     if args.vendor_only:
@@ -436,22 +493,31 @@ def main(argv: list[str] | None = None) -> int:
     executes = not args.no_execute
     fingerprint = source_fingerprint() if executes else ""
     if executes and drop_stale_execution_cache(html_dir.parent, fingerprint):
-        print("build_book: interpkit changed since the notebooks were executed; executing them again",
-              flush=True)
+        print(
+            "build_book: interpkit changed since the notebooks were executed; executing them again",
+            flush=True,
+        )
         fresh = True
     t1 = time.perf_counter()
     rc = jupyter_book(source, output, toc if args.toc or source != ROOT else None, fresh, env)
     t_build = time.perf_counter() - t1
     failures = chapter_failures(html_dir.parent) if executes else []
     if failures:
-        print("build_book: the book was built, but these chapters report failures (each is shown in red in its "
-              "chapter):\n  " + "\n  ".join(failures), file=sys.stderr, flush=True)
+        print(
+            "build_book: the book was built, but these chapters report failures (each is shown in red in its "
+            "chapter):\n  " + "\n  ".join(failures),
+            file=sys.stderr,
+            flush=True,
+        )
         rc = rc or 1
     if rc == 0:
         problems = check_assets(html_dir)
         if problems:
-            print("build_book: pages load scripts or styles that are not in the book:\n  " +
-                  "\n  ".join(problems[:50]), file=sys.stderr)
+            print(
+                "build_book: pages load scripts or styles that are not in the book:\n  "
+                + "\n  ".join(problems[:50]),
+                file=sys.stderr,
+            )
             rc = 1
     if rc == 0:
         failed_marker.unlink(missing_ok=True)
@@ -461,9 +527,11 @@ def main(argv: list[str] | None = None) -> int:
         failed_marker.parent.mkdir(parents=True, exist_ok=True)
         failed_marker.write_text("see the build log\n")
     total = time.perf_counter() - t0
-    print(f"build_book: {'ok' if rc == 0 else 'FAILED'} in {total:.1f} s (vendor {t_vendor:.1f} s, "
-          f"jupyter-book {t_build:.1f} s; scripts: {stamp['resolved']}) -> {html_dir / 'index.html'}",
-          flush=True)
+    print(
+        f"build_book: {'ok' if rc == 0 else 'FAILED'} in {total:.1f} s (vendor {t_vendor:.1f} s, "
+        f"jupyter-book {t_build:.1f} s; scripts: {stamp['resolved']}) -> {html_dir / 'index.html'}",
+        flush=True,
+    )
     return rc
 
 

@@ -1,11 +1,13 @@
 """Sphinx helpers for the interpkit book.
 
-``{interpkit-benchmarks}`` lists every ``benchmarks/bench_*.py`` of the repository with its docstring
+``{interpkit-benchmarks}`` lists every ``benchmarks/bench_*.py`` of the repository with its
+docstring
 (what it measures, against which baseline), the command that runs it and, when the benchmark has
 been run (``results/bench_<name>.json`` or ``$INTERPKIT_RESULTS_DIR/bench_<name>.json``), its last
 numbers as tables. The page is re-read whenever a benchmark script or result file appears, changes
 or disappears.
 """
+
 from __future__ import annotations
 
 import ast
@@ -70,7 +72,8 @@ def _inline(text: str) -> list[nodes.Node]:
 
 
 def _docstring_nodes(doc: str) -> list[nodes.Node]:
-    """A benchmark docstring (paragraphs, ``*`` bullets, indented or ``Usage:`` commands) as nodes."""
+    """A benchmark docstring (paragraphs, ``*`` bullets, indented or ``Usage:`` commands) as
+    nodes."""
     out: list[nodes.Node] = []
     for block in re.split(r"\n\s*\n", doc.strip()):
         lines = block.splitlines()
@@ -137,8 +140,15 @@ def _result_nodes(result: Path, root: Path) -> list[nodes.Node]:
         shown = result.resolve().relative_to(root).as_posix()
     except ValueError:
         shown = result.name
-    out: list[nodes.Node] = [nodes.paragraph("", "", nodes.Text("Last measured numbers, from "),
-                                             nodes.literal(shown, shown), nodes.Text(":"))]
+    out: list[nodes.Node] = [
+        nodes.paragraph(
+            "",
+            "",
+            nodes.Text("Last measured numbers, from "),
+            nodes.literal(shown, shown),
+            nodes.Text(":"),
+        )
+    ]
     if not isinstance(data, dict):
         return out + [nodes.literal_block(_fmt(data), _fmt(data))]
     scalars = [[k, _fmt(v)] for k, v in data.items() if not isinstance(v, (list, dict))]
@@ -149,7 +159,9 @@ def _result_nodes(result: Path, root: Path) -> list[nodes.Node]:
             cols: list[str] = []
             for r in value:
                 cols += [c for c in r if c not in cols and not isinstance(r[c], (list, dict))]
-            rows = [["" if r.get(c) is None else _fmt(r[c]) for c in cols] for r in value]  # null: as NaN, blank
+            rows = [
+                ["" if r.get(c) is None else _fmt(r[c]) for c in cols] for r in value
+            ]  # null: as NaN, blank
             out.append(_table(cols, rows, f"{result.stem}: {key}"))
         elif isinstance(value, dict) and value:
             rows = [[k, _fmt(v)] for k, v in value.items()]
@@ -183,10 +195,15 @@ class BenchmarksDirective(SphinxDirective):
                 section += nodes.paragraph("", "Run it with:")
                 section += nodes.literal_block(cmd, cmd, language="bash")
             if result is None:
-                section += nodes.paragraph("", "", nodes.Text("Not run on this machine yet: "),
-                                           nodes.literal(cmd, cmd), nodes.Text(" (or "),
-                                           nodes.literal("make bench", "make bench"),
-                                           nodes.Text(") writes the numbers, and the next book build shows them."))
+                section += nodes.paragraph(
+                    "",
+                    "",
+                    nodes.Text("Not run on this machine yet: "),
+                    nodes.literal(cmd, cmd),
+                    nodes.Text(" (or "),
+                    nodes.literal("make bench", "make bench"),
+                    nodes.Text(") writes the numbers, and the next book build shows them."),
+                )
             else:
                 section += _result_nodes(result, root)
             out.append(section)
@@ -219,7 +236,10 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree):
     seen, unique = set(), []
     for js in files:
         attrs = getattr(js, "attributes", {})
-        key = (getattr(js, "filename", str(js)) or "", json.dumps(attrs, sort_keys=True, default=str))
+        key = (
+            getattr(js, "filename", str(js)) or "",
+            json.dumps(attrs, sort_keys=True, default=str),
+        )
         if key not in seen:
             seen.add(key)
             unique.append(js)

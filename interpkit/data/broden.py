@@ -32,6 +32,7 @@ Both ``Broden`` (files) and ``InMemoryBroden`` (e.g. ``ConceptWorld.as_broden``)
   given by ``ds.layer_categories`` (length K; each category gets as many slots as its largest
   cell), image-level labels likewise (``ds.scalar_label_categories``, length S); padding is 0.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,8 +41,8 @@ import re
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,7 +57,8 @@ __all__ = ["Broden", "InMemoryBroden", "write_broden", "half_resolution", "INDEX
 
 META_COLUMNS = ["image", "split", "ih", "iw", "sh", "sw"]
 INDEX_COLUMNS = META_COLUMNS + ["color", "object", "part", "material", "scene", "texture"]
-MARKER = ".interpkit-broden"   # written into every folder write_broden makes: overwrite=True replaces only those
+# written into every folder write_broden makes: overwrite=True replaces only those
+MARKER = ".interpkit-broden"
 _CAT_CELL = re.compile(r"^\s*([^()]+?)\s*\(\s*(\d+)\s*\)\s*$")
 
 
@@ -70,34 +72,48 @@ def half_resolution(mask: np.ndarray, sh: int | None = None, sw: int | None = No
 # ---------------------------------------------------------------------------------------------
 # Shared helpers
 # ---------------------------------------------------------------------------------------------
-def _read_csv(path: Path, required: Sequence[str], what: str) -> tuple[list[str], list[dict[str, str]]]:
+def _read_csv(
+    path: Path, required: Sequence[str], what: str
+) -> tuple[list[str], list[dict[str, str]]]:
     """Rows of a CSV file as dicts, after checking the file and its required columns exist."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; a Broden directory needs {what}. Check the root "
-                                f"folder (it must contain index.csv, label.csv, category.csv, c_<category>.csv "
-                                f"and images/).")
-    with open(path, newline="", encoding="utf-8-sig") as f:       # -sig: a CSV saved by Excel
+        raise FileNotFoundError(
+            f"{path} is missing; a Broden directory needs {what}. Check the root "
+            f"folder (it must contain index.csv, label.csv, category.csv, c_<category>.csv "
+            f"and images/)."
+        )
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a CSV saved by Excel
         reader = csv.DictReader(f)
         header = list(reader.fieldnames or [])
         missing = [c for c in required if c not in header]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; the header is {header}, "
-                             f"expected at least {list(required)}.")
+            raise ValueError(
+                f"{path}: missing column(s) {missing}; the header is {header}, "
+                f"expected at least {list(required)}."
+            )
         rows = []
         for r in reader:
-            # DictReader pads a short row with None and puts extra cells under the key None: a row cut
+            # DictReader pads a short row with None and puts extra cells under the key None: a row
+            # cut
             # off by a truncated copy (or an unquoted comma) would otherwise be read as a valid row
             if None in r or None in r.values():
-                n = sum(v is not None for k, v in r.items() if k is not None) + len(r.get(None) or [])
-                raise ValueError(f"{path} line {reader.line_num}: {n} cells but the header has {len(header)}; the "
-                                 "file is truncated or the row is malformed (an unquoted comma?). Copy the dataset "
-                                 "again or fix that row.")
+                n = sum(v is not None for k, v in r.items() if k is not None) + len(
+                    r.get(None) or []
+                )
+                raise ValueError(
+                    f"{path} line {reader.line_num}: {n} cells but the header has {len(header)}; "
+                    f"the "
+                    "file is truncated or the row is malformed (an unquoted comma?). Copy the "
+                    "dataset "
+                    "again or fix that row."
+                )
             rows.append(r)
         return header, rows
 
 
-def _primary_categories(frame: pd.DataFrame, categories: Sequence[str],
-                        fallback: Sequence[dict[str, int]]) -> list[str]:
+def _primary_categories(
+    frame: pd.DataFrame, categories: Sequence[str], fallback: Sequence[dict[str, int]]
+) -> list[str]:
     """Primary category per label: highest coverage among the loaded categories holding it."""
     out = []
     for i in range(len(frame)):
@@ -111,14 +127,23 @@ def _primary_categories(frame: pd.DataFrame, categories: Sequence[str],
     return out
 
 
-def _labels_frame(names: list[str], syns: list[str], frequency: np.ndarray, coverage: np.ndarray,
-                  per_cat: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                  fallback: Sequence[dict[str, int]]) -> pd.DataFrame:
+def _labels_frame(
+    names: list[str],
+    syns: list[str],
+    frequency: np.ndarray,
+    coverage: np.ndarray,
+    per_cat: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    fallback: Sequence[dict[str, int]],
+) -> pd.DataFrame:
     """The ``labels`` DataFrame (see module docstring) from per-label arrays."""
     L = len(names)
-    data: dict[str, object] = {"name": names, "category": [""] * L,
-                               "frequency": np.asarray(frequency, np.int64),
-                               "coverage": np.asarray(coverage, np.float64), "syns": syns}
+    data: dict[str, object] = {
+        "name": names,
+        "category": [""] * L,
+        "frequency": np.asarray(frequency, np.int64),
+        "coverage": np.asarray(coverage, np.float64),
+        "syns": syns,
+    }
     for cat, (code, freq, cov) in per_cat.items():
         data[f"code_{cat}"] = np.asarray(code, np.int64)
         data[f"frequency_{cat}"] = np.asarray(freq, np.int64)
@@ -140,8 +165,9 @@ def _resize_nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _resize_image(img: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     if tuple(img.shape[-2:]) == tuple(shape):
         return img
-    return F.interpolate(img[None], size=shape, mode="bilinear", align_corners=False,
-                         antialias=True)[0].clamp_(0, 1)
+    return F.interpolate(
+        img[None], size=shape, mode="bilinear", align_corners=False, antialias=True
+    )[0].clamp_(0, 1)
 
 
 class _BrodenBase(Dataset):
@@ -171,13 +197,18 @@ class _BrodenBase(Dataset):
                 raise KeyError(f"category {category!r} is not loaded; loaded: {self.categories}")
             hit = [h for h in hit if self.labels.at[h, col] > 0]
         if len(hit) == 0:
-            raise KeyError(f"no label named {name!r}" + (f" in category {category!r}" if category else "")
-                           + "; see ds.labels for the names.")
+            raise KeyError(
+                f"no label named {name!r}"
+                + (f" in category {category!r}" if category else "")
+                + "; see ds.labels for the names."
+            )
         return int(hit[0])
 
     def _layout(self, layer_counts: dict[str, int], scalar_counts: dict[str, int]) -> None:
         self.layer_categories = [c for c in self.pixel_categories for _ in range(layer_counts[c])]
-        self.scalar_label_categories = [c for c in self.scalar_categories for _ in range(scalar_counts[c])]
+        self.scalar_label_categories = [
+            c for c in self.scalar_categories for _ in range(scalar_counts[c])
+        ]
         self._layer_offset, self._scalar_offset = {}, {}
         k = s = 0
         for c in self.pixel_categories:
@@ -188,8 +219,11 @@ class _BrodenBase(Dataset):
             s += scalar_counts[c]
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(n={len(self)}, categories={self.categories}, "
-                f"image_shape={self.image_shape}, seg_shape={self.seg_shape}, labels={len(self.labels)})")
+        return (
+            f"{type(self).__name__}(n={len(self)}, categories={self.categories}, "
+            f"image_shape={self.image_shape}, seg_shape={self.seg_shape}, "
+            f"labels={len(self.labels)})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,53 +241,74 @@ class Broden(_BrodenBase):
     Files are read lazily (images and PNGs on access); the CSVs are checked when opening.
     """
 
-    def __init__(self, root: str | os.PathLike, split: str | None = None,
-                 categories: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = None,
+        categories: Iterable[str] | None = None,
+    ) -> None:
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"Broden root {self.root} does not exist or is not a folder; pass the "
-                                    f"folder that holds index.csv (e.g. .../broden1_224).")
-        _, cat_rows = _read_csv(self.root / "category.csv", ["name"], "category.csv (the list of categories)")
+            raise FileNotFoundError(
+                f"Broden root {self.root} does not exist or is not a folder; pass the "
+                f"folder that holds index.csv (e.g. .../broden1_224)."
+            )
+        _, cat_rows = _read_csv(
+            self.root / "category.csv", ["name"], "category.csv (the list of categories)"
+        )
         all_cats = [r["name"] for r in cat_rows]
         twice = sorted({c for c in all_cats if all_cats.count(c) > 1})
         if twice:
-            raise ValueError(f"{self.root / 'category.csv'} lists the categories {twice} more than once; keep one "
-                             f"row per category.")
+            raise ValueError(
+                f"{self.root / 'category.csv'} lists the categories {twice} more than once; keep "
+                f"one "
+                f"row per category."
+            )
         index_path = self.root / "index.csv"
         header, rows = _read_csv(index_path, META_COLUMNS, "index.csv (one row per image)")
         for line, cat in enumerate(all_cats, start=2):
             if cat not in header:
-                raise ValueError(f"{self.root / 'category.csv'} line {line} lists category {cat!r} but "
-                                 f"{index_path} has no column {cat!r} (header: {header}).")
+                raise ValueError(
+                    f"{self.root / 'category.csv'} line {line} lists category {cat!r} but "
+                    f"{index_path} has no column {cat!r} (header: {header})."
+                )
         if categories is None:
             cats = list(all_cats)
         else:
             wanted = list(categories)
             lacking = [c for c in wanted if c not in all_cats]
             if lacking:
-                raise ValueError(f"requested categories {lacking} are not in {self.root / 'category.csv'}; "
-                                 f"this dataset has {all_cats}.")
+                raise ValueError(
+                    f"requested categories {lacking} are not in {self.root / 'category.csv'}; "
+                    f"this dataset has {all_cats}."
+                )
             cats = [c for c in all_cats if c in wanted]
         self.categories = cats
         self.category_info = _numeric_frame(pd.DataFrame(cat_rows).set_index("name").loc[cats])
 
         # label.csv -> label table and the set of known numbers
         label_path = self.root / "label.csv"
-        _, label_rows = _read_csv(label_path, ["number", "name", "category"], "label.csv (names of labels)")
+        _, label_rows = _read_csv(
+            label_path, ["number", "name", "category"], "label.csv (names of labels)"
+        )
         parsed = []
         for line, r in enumerate(label_rows, start=2):
             try:
                 num = int(r["number"])
             except (TypeError, ValueError):
-                raise ValueError(f"{label_path} line {line}: label number {r['number']!r} is not an integer.")
+                raise ValueError(
+                    f"{label_path} line {line}: label number {r['number']!r} is not an integer."
+                ) from None
             cat_counts: dict[str, int] = {}
             for part in (r["category"] or "").split(";"):
                 if not part.strip():
                     continue
                 m = _CAT_CELL.match(part)
                 if not m:
-                    raise ValueError(f"{label_path} line {line}: category cell {r['category']!r} should look "
-                                     f"like 'color(2);object(5)'.")
+                    raise ValueError(
+                        f"{label_path} line {line}: category cell {r['category']!r} should look "
+                        f"like 'color(2);object(5)'."
+                    )
                 cat_counts[m.group(1)] = int(m.group(2))
             parsed.append((num, r, cat_counts, line))
         L = max([p[0] for p in parsed], default=0) + 1
@@ -268,8 +323,10 @@ class Broden(_BrodenBase):
             if num < 0:
                 raise ValueError(f"{label_path} line {line}: negative label number {num}.")
             if num in seen:
-                raise ValueError(f"{label_path} line {line}: label number {num} is already on line {seen[num]}; "
-                                 "keep one row per label.")
+                raise ValueError(
+                    f"{label_path} line {line}: label number {num} is already on line {seen[num]}; "
+                    "keep one row per label."
+                )
             seen[num] = line
             known[num] = True
             names[num] = r["name"]
@@ -280,12 +337,16 @@ class Broden(_BrodenBase):
         per_cat = {}
         for cat in cats:
             c_path = self.root / f"c_{cat}.csv"
-            _, crows = _read_csv(c_path, ["code", "number"], f"c_{cat}.csv (codes of category {cat})")
+            _, crows = _read_csv(
+                c_path, ["code", "number"], f"c_{cat}.csv (codes of category {cat})"
+            )
             code, cf, cc = np.zeros(L, np.int64), np.zeros(L, np.int64), np.zeros(L, np.float64)
             for line, r in enumerate(crows, start=2):
                 num = _int_or_zero(r["number"], c_path, line)
                 if not 0 <= num < L or not known[num]:
-                    raise ValueError(f"{c_path} line {line}: label number {num} is not in {label_path}.")
+                    raise ValueError(
+                        f"{c_path} line {line}: label number {num} is not in {label_path}."
+                    )
                 code[num] = _int_or_zero(r["code"], c_path, line)
                 cf[num] = _int_or_zero(r.get("frequency"), c_path, line)
                 cc[num] = _float_or_zero(r.get("coverage"), c_path, line)
@@ -295,7 +356,9 @@ class Broden(_BrodenBase):
 
         # index.csv rows
         self._rows: list[tuple[str, str, int, int, int, int, int]] = []
-        cells: dict[str, list[tuple[list[int], list[tuple[int, str | int]]]]] = {c: [] for c in cats}
+        cells: dict[str, list[tuple[list[int], list[tuple[int, str | int]]]]] = {
+            c: [] for c in cats
+        }
         has_png = {c: False for c in cats}
         for line, r in enumerate(rows, start=2):
             if split is not None and r["split"] != split:
@@ -303,11 +366,15 @@ class Broden(_BrodenBase):
             try:
                 ih, iw, sh, sw = (int(r[k]) for k in ("ih", "iw", "sh", "sw"))
             except (TypeError, ValueError):
-                raise ValueError(f"{index_path} line {line}: ih, iw, sh, sw must be integers, got "
-                                 f"{[r['ih'], r['iw'], r['sh'], r['sw']]}.")
+                raise ValueError(
+                    f"{index_path} line {line}: ih, iw, sh, sw must be integers, got "
+                    f"{[r['ih'], r['iw'], r['sh'], r['sw']]}."
+                ) from None
             if min(ih, iw, sh, sw) < 1:
-                raise ValueError(f"{index_path} line {line}: ih, iw, sh, sw must be positive, got "
-                                 f"{[ih, iw, sh, sw]}.")
+                raise ValueError(
+                    f"{index_path} line {line}: ih, iw, sh, sw must be positive, got "
+                    f"{[ih, iw, sh, sw]}."
+                )
             if not r["image"]:
                 raise ValueError(f"{index_path} line {line}: the image cell is empty.")
             self._rows.append((r["image"], r["split"], ih, iw, sh, sw, line))
@@ -320,8 +387,10 @@ class Broden(_BrodenBase):
                     if re.fullmatch(r"-?\d+", e):
                         v = int(e)
                         if not 0 <= v < L or not known[v]:
-                            raise ValueError(f"{index_path} line {line}, column {cat!r}: label number {v} "
-                                             f"is not in {label_path}.")
+                            raise ValueError(
+                                f"{index_path} line {line}, column {cat!r}: label number {v} "
+                                f"is not in {label_path}."
+                            )
                         ints.append(v)
                         entries.append((0, v))
                     else:
@@ -330,8 +399,14 @@ class Broden(_BrodenBase):
                 cells[cat].append((ints, entries))
         if not self._rows:
             splits = sorted({r["split"] for r in rows})
-            raise ValueError(f"{index_path} has no rows" + (f" of split {split!r}; splits present: {splits}"
-                                                          if split is not None else "; add images to it."))
+            raise ValueError(
+                f"{index_path} has no rows"
+                + (
+                    f" of split {split!r}; splits present: {splits}"
+                    if split is not None
+                    else "; add images to it."
+                )
+            )
         self._cells = cells
         self.split = split
         self.pixel_categories = [c for c in cats if has_png[c]]
@@ -351,24 +426,32 @@ class Broden(_BrodenBase):
         return self.root / "images" / self._rows[i][0]
 
     def _read(self, path: Path, line: int, keep_modes: tuple[str, ...] = ()) -> np.ndarray:
-        """The image file ``path`` (of index.csv line ``line``) as an array, converted to RGB unless its
-        mode is in ``keep_modes``; a missing, truncated or corrupt file says which row it belongs to."""
+        """The image file ``path`` (of index.csv line ``line``) as an array, converted to RGB
+        unless its
+        mode is in ``keep_modes``; a missing, truncated or corrupt file says which row it belongs
+        to."""
         if not path.is_file():
-            raise FileNotFoundError(f"{path} (index.csv line {line}) is missing; the Broden copy is incomplete.")
+            raise FileNotFoundError(
+                f"{path} (index.csv line {line}) is missing; the Broden copy is incomplete."
+            )
         try:
             with Image.open(path) as im:
                 return np.array(im if im.mode in keep_modes else im.convert("RGB"))
-        except (OSError, SyntaxError) as exc:     # PIL: truncated or not an image
-            raise ValueError(f"{path} (index.csv line {line}) cannot be read ({exc}); the file is truncated or "
-                             "corrupt, copy it again.") from None
+        except (OSError, SyntaxError) as exc:  # PIL: truncated or not an image
+            raise ValueError(
+                f"{path} (index.csv line {line}) cannot be read ({exc}); the file is truncated or "
+                "corrupt, copy it again."
+            ) from None
 
     def _load_image(self, i: int) -> torch.Tensor:
         name, _, ih, iw, _, _, line = self._rows[i]
         path = self.root / "images" / name
         arr = self._read(path, line)
         if arr.shape[:2] != (ih, iw):
-            raise ValueError(f"{path} is {arr.shape[0]}x{arr.shape[1]} but index.csv line {line} says "
-                             f"ih={ih}, iw={iw}; fix the row or the image.")
+            raise ValueError(
+                f"{path} is {arr.shape[0]}x{arr.shape[1]} but index.csv line {line} says "
+                f"ih={ih}, iw={iw}; fix the row or the image."
+            )
         return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
     def _load_png(self, rel: str, i: int) -> np.ndarray:
@@ -380,12 +463,18 @@ class Broden(_BrodenBase):
         else:
             lab = arr.astype(np.int64)
         if lab.shape != (sh, sw):
-            raise ValueError(f"{path} is {lab.shape[0]}x{lab.shape[1]} but index.csv line {line} says "
-                             f"sh={sh}, sw={sw}; segmentations must have the size in sh, sw.")
+            raise ValueError(
+                f"{path} is {lab.shape[0]}x{lab.shape[1]} but index.csv line {line} says "
+                f"sh={sh}, sw={sw}; segmentations must have the size in sh, sw."
+            )
         if lab.size and (lab.max() >= len(self._known) or not self._known[lab].all()):
-            bad = sorted({int(v) for v in np.unique(lab) if v >= len(self._known) or not self._known[v]})
-            raise ValueError(f"{path} (index.csv line {line}) holds label number(s) {bad[:10]} that are not in "
-                             f"{self.root / 'label.csv'}.")
+            bad = sorted(
+                {int(v) for v in np.unique(lab) if v >= len(self._known) or not self._known[v]}
+            )
+            raise ValueError(
+                f"{path} (index.csv line {line}) holds label number(s) {bad[:10]} that are not in "
+                f"{self.root / 'label.csv'}."
+            )
         return lab
 
     def _layers(self, i: int, cat: str) -> np.ndarray:
@@ -404,8 +493,15 @@ class Broden(_BrodenBase):
             raise IndexError(f"index {i} out of range for a Broden set of {len(self)} rows")
         i = i % len(self)
         masks = {c: torch.from_numpy(self._layers(i, c)) for c in self.pixel_categories}
-        scalars = {c: torch.tensor(self._cells[c][i][0], dtype=torch.long) for c in self.scalar_categories}
-        return {"image": self._load_image(i), "masks": masks, "scalars": scalars, "split": self._rows[i][1]}
+        scalars = {
+            c: torch.tensor(self._cells[c][i][0], dtype=torch.long) for c in self.scalar_categories
+        }
+        return {
+            "image": self._load_image(i),
+            "masks": masks,
+            "scalars": scalars,
+            "split": self._rows[i][1],
+        }
 
     def images_batch(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Only the images of ``indices`` as float32 (B, 3, H, W) (no label PNGs are read)."""
@@ -416,9 +512,11 @@ class Broden(_BrodenBase):
             images[b] = _resize_image(self._load_image(i), (H, W))
         return images
 
-    def segmentation_batch(self, indices: Sequence[int] | torch.Tensor
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images, stacked pixel-label layers and image-level labels of ``indices`` (see module doc)."""
+    def segmentation_batch(
+        self, indices: Sequence[int] | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images, stacked pixel-label layers and image-level labels of ``indices`` (see module
+        doc)."""
         idx = row_indices(indices, len(self)).tolist()
         B = len(idx)
         H, W = self.image_shape
@@ -432,11 +530,11 @@ class Broden(_BrodenBase):
                 lay = self._layers(i, c)
                 if len(lay):
                     o = self._layer_offset[c]
-                    pixel[b, o:o + len(lay)] = _resize_nearest(lay, (sh, sw))
+                    pixel[b, o : o + len(lay)] = _resize_nearest(lay, (sh, sw))
             for c in self.scalar_categories:
                 v = self._cells[c][i][0]
                 o = self._scalar_offset[c]
-                scal[b, o:o + len(v)] = v
+                scal[b, o : o + len(v)] = v
         return images, torch.from_numpy(pixel), torch.from_numpy(scal)
 
 
@@ -459,7 +557,7 @@ def _int_or_zero(v: str | None, path: Path, line: int) -> int:
     try:
         return int(float(v))
     except ValueError:
-        raise ValueError(f"{path} line {line}: {v!r} is not a number.")
+        raise ValueError(f"{path} line {line}: {v!r} is not a number.") from None
 
 
 def _float_or_zero(v: str | None, path: Path, line: int) -> float:
@@ -468,7 +566,7 @@ def _float_or_zero(v: str | None, path: Path, line: int) -> float:
     try:
         return float(v)
     except ValueError:
-        raise ValueError(f"{path} line {line}: {v!r} is not a number.")
+        raise ValueError(f"{path} line {line}: {v!r} is not a number.") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,23 +589,38 @@ class InMemoryBroden(_BrodenBase):
     image-level labels) are computed from the data, as the Broden tools do.
     """
 
-    def __init__(self, images: np.ndarray, pixel: dict[str, np.ndarray], scalar: dict[str, np.ndarray],
-                 label_names: Sequence[str], label_categories: Sequence[str | Sequence[str]],
-                 categories: Sequence[str] | None = None, splits: Sequence[str] | None = None,
-                 image_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        pixel: dict[str, np.ndarray],
+        scalar: dict[str, np.ndarray],
+        label_names: Sequence[str],
+        label_categories: Sequence[str | Sequence[str]],
+        categories: Sequence[str] | None = None,
+        splits: Sequence[str] | None = None,
+        image_names: Sequence[str] | None = None,
+    ) -> None:
         images = np.asarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {images.shape}.")
+            raise ValueError(
+                f"images must be uint8 (N, 3, H, W), got {images.dtype} {images.shape}."
+            )
         N = len(images)
         if N == 0:
             raise ValueError("images is empty (N = 0); pass at least one image.")
         self.categories = list(categories) if categories is not None else [*pixel, *scalar]
         if sorted(self.categories) != sorted([*pixel, *scalar]):
-            raise ValueError(f"categories {self.categories} must list each of {[*pixel, *scalar]} once.")
+            raise ValueError(
+                f"categories {self.categories} must list each of {[*pixel, *scalar]} once."
+            )
         clash = [c for c in self.categories if c in META_COLUMNS]
-        if clash:  # index.csv has these columns already: write_broden would write a header with them twice
-            raise ValueError(f"categories {clash} have the names of index.csv's own columns {META_COLUMNS}; "
-                             "rename them.")
+        if (
+            clash
+        ):  # index.csv has these columns already: write_broden would write a header with them twice
+            raise ValueError(
+                f"categories {clash} have the names of index.csv's own columns {META_COLUMNS}; "
+                "rename them."
+            )
         self.pixel_categories = [c for c in self.categories if c in pixel]
         self.scalar_categories = [c for c in self.categories if c in scalar]
         L = len(label_names)
@@ -516,8 +629,11 @@ class InMemoryBroden(_BrodenBase):
         shapes = {np.shape(a)[2:] for a in pixel.values()}
         if len(shapes) > 1:
             raise ValueError(f"all pixel categories need one segmentation shape, got {shapes}.")
-        self.seg_shape = tuple(int(s) for s in shapes.pop()) if shapes else (self.image_shape[0] // 2,
-                                                                           self.image_shape[1] // 2)
+        self.seg_shape = (
+            tuple(int(s) for s in shapes.pop())
+            if shapes
+            else (self.image_shape[0] // 2, self.image_shape[1] // 2)
+        )
         self._pixel: dict[str, np.ndarray] = {}
         self._nonzero: dict[str, np.ndarray] = {}
         for c in self.pixel_categories:
@@ -525,9 +641,11 @@ class InMemoryBroden(_BrodenBase):
             if a.ndim != 4 or a.shape[0] != N:
                 raise ValueError(f"pixel[{c!r}] must be (N={N}, k, sh, sw), got {a.shape}.")
             if a.size and (a.min() < 0 or a.max() >= L):
-                raise ValueError(f"pixel[{c!r}] holds label numbers outside 0..{L - 1} (label_names).")
+                raise ValueError(
+                    f"pixel[{c!r}] holds label numbers outside 0..{L - 1} (label_names)."
+                )
             nz = a.reshape(N, a.shape[1], -1).any(-1)
-            if (np.diff(nz.astype(np.int8), axis=1) > 0).any():   # move non-empty layers first
+            if (np.diff(nz.astype(np.int8), axis=1) > 0).any():  # move non-empty layers first
                 order = np.argsort(~nz, axis=1, kind="stable")
                 a = np.take_along_axis(a, order[:, :, None, None], axis=1)
                 nz = np.take_along_axis(nz, order, axis=1)
@@ -539,30 +657,43 @@ class InMemoryBroden(_BrodenBase):
                 raise ValueError(f"scalar[{c!r}] must be (N={N},) or (N, m), got {a.shape}.")
             a = a.reshape(N, -1)
             if a.size and (a.min() < 0 or a.max() >= L):
-                raise ValueError(f"scalar[{c!r}] holds label numbers outside 0..{L - 1} (label_names).")
+                raise ValueError(
+                    f"scalar[{c!r}] holds label numbers outside 0..{L - 1} (label_names)."
+                )
             self._scalar[c] = a
         self._splits = list(splits) if splits is not None else ["train"] * N
-        self.image_names = list(image_names) if image_names is not None else [f"{i:06d}" for i in range(N)]
+        self.image_names = (
+            list(image_names) if image_names is not None else [f"{i:06d}" for i in range(N)]
+        )
         if len(self._splits) != N or len(self.image_names) != N:
             raise ValueError("splits and image_names need one entry per image.")
-        self._layout({c: int(self._nonzero[c].sum(1).max(initial=0)) for c in self.pixel_categories},
-                     {c: int((self._scalar[c] > 0).sum(1).max(initial=0)) for c in self.scalar_categories})
+        self._layout(
+            {c: int(self._nonzero[c].sum(1).max(initial=0)) for c in self.pixel_categories},
+            {c: int((self._scalar[c] > 0).sum(1).max(initial=0)) for c in self.scalar_categories},
+        )
         self.labels, self.category_info = self._statistics(list(label_names), label_categories)
 
-    def _statistics(self, names: list[str], label_categories: Sequence[str | Sequence[str]]
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def _statistics(
+        self, names: list[str], label_categories: Sequence[str | Sequence[str]]
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
         N, L = len(self), len(names)
-        members = [[c] if isinstance(c, str) and c else ([] if isinstance(c, str) else list(c))
-                   for c in label_categories]
+        members = [
+            [c] if isinstance(c, str) and c else ([] if isinstance(c, str) else list(c))
+            for c in label_categories
+        ]
         if len(members) != L:
-            raise ValueError(f"label_categories needs {L} entries (one per label), got {len(members)}.")
+            raise ValueError(
+                f"label_categories needs {L} entries (one per label), got {len(members)}."
+            )
         per_cat, freq_any, cov_total = {}, np.zeros((N, L), bool), np.zeros(L)
         cat_rows = []
         for c in self.categories:
             if c in self._pixel:
                 a = self._pixel[c]
                 flat = a.reshape(N, -1)
-                counts = np.bincount((flat + np.arange(N)[:, None] * L).ravel(), minlength=N * L).reshape(N, L)
+                counts = np.bincount(
+                    (flat + np.arange(N)[:, None] * L).ravel(), minlength=N * L
+                ).reshape(N, L)
                 counts[:, 0] = 0
                 cov = counts.sum(0) / float(a.shape[2] * a.shape[3])
             else:
@@ -579,8 +710,15 @@ class InMemoryBroden(_BrodenBase):
             per_cat[c] = (code, np.where(code > 0, freq, 0), np.where(code > 0, cov, 0.0))
             freq_any |= present
             cov_total += np.where(code > 0, cov, 0.0)
-            cat_rows.append({"name": c, "first": min(nums, default=0), "last": max(nums, default=0),
-                             "count": len(nums), "frequency": int(present.any(1).sum())})
+            cat_rows.append(
+                {
+                    "name": c,
+                    "first": min(nums, default=0),
+                    "last": max(nums, default=0),
+                    "count": len(nums),
+                    "frequency": int(present.any(1).sum()),
+                }
+            )
         fallback = [{c: 1 for c in m} for m in members]
         syns = [""] * L
         labels = _labels_frame(names, syns, freq_any.sum(0), cov_total, per_cat, fallback)
@@ -598,34 +736,45 @@ class InMemoryBroden(_BrodenBase):
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for a set of {len(self)} images")
         i = i % len(self)
-        masks = {c: torch.from_numpy(self._pixel[c][i][self._nonzero[c][i]].astype(np.int64))
-                 for c in self.pixel_categories}
-        scalars = {c: torch.from_numpy(self._scalar[c][i][self._scalar[c][i] > 0].astype(np.int64))
-                   for c in self.scalar_categories}
-        return {"image": self._image(i), "masks": masks, "scalars": scalars, "split": self._splits[i]}
+        masks = {
+            c: torch.from_numpy(self._pixel[c][i][self._nonzero[c][i]].astype(np.int64))
+            for c in self.pixel_categories
+        }
+        scalars = {
+            c: torch.from_numpy(self._scalar[c][i][self._scalar[c][i] > 0].astype(np.int64))
+            for c in self.scalar_categories
+        }
+        return {
+            "image": self._image(i),
+            "masks": masks,
+            "scalars": scalars,
+            "split": self._splits[i],
+        }
 
     def images_batch(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Only the images of ``indices`` as float32 (B, 3, H, W)."""
         idx = row_indices(indices, len(self)).numpy()
         return torch.from_numpy(self._images[idx]).float().div_(255.0)
 
-    def segmentation_batch(self, indices: Sequence[int] | torch.Tensor
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images, stacked pixel-label layers and image-level labels of ``indices`` (see module doc)."""
+    def segmentation_batch(
+        self, indices: Sequence[int] | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images, stacked pixel-label layers and image-level labels of ``indices`` (see module
+        doc)."""
         idx = row_indices(indices, len(self)).numpy()
         images = torch.from_numpy(self._images[idx]).float().div_(255.0)
         sh, sw = self.seg_shape
         pixel = np.zeros((len(idx), len(self.layer_categories), sh, sw), np.int64)
         for c in self.pixel_categories:
             o, k = self._layer_offset[c], self.layer_categories.count(c)
-            pixel[:, o:o + k] = self._pixel[c][idx, :k]
+            pixel[:, o : o + k] = self._pixel[c][idx, :k]
         scal = np.zeros((len(idx), len(self.scalar_label_categories)), np.int64)
         for c in self.scalar_categories:
             o, k = self._scalar_offset[c], self.scalar_label_categories.count(c)
             a = self._scalar[c][idx]
             # non-zero entries first, keeping their order
             order = np.argsort(a <= 0, axis=1, kind="stable")
-            scal[:, o:o + k] = np.take_along_axis(a, order, axis=1)[:, :k]
+            scal[:, o : o + k] = np.take_along_axis(a, order, axis=1)[:, :k]
         return images, torch.from_numpy(pixel), torch.from_numpy(scal)
 
 
@@ -645,8 +794,9 @@ def _fmt(x: float) -> str:
     return repr(float(x))
 
 
-def write_broden(root: str | os.PathLike, ds: InMemoryBroden, overwrite: bool = False,
-                 prefix: str = "") -> Path:
+def write_broden(
+    root: str | os.PathLike, ds: InMemoryBroden, overwrite: bool = False, prefix: str = ""
+) -> Path:
     """Write ``ds`` as a Broden directory at ``root`` (images as PNG); returns ``root``.
 
     Everything is written into a temporary sibling folder first and renamed into place, so
@@ -658,18 +808,28 @@ def write_broden(root: str | os.PathLike, ds: InMemoryBroden, overwrite: bool = 
     ``ds[i]`` and ``ds.labels``.
     """
     if not isinstance(ds, InMemoryBroden):
-        hint = (" A Broden read from files is already on disk: copy its folder (shutil.copytree) instead."
-                if isinstance(ds, Broden) else "")
-        raise TypeError(f"write_broden writes an InMemoryBroden (e.g. ConceptWorld.as_broden(n)), got "
-                        f"{type(ds).__name__}.{hint}")
+        hint = (
+            " A Broden read from files is already on disk: copy its folder (shutil.copytree) "
+            "instead."
+            if isinstance(ds, Broden)
+            else ""
+        )
+        raise TypeError(
+            f"write_broden writes an InMemoryBroden (e.g. ConceptWorld.as_broden(n)), got "
+            f"{type(ds).__name__}.{hint}"
+        )
     root = Path(root).expanduser()
     if (root.exists() or root.is_symlink()) and not overwrite:
-        raise FileExistsError(f"{root} already exists; pass overwrite=True or choose another folder.")
+        raise FileExistsError(
+            f"{root} already exists; pass overwrite=True or choose another folder."
+        )
     if root.exists() or root.is_symlink():
         _check_replaceable(root)
     twice = sorted({n for n, k in Counter(ds.image_names).items() if k > 1})
     if twice:
-        raise ValueError(f"image_names must be unique (each names a file), but {twice[:5]} occur more than once.")
+        raise ValueError(
+            f"image_names must be unique (each names a file), but {twice[:5]} occur more than once."
+        )
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
     try:
@@ -680,7 +840,7 @@ def write_broden(root: str | os.PathLike, ds: InMemoryBroden, overwrite: bool = 
             try:
                 os.replace(tmp, root)
             except BaseException:
-                os.replace(old / "d", root)          # put the old copy back
+                os.replace(old / "d", root)  # put the old copy back
                 shutil.rmtree(old, ignore_errors=True)
                 raise
             shutil.rmtree(old, ignore_errors=True)
@@ -695,36 +855,50 @@ def write_broden(root: str | os.PathLike, ds: InMemoryBroden, overwrite: bool = 
 def _written_here(name: str) -> bool:
     """Whether a top-level entry of a dataset folder is one :func:`write_broden` writes."""
     return name in (MARKER, "index.csv", "label.csv", "category.csv", "images") or bool(
-        re.fullmatch(r"c_.+\.csv", name))
+        re.fullmatch(r"c_.+\.csv", name)
+    )
 
 
 def _check_replaceable(root: Path) -> None:
-    """Raise unless ``root`` is a Broden folder this library wrote (it holds :data:`MARKER`) and holds
+    """Raise unless ``root`` is a Broden folder this library wrote (it holds :data:`MARKER`) and
+    holds
     nothing else than what the writer writes: ``overwrite=True`` must never delete anything else."""
     if root.is_symlink() or not root.is_dir():
-        raise FileExistsError(f"{root} exists and is not a folder written by write_broden (it is a "
-                              f"{'link' if root.is_symlink() else 'file'}); overwrite=True replaces only such folders. "
-                              "Remove it yourself or choose another folder.")
+        raise FileExistsError(
+            f"{root} exists and is not a folder written by write_broden (it is a "
+            f"{'link' if root.is_symlink() else 'file'}); overwrite=True replaces only such "
+            f"folders. "
+            "Remove it yourself or choose another folder."
+        )
     if not (root / MARKER).is_file():
-        raise FileExistsError(f"{root} is not a Broden folder written by write_broden (it has no {MARKER} file); "
-                              "overwrite=True replaces only such folders, so nothing was deleted. Remove it "
-                              "yourself or choose another folder.")
+        raise FileExistsError(
+            f"{root} is not a Broden folder written by write_broden (it has no {MARKER} file); "
+            "overwrite=True replaces only such folders, so nothing was deleted. Remove it "
+            "yourself or choose another folder."
+        )
     foreign = sorted(p.name for p in root.iterdir() if not _written_here(p.name))
     if foreign:
-        raise FileExistsError(f"{root} holds files write_broden did not write ({', '.join(foreign[:5])}); "
-                              "overwrite=True would delete them, so nothing was changed. Move them out or "
-                              "choose another folder.")
+        raise FileExistsError(
+            f"{root} holds files write_broden did not write ({', '.join(foreign[:5])}); "
+            "overwrite=True would delete them, so nothing was changed. Move them out or "
+            "choose another folder."
+        )
 
 
 def _write_into(tmp: Path, ds: InMemoryBroden, prefix: str) -> None:
-    (tmp / MARKER).write_text("written by interpkit.data.write_broden; overwrite=True may replace this folder\n",
-                              encoding="utf-8")
+    (tmp / MARKER).write_text(
+        "written by interpkit.data.write_broden; overwrite=True may replace this folder\n",
+        encoding="utf-8",
+    )
     labels = ds.labels
     sh, sw = ds.seg_shape
     ih, iw = ds.image_shape
     (tmp / "images").mkdir()
-    columns = META_COLUMNS + [c for c in INDEX_COLUMNS[6:]] + [c for c in ds.categories
-                                                              if c not in INDEX_COLUMNS]
+    columns = (
+        META_COLUMNS
+        + [c for c in INDEX_COLUMNS[6:]]
+        + [c for c in ds.categories if c not in INDEX_COLUMNS]
+    )
     with open(tmp / "index.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(columns)
@@ -733,14 +907,16 @@ def _write_into(tmp: Path, ds: InMemoryBroden, prefix: str) -> None:
             img_rel = f"{stem}.png"
             (tmp / "images" / img_rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.ascontiguousarray(ds._images[i].transpose(1, 2, 0)), "RGB").save(
-                tmp / "images" / img_rel, compress_level=1)
+                tmp / "images" / img_rel, compress_level=1
+            )
             cells = {c: "" for c in columns[6:]}
             for c in ds.pixel_categories:
                 rels = []
                 for q in np.flatnonzero(ds._nonzero[c][i]):
                     rel = f"{stem}_{c}.png" if q == 0 else f"{stem}_{c}_{q}.png"
-                    _png_labels(ds._pixel[c][i, q].astype(np.int64)).save(tmp / "images" / rel,
-                                                                          compress_level=1)
+                    _png_labels(ds._pixel[c][i, q].astype(np.int64)).save(
+                        tmp / "images" / rel, compress_level=1
+                    )
                     rels.append(rel)
                 cells[c] = ";".join(rels)
             for c in ds.scalar_categories:
@@ -752,9 +928,19 @@ def _write_into(tmp: Path, ds: InMemoryBroden, prefix: str) -> None:
         w.writerow(["number", "name", "category", "frequency", "coverage", "syns"])
         for num in range(1, len(labels)):
             row = labels.iloc[num]
-            cat_cell = ";".join(f"{c}({int(row[f'frequency_{c}'])})" for c in ds.categories
-                                if row[f"code_{c}"] > 0)
-            w.writerow([num, row["name"], cat_cell, int(row["frequency"]), _fmt(row["coverage"]), row["syns"]])
+            cat_cell = ";".join(
+                f"{c}({int(row[f'frequency_{c}'])})" for c in ds.categories if row[f"code_{c}"] > 0
+            )
+            w.writerow(
+                [
+                    num,
+                    row["name"],
+                    cat_cell,
+                    int(row["frequency"]),
+                    _fmt(row["coverage"]),
+                    row["syns"],
+                ]
+            )
     with open(tmp / "category.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["name", "first", "last", "count", "frequency"])
@@ -767,5 +953,12 @@ def _write_into(tmp: Path, ds: InMemoryBroden, prefix: str) -> None:
             w.writerow(["code", "number", "name", "frequency", "coverage"])
             sel = labels[labels[f"code_{c}"] > 0].sort_values(f"code_{c}")
             for num, row in sel.iterrows():
-                w.writerow([int(row[f"code_{c}"]), int(num), row["name"], int(row[f"frequency_{c}"]),
-                            _fmt(row[f"coverage_{c}"])])
+                w.writerow(
+                    [
+                        int(row[f"code_{c}"]),
+                        int(num),
+                        row["name"],
+                        int(row[f"frequency_{c}"]),
+                        _fmt(row[f"coverage_{c}"]),
+                    ]
+                )

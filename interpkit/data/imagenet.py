@@ -1,4 +1,5 @@
 """ImageNet class names and real photographs sized for an ImageNet classifier, offline."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -36,15 +37,23 @@ def center_square(image: torch.Tensor, size: int) -> torch.Tensor:
     """Crop the central square of a (C, H, W) image and resize it to (C, size, size) (bilinear,
     antialiased when shrinking), clipped to [0, 1]."""
     if not isinstance(image, torch.Tensor) or image.ndim != 3:
-        raise ValueError(f"image must be a (C, H, W) tensor, got {getattr(image, 'shape', type(image).__name__)}.")
+        raise ValueError(
+            "image must be a (C, H, W) tensor, got "
+            f"{getattr(image, 'shape', type(image).__name__)}."
+        )
     size = check_positive_int("size", size)
     _, h, w = image.shape
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    square = image[:, top:top + side, left:left + side].float()
+    square = image[:, top : top + side, left : left + side].float()
     if side != size:
-        square = F.interpolate(square[None], size=(size, size), mode="bilinear", align_corners=False,
-                               antialias=side > size)[0]
+        square = F.interpolate(
+            square[None],
+            size=(size, size),
+            mode="bilinear",
+            align_corners=False,
+            antialias=side > size,
+        )[0]
     return square.clamp(0, 1).contiguous()
 
 
@@ -55,7 +64,9 @@ def _motorcycle() -> torch.Tensor:
     return torch.from_numpy(left[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
-def real_photos(size: int = 224, names: tuple[str, ...] | str = REAL_PHOTOS) -> dict[str, torch.Tensor]:
+def real_photos(
+    size: int = 224, names: tuple[str, ...] | str = REAL_PHOTOS
+) -> dict[str, torch.Tensor]:
     """Real colour photographs shipped with scikit-image, for an ImageNet classifier.
 
     Returns ``{name: float32 tensor (3, size, size) in [0, 1]}``: each photograph's central square,

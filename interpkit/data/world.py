@@ -28,13 +28,15 @@ Image ``i`` is drawn from its own generator ``numpy.random.default_rng([seed, i]
 arithmetic only (no BLAS, no transcendental functions on pixels), so it is the same bytes alone
 or in a batch, on any machine.
 """
+
 from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,7 +51,7 @@ __all__ = ["ConceptWorld", "WorldSet", "WorldDataset", "MIN_SIZE", "MAX_SIZE", "
 MIN_SIZE = 32
 MAX_SIZE = 224
 MAX_OBJECTS = 4
-_MIN_OBJECT_PX = 10.0          # smallest object scale in pixels: every part stays >= 1 pixel
+_MIN_OBJECT_PX = 10.0  # smallest object scale in pixels: every part stays >= 1 pixel
 
 # ---------------------------------------------------------------------------------------------
 # Factors
@@ -86,10 +88,10 @@ Mask = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class _Layer:
-    part: str | None           # part name, None for objects without parts
-    mask: Mask                 # (u, v) -> bool, object coordinates in [-0.5, 0.5]
-    detail: bool               # painted in the object's detail colour
-    centre: tuple[float, float] = (0.0, 0.0)   # (u, v) of the part's landmark (inside the part)
+    part: str | None  # part name, None for objects without parts
+    mask: Mask  # (u, v) -> bool, object coordinates in [-0.5, 0.5]
+    detail: bool  # painted in the object's detail colour
+    centre: tuple[float, float] = (0.0, 0.0)  # (u, v) of the part's landmark (inside the part)
 
 
 def _disc(cu: float, cv: float, r: float) -> Mask:
@@ -106,17 +108,39 @@ def _rect(u0: float, u1: float, v0: float, v1: float) -> Mask:
 _OBJECTS: dict[str, list[_Layer]] = {
     "ball": [_Layer(None, _disc(0, 0, 0.5), False)],
     "box": [_Layer(None, _rect(-0.42, 0.42, -0.42, 0.42), False)],
-    "pyramid": [_Layer(None, lambda u, v: (v >= -0.46) & (v <= 0.42) & (np.abs(u) * 0.88 <= 0.5 * (v + 0.46)),
-                       False)],
-    "cross": [_Layer(None, lambda u, v: ((np.abs(u) <= 0.15) & (np.abs(v) <= 0.48))
-                     | ((np.abs(v) <= 0.15) & (np.abs(u) <= 0.48)), False)],
-    "ring": [_Layer(None, lambda u, v: ((u * u + v * v) <= 0.48 * 0.48) & ((u * u + v * v) >= 0.26 * 0.26),
-                    False)],
+    "pyramid": [
+        _Layer(
+            None,
+            lambda u, v: (v >= -0.46) & (v <= 0.42) & (np.abs(u) * 0.88 <= 0.5 * (v + 0.46)),
+            False,
+        )
+    ],
+    "cross": [
+        _Layer(
+            None,
+            lambda u, v: (
+                ((np.abs(u) <= 0.15) & (np.abs(v) <= 0.48))
+                | ((np.abs(v) <= 0.15) & (np.abs(u) <= 0.48))
+            ),
+            False,
+        )
+    ],
+    "ring": [
+        _Layer(
+            None,
+            lambda u, v: ((u * u + v * v) <= 0.48 * 0.48) & ((u * u + v * v) >= 0.26 * 0.26),
+            False,
+        )
+    ],
     "diamond": [_Layer(None, lambda u, v: np.abs(u) + np.abs(v) <= 0.5, False)],
     "house": [
         _Layer("wall", _rect(-0.38, 0.38, -0.05, 0.48), False, (0.0, 0.215)),
-        _Layer("roof", lambda u, v: (v >= -0.48) & (v < -0.05) & (np.abs(u) * 0.43 <= 0.48 * (v + 0.48)),
-               True, (0.0, -0.19)),
+        _Layer(
+            "roof",
+            lambda u, v: (v >= -0.48) & (v < -0.05) & (np.abs(u) * 0.43 <= 0.48 * (v + 0.48)),
+            True,
+            (0.0, -0.19),
+        ),
         _Layer("door", _rect(0.08, 0.28, 0.20, 0.48), True, (0.18, 0.34)),
     ],
     "face": [
@@ -126,8 +150,15 @@ _OBJECTS: dict[str, list[_Layer]] = {
         _Layer("mouth", _rect(-0.20, 0.20, 0.16, 0.28), True, (0.0, 0.22)),
     ],
     "car": [
-        _Layer("car body", lambda u, v: ((np.abs(u) <= 0.48) & (v >= -0.02) & (v <= 0.30))
-               | ((u >= -0.28) & (u <= 0.22) & (v >= -0.36) & (v < -0.02)), False, (0.0, 0.12)),
+        _Layer(
+            "car body",
+            lambda u, v: (
+                ((np.abs(u) <= 0.48) & (v >= -0.02) & (v <= 0.30))
+                | ((u >= -0.28) & (u <= 0.22) & (v >= -0.36) & (v < -0.02))
+            ),
+            False,
+            (0.0, 0.12),
+        ),
         _Layer("window", _rect(-0.20, 0.14, -0.29, -0.08), True, (-0.03, -0.185)),
         _Layer("front wheel", _disc(0.28, 0.30, 0.15), True, (0.28, 0.30)),
         _Layer("rear wheel", _disc(-0.28, 0.30, 0.15), True, (-0.28, 0.30)),
@@ -137,7 +168,7 @@ _OBJECTS: dict[str, list[_Layer]] = {
         _Layer("crown", _disc(0, -0.12, 0.36), False, (0.0, -0.12)),
     ],
 }
-_FLIPPABLE = {"house", "car"}      # asymmetric classes drawn mirrored half of the time
+_FLIPPABLE = {"house", "car"}  # asymmetric classes drawn mirrored half of the time
 
 
 def _frac(x: np.ndarray) -> np.ndarray:
@@ -184,13 +215,13 @@ class WorldSet(ImageSet):
     another resolution, make a ``ConceptWorld(size=...)`` instead (same seed, same scenes).
     """
 
-    scene: torch.Tensor = field(default_factory=_empty)          # (n,) long
-    object_mask: torch.Tensor = field(default_factory=_empty)    # (n, H, W) long
-    part_mask: torch.Tensor = field(default_factory=_empty)      # (n, H, W) long
-    color_mask: torch.Tensor = field(default_factory=_empty)     # (n, H, W) long
-    texture_mask: torch.Tensor = field(default_factory=_empty)   # (n, H, W) long
-    landmarks: torch.Tensor = field(default_factory=_empty)      # (n, n_parts, 2) float32 (y, x)
-    index: torch.Tensor = field(default_factory=_empty)          # (n,) long: generator index
+    scene: torch.Tensor = field(default_factory=_empty)  # (n,) long
+    object_mask: torch.Tensor = field(default_factory=_empty)  # (n, H, W) long
+    part_mask: torch.Tensor = field(default_factory=_empty)  # (n, H, W) long
+    color_mask: torch.Tensor = field(default_factory=_empty)  # (n, H, W) long
+    texture_mask: torch.Tensor = field(default_factory=_empty)  # (n, H, W) long
+    landmarks: torch.Tensor = field(default_factory=_empty)  # (n, n_parts, 2) float32 (y, x)
+    index: torch.Tensor = field(default_factory=_empty)  # (n,) long: generator index
     part_names: list[str] = field(default_factory=list)
     color_names: list[str] = field(default_factory=list)
     texture_names: list[str] = field(default_factory=list)
@@ -198,8 +229,12 @@ class WorldSet(ImageSet):
 
     def masks(self, i: int) -> dict[str, torch.Tensor]:
         """The four pixel masks of image ``i`` as a dict (object, part, color, texture)."""
-        return {"object": self.object_mask[i], "part": self.part_mask[i],
-                "color": self.color_mask[i], "texture": self.texture_mask[i]}
+        return {
+            "object": self.object_mask[i],
+            "part": self.part_mask[i],
+            "color": self.color_mask[i],
+            "texture": self.texture_mask[i],
+        }
 
 
 class WorldDataset(Dataset):
@@ -209,7 +244,9 @@ class WorldDataset(Dataset):
     ``ds.sample(i)`` always returns the full annotation dict.
     """
 
-    def __init__(self, world: "ConceptWorld", n: int, start: int = 0, with_masks: bool = False) -> None:
+    def __init__(
+        self, world: ConceptWorld, n: int, start: int = 0, with_masks: bool = False
+    ) -> None:
         world._check_range(n, start)
         self.world, self.n, self.start, self.with_masks = world, int(n), int(start), with_masks
         self.classes = list(world.object_names)
@@ -222,9 +259,11 @@ class WorldDataset(Dataset):
         try:
             if isinstance(i, bool):
                 raise TypeError
-            i = operator.index(i)                        # int, NumPy integer or 0-d integer tensor
+            i = operator.index(i)  # int, NumPy integer or 0-d integer tensor
         except TypeError:
-            raise TypeError(f"a WorldDataset index must be an integer, got {i!r} ({type(i).__name__}).") from None
+            raise TypeError(
+                f"a WorldDataset index must be an integer, got {i!r} ({type(i).__name__})."
+            ) from None
         if not -self.n <= i < self.n:
             raise IndexError(f"index {i} out of range for a WorldDataset of {self.n} images")
         return self.world.render(self.start + (i % self.n))
@@ -251,49 +290,73 @@ class ConceptWorld:
         object_classes: restrict objects to these class names (default: all ten classes).
     """
 
-    def __init__(self, size: int = 64, seed: int = 0, max_objects: int = 3, single_object: bool = False,
-                 object_classes: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        size: int = 64,
+        seed: int = 0,
+        max_objects: int = 3,
+        single_object: bool = False,
+        object_classes: Sequence[str] | None = None,
+    ) -> None:
         if not isinstance(size, (int, np.integer)) or not MIN_SIZE <= size <= MAX_SIZE:
-            raise ValueError(f"size must be an integer in [{MIN_SIZE}, {MAX_SIZE}] (smaller images cannot "
-                             f"show every part, e.g. the eyes of a face), got {size!r}.")
+            raise ValueError(
+                f"size must be an integer in [{MIN_SIZE}, {MAX_SIZE}] (smaller images cannot "
+                f"show every part, e.g. the eyes of a face), got {size!r}."
+            )
         if not isinstance(max_objects, (int, np.integer)) or not 1 <= max_objects <= MAX_OBJECTS:
-            raise ValueError(f"max_objects must be an integer in [1, {MAX_OBJECTS}], got {max_objects!r}.")
+            raise ValueError(
+                f"max_objects must be an integer in [1, {MAX_OBJECTS}], got {max_objects!r}."
+            )
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
         names = list(_OBJECTS) if object_classes is None else list(object_classes)
         unknown = [c for c in names if c not in _OBJECTS]
         if unknown or not names or len(set(names)) != len(names):
-            raise ValueError(f"object_classes must be distinct names from {list(_OBJECTS)}, got {names!r}.")
+            raise ValueError(
+                f"object_classes must be distinct names from {list(_OBJECTS)}, got {names!r}."
+            )
         self.size, self.seed = int(size), int(seed)
         self.max_objects = 1 if single_object else int(max_objects)
         self.single_object = bool(single_object)
         self.object_names: list[str] = names
-        self.part_names: list[str] = [l.part for c in names for l in _OBJECTS[c] if l.part is not None]
+        self.part_names: list[str] = [
+            l.part for c in names for l in _OBJECTS[c] if l.part is not None
+        ]
         self.color_names: list[str] = list(_PALETTE)
         self.texture_names: list[str] = list(_TEXTURES)
         self.scene_names: list[str] = [s[0] for s in _SCENES]
-        self.object_parts: dict[str, list[str]] = {c: [l.part for l in _OBJECTS[c] if l.part] for c in names}
+        self.object_parts: dict[str, list[str]] = {
+            c: [l.part for l in _OBJECTS[c] if l.part] for c in names
+        }
         table = np.zeros((len(_PALETTE), 2, 3), dtype=np.float32)
         for k, rgb in enumerate(_PALETTE.values()):
             table[k, 0], table[k, 1] = rgb, _shade(rgb)
-        self.color_table: np.ndarray = table          # (n_colors, 2, 3): plain and texture shade
+        self.color_table: np.ndarray = table  # (n_colors, 2, 3): plain and texture shade
         # (3, 2 * (n_colors + 1)): column 2 * (c + 1) + shade is the value for colour label c + 1
-        self._table_t = np.ascontiguousarray(np.concatenate([np.zeros((1, 2, 3), np.float32), table])
-                                             .reshape(-1, 3).T)
+        self._table_t = np.ascontiguousarray(
+            np.concatenate([np.zeros((1, 2, 3), np.float32), table]).reshape(-1, 3).T
+        )
         self._part_index = {p: j for j, p in enumerate(self.part_names)}
         self._backgrounds: np.ndarray | None = None
         self._lowfreq_cache: dict[int, tuple[np.ndarray, ...]] = {}
 
     # -- description ---------------------------------------------------------------------------
     def __repr__(self) -> str:
-        return (f"ConceptWorld(size={self.size}, seed={self.seed}, max_objects={self.max_objects}, "
-                f"single_object={self.single_object}, classes={len(self.object_names)})")
+        return (
+            f"ConceptWorld(size={self.size}, seed={self.seed}, max_objects={self.max_objects}, "
+            f"single_object={self.single_object}, classes={len(self.object_names)})"
+        )
 
     @property
     def config(self) -> dict[str, Any]:
         """The settings that determine every image (used in cache keys and file names)."""
-        return {"size": self.size, "seed": self.seed, "max_objects": self.max_objects,
-                "single_object": self.single_object, "object_classes": list(self.object_names)}
+        return {
+            "size": self.size,
+            "seed": self.seed,
+            "max_objects": self.max_objects,
+            "single_object": self.single_object,
+            "object_classes": list(self.object_names),
+        }
 
     def factor_table(self) -> pd.DataFrame:
         """One row per factor value: factor, mask label (0 = none), name, and extra detail."""
@@ -317,7 +380,9 @@ class ConceptWorld:
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive integer (number of images), got {n!r}.")
         if not isinstance(start, (int, np.integer)) or start < 0:
-            raise ValueError(f"start must be a non-negative integer (first image index), got {start!r}.")
+            raise ValueError(
+                f"start must be a non-negative integer (first image index), got {start!r}."
+            )
 
     # -- backgrounds ---------------------------------------------------------------------------
     def _scene_bases(self) -> np.ndarray:
@@ -333,12 +398,16 @@ class ConceptWorld:
                     w = (ty + tx) * 0.5
                 else:  # radial (squared distance, no sqrt needed)
                     w = np.minimum(((ty - 0.5) ** 2 + (tx - 0.5) ** 2) * 2.0, 1.0)
-                out[k] = np.asarray(top)[:, None, None] * (1 - w[None]) + np.asarray(bottom)[:, None, None] * w[None]
+                out[k] = (
+                    np.asarray(top)[:, None, None] * (1 - w[None])
+                    + np.asarray(bottom)[:, None, None] * w[None]
+                )
             self._backgrounds = out
         return self._backgrounds
 
     def _lowfreq(self, rng: np.random.Generator, g: int) -> np.ndarray:
-        """Smooth noise in [0, 1]: a random g x g grid upsampled bilinearly (elementwise ops only)."""
+        """Smooth noise in [0, 1]: a random g x g grid upsampled bilinearly (elementwise ops
+        only)."""
         if g not in self._lowfreq_cache:
             pos = np.arange(self.size, dtype=np.float64) * ((g - 1) / (self.size - 1))
             i0 = np.minimum(np.floor(pos).astype(np.int64), g - 2)
@@ -346,8 +415,8 @@ class ConceptWorld:
             self._lowfreq_cache[g] = (i0, i0 + 1, w)
         i0, i1, w = self._lowfreq_cache[g]
         grid = rng.random((g, g))
-        rows = grid[i0] * (1 - w)[:, None] + grid[i1] * w[:, None]            # (S, g)
-        return rows[:, i0] * (1 - w)[None, :] + rows[:, i1] * w[None, :]      # (S, S)
+        rows = grid[i0] * (1 - w)[:, None] + grid[i1] * w[:, None]  # (S, g)
+        return rows[:, i0] * (1 - w)[None, :] + rows[:, i1] * w[None, :]  # (S, S)
 
     def _background(self, rng: np.random.Generator, scene: int, out: np.ndarray) -> None:
         """Write the background of ``scene`` (gradient + noise) into ``out`` (3, S, S)."""
@@ -367,12 +436,15 @@ class ConceptWorld:
         elif noise_kind == "ripples":
             period = max(4.0, S / 10.0)
             ph = rng.random(2)
-            n = (_frac(yy / period + np.abs(_frac(xx / (2 * period) + ph[0]) - 0.5) + ph[1]) < 0.3) * 0.1 - 0.03
+            n = (
+                _frac(yy / period + np.abs(_frac(xx / (2 * period) + ph[0]) - 0.5) + ph[1]) < 0.3
+            ) * 0.1 - 0.03
         else:  # tiles
             tile = max(6.0, S / 5.0)
             off = rng.random(2) * tile
-            n = ((_frac((yy + off[0]) / tile) < 0.08) | (_frac((xx + off[1]) / tile) < 0.08)) * -0.12 \
-                + (rng.random((S, S)) - 0.5) * 0.05
+            n = (
+                (_frac((yy + off[0]) / tile) < 0.08) | (_frac((xx + off[1]) / tile) < 0.08)
+            ) * -0.12 + (rng.random((S, S)) - 0.5) * 0.05
         np.clip(base + n[None], 0.0, 1.0, out=out, casting="same_kind")
 
     # -- objects -------------------------------------------------------------------------------
@@ -382,26 +454,39 @@ class ConceptWorld:
         lo, hi = (0.55, 0.80) if self.single_object else (0.30, 0.48)
         nc, ncol, ntex = len(self.object_names), len(self.color_names), len(self.texture_names)
         objs = []
-        for r in rng.random((n_obj, 8)).tolist():            # one batch of draws per image
+        for r in rng.random((n_obj, 8)).tolist():  # one batch of draws per image
             cls = int(r[0] * nc)
             color = int(r[1] * ncol)
             detail = int(r[2] * (ncol - 1))
-            detail += detail >= color                        # a different colour for detail parts
+            detail += detail >= color  # a different colour for detail parts
             flip = -1.0 if (self.object_names[cls] in _FLIPPABLE and r[5] < 0.5) else 1.0
-            objs.append(dict(cls=cls, color=color, detail=detail, tex=int(r[3] * ntex),
-                             s=max(_MIN_OBJECT_PX, (lo + (hi - lo) * r[4]) * S), flip=flip,
-                             phase=(r[6], r[7])))
-        objs.sort(key=lambda o: -o["s"])                    # draw large objects first
+            objs.append(
+                dict(
+                    cls=cls,
+                    color=color,
+                    detail=detail,
+                    tex=int(r[3] * ntex),
+                    s=max(_MIN_OBJECT_PX, (lo + (hi - lo) * r[4]) * S),
+                    flip=flip,
+                    phase=(r[6], r[7]),
+                )
+            )
+        objs.sort(key=lambda o: -o["s"])  # draw large objects first
         tries = rng.random((n_obj, 12, 2)).tolist()
         placed: list[tuple[float, float, float]] = []
-        for o, cand in zip(objs, tries):                     # spread objects out (a few tries)
+        for o, cand in zip(objs, tries):  # spread objects out (a few tries)
             half = o["s"] / 2
             span = max(S - 1 - 2 * half, 0.0)
             best, best_gap = (half, half), -math.inf
             for ry, rx in cand:
                 cy, cx = half + span * ry, half + span * rx
-                gap = min((math.sqrt((cy - py) ** 2 + (cx - px) ** 2) - 0.4 * (o["s"] + ps)
-                           for py, px, ps in placed), default=math.inf)
+                gap = min(
+                    (
+                        math.sqrt((cy - py) ** 2 + (cx - px) ** 2) - 0.4 * (o["s"] + ps)
+                        for py, px, ps in placed
+                    ),
+                    default=math.inf,
+                )
                 if gap > best_gap:
                     best, best_gap = (cy, cx), gap
                 if gap >= 0:
@@ -419,25 +504,33 @@ class ConceptWorld:
         masks = np.empty((4, S, S), np.int64)
         lm = np.empty((P, 2), np.float32)
         label, scene = self._render_into(int(index), img, masks, lm)
-        return {"image": torch.from_numpy(img), "label": torch.tensor(label), "scene": torch.tensor(scene),
-                "object_mask": torch.from_numpy(masks[0]), "part_mask": torch.from_numpy(masks[1]),
-                "color_mask": torch.from_numpy(masks[2]), "texture_mask": torch.from_numpy(masks[3]),
-                "landmarks": torch.from_numpy(lm), "index": torch.tensor(int(index))}
+        return {
+            "image": torch.from_numpy(img),
+            "label": torch.tensor(label),
+            "scene": torch.tensor(scene),
+            "object_mask": torch.from_numpy(masks[0]),
+            "part_mask": torch.from_numpy(masks[1]),
+            "color_mask": torch.from_numpy(masks[2]),
+            "texture_mask": torch.from_numpy(masks[3]),
+            "landmarks": torch.from_numpy(lm),
+            "index": torch.tensor(int(index)),
+        }
 
-    def _render_into(self, index: int, img_out: np.ndarray, masks_out: np.ndarray,
-                     lm_out: np.ndarray) -> tuple[int, int]:
+    def _render_into(
+        self, index: int, img_out: np.ndarray, masks_out: np.ndarray, lm_out: np.ndarray
+    ) -> tuple[int, int]:
         """Render image ``index`` into preallocated arrays (3,S,S), (4,S,S), (P,2); returns
         (label, scene)."""
         S = self.size
         rng = np.random.default_rng([self.seed, index])
         scene = int(rng.random() * len(_SCENES))
-        objs = self._object_params(rng)          # before the noise: same layout at every size
+        objs = self._object_params(rng)  # before the noise: same layout at every size
         self._background(rng, scene, img_out)
 
-        lay = np.zeros((S, S), np.uint8)         # layer id per pixel, 0 = background
-        pat = np.zeros((S, S), np.uint8)         # texture shade (0/1) per pixel
+        lay = np.zeros((S, S), np.uint8)  # layer id per pixel, 0 = background
+        pat = np.zeros((S, S), np.uint8)  # texture shade (0/1) per pixel
         lut_obj, lut_part, lut_col, lut_tex, lut_inst = [0], [0], [0], [0], [0]
-        centres: list[tuple[int, int, float, float]] = []   # (layer id, part index, y, x)
+        centres: list[tuple[int, int, float, float]] = []  # (layer id, part index, y, x)
         for k, o in enumerate(objs):
             cy, cx, s, flip = o["cy"], o["cx"], o["s"], o["flip"]
             r0, r1 = max(int(math.floor(cy - s / 2)) - 1, 0), min(int(math.ceil(cy + s / 2)) + 2, S)
@@ -465,7 +558,9 @@ class ConceptWorld:
                 else:
                     j = self._part_index[layer.part]
                     lut_part.append(j + 1)
-                    centres.append((lid, j, cy + layer.centre[1] * s, cx + layer.centre[0] * flip * s))
+                    centres.append(
+                        (lid, j, cy + layer.centre[1] * s, cx + layer.centre[0] * flip * s)
+                    )
             tex = self.texture_names[o["tex"]]
             if tex == "solid":
                 np.putmask(pat_c, union, 0)
@@ -483,7 +578,7 @@ class ConceptWorld:
             np.take(luts[q], lay, out=masks_out[q])
         area = np.bincount(lay.ravel(), minlength=len(lut_obj))
         area = np.bincount(luts[4], weights=area, minlength=len(objs) + 1)[1:]
-        largest = int(np.argmax(area))                       # ties: first drawn (= larger)
+        largest = int(np.argmax(area))  # ties: first drawn (= larger)
         label = objs[largest]["cls"]
 
         # object pixels: the palette value of their colour label, shade chosen by the texture
@@ -503,7 +598,7 @@ class ConceptWorld:
             else:
                 ys, xs = np.nonzero(lay == lid)
                 if len(ys) == 0:
-                    continue                                 # this part is hidden entirely
+                    continue  # this part is hidden entirely
                 q = int(np.argmin((ys - y) ** 2 + (xs - x) ** 2))
                 lm_out[j] = (ys[q], xs[q])
             best_area[j] = obj_area
@@ -525,21 +620,32 @@ class ConceptWorld:
         for i in range(n):
             labels[i], scenes[i] = self._render_into(start + i, imgs[i], masks[:, i], lms[i])
         return WorldSet(
-            images=torch.from_numpy(imgs), labels=torch.from_numpy(labels), classes=list(self.object_names),
-            name=name or f"concept-world-{S}px-seed{self.seed}", scene=torch.from_numpy(scenes),
-            object_mask=torch.from_numpy(masks[0]), part_mask=torch.from_numpy(masks[1]),
-            color_mask=torch.from_numpy(masks[2]), texture_mask=torch.from_numpy(masks[3]),
-            landmarks=torch.from_numpy(lms), index=torch.arange(start, start + n),
-            part_names=list(self.part_names), color_names=list(self.color_names),
-            texture_names=list(self.texture_names), scene_names=list(self.scene_names))
+            images=torch.from_numpy(imgs),
+            labels=torch.from_numpy(labels),
+            classes=list(self.object_names),
+            name=name or f"concept-world-{S}px-seed{self.seed}",
+            scene=torch.from_numpy(scenes),
+            object_mask=torch.from_numpy(masks[0]),
+            part_mask=torch.from_numpy(masks[1]),
+            color_mask=torch.from_numpy(masks[2]),
+            texture_mask=torch.from_numpy(masks[3]),
+            landmarks=torch.from_numpy(lms),
+            index=torch.arange(start, start + n),
+            part_names=list(self.part_names),
+            color_names=list(self.color_names),
+            texture_names=list(self.texture_names),
+            scene_names=list(self.scene_names),
+        )
 
     def split(self, n_train: int, n_test: int) -> tuple[WorldSet, WorldSet]:
         """Disjoint train (indices ``[0, n_train)``) and test (the next ``n_test``) sets."""
         self._check_range(n_train, 0)
         self._check_range(n_test, 0)
         base = f"concept-world-{self.size}px-seed{self.seed}"
-        return (self.generate(n_train, 0, name=f"{base}-train"),
-                self.generate(n_test, n_train, name=f"{base}-test"))
+        return (
+            self.generate(n_train, 0, name=f"{base}-train"),
+            self.generate(n_test, n_train, name=f"{base}-test"),
+        )
 
     def dataset(self, n: int, start: int = 0, with_masks: bool = False) -> WorldDataset:
         """A lazy ``torch`` Dataset of images ``start .. start + n - 1`` (rendered on access)."""
@@ -548,9 +654,13 @@ class ConceptWorld:
     # -- Broden --------------------------------------------------------------------------------
     def broden_label_names(self) -> dict[str, list[str]]:
         """Category -> label names, in the order of the Broden label numbers (1, 2, ...)."""
-        return {"color": list(self.color_names), "object": list(self.object_names),
-                "part": list(self.part_names), "scene": list(self.scene_names),
-                "texture": list(self.texture_names)}
+        return {
+            "color": list(self.color_names),
+            "object": list(self.object_names),
+            "part": list(self.part_names),
+            "scene": list(self.scene_names),
+            "texture": list(self.texture_names),
+        }
 
     def as_broden(self, n: int, start: int = 0, split: str = "train", chunk: int = 256):
         """Images ``start .. start + n - 1`` as an in-memory ``InMemoryBroden``.
@@ -575,25 +685,41 @@ class ConceptWorld:
         images = np.empty((n, 3, S, S), np.uint8)
         seg = {c: np.zeros((n, 1, sh, sw), np.int32) for c in pixel_cats}
         scene = np.empty((n, 1), np.int64)
-        field_of = {"color": "color_mask", "object": "object_mask", "part": "part_mask",
-                    "texture": "texture_mask"}
+        field_of = {
+            "color": "color_mask",
+            "object": "object_mask",
+            "part": "part_mask",
+            "texture": "texture_mask",
+        }
         for c0 in range(0, n, chunk):
             ws = self.generate(min(chunk, n - c0), start + c0)
             b = len(ws)
-            images[c0:c0 + b] = np.round(ws.images.numpy() * 255.0).astype(np.uint8)
+            images[c0 : c0 + b] = np.round(ws.images.numpy() * 255.0).astype(np.uint8)
             for cat in pixel_cats:
                 m = half_resolution(getattr(ws, field_of[cat]).numpy(), sh, sw)
-                seg[cat][c0:c0 + b, 0] = np.where(m > 0, m + (offsets[cat] - 1), 0)
-            scene[c0:c0 + b, 0] = ws.scene.numpy() + offsets["scene"]
+                seg[cat][c0 : c0 + b, 0] = np.where(m > 0, m + (offsets[cat] - 1), 0)
+            scene[c0 : c0 + b, 0] = ws.scene.numpy() + offsets["scene"]
         label_names = ["-"] + [nm for lst in names.values() for nm in lst]
         label_cats = [""] + [cat for cat, lst in names.items() for _ in lst]
         return InMemoryBroden(
-            images=images, pixel=seg, scalar={"scene": scene}, label_names=label_names,
-            label_categories=label_cats, categories=list(names), splits=[split] * n,
-            image_names=[f"world/{start + i:06d}" for i in range(n)])
+            images=images,
+            pixel=seg,
+            scalar={"scene": scene},
+            label_names=label_names,
+            label_categories=label_cats,
+            categories=list(names),
+            splits=[split] * n,
+            image_names=[f"world/{start + i:06d}" for i in range(n)],
+        )
 
-    def to_broden(self, root: str | Path, n: int, start: int = 0, split: str = "train",
-                  overwrite: bool = False) -> Path:
+    def to_broden(
+        self,
+        root: str | Path,
+        n: int,
+        start: int = 0,
+        split: str = "train",
+        overwrite: bool = False,
+    ) -> Path:
         """Export images ``start .. start + n - 1`` as a Broden directory at ``root``; returns it.
 
         Written into a temporary sibling folder and renamed into place, so ``root`` never holds a

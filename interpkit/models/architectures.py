@@ -1,4 +1,5 @@
 """Small classifiers that train on a CPU: the ClaDec authors' VGG and a CIFAR-style ResNet-18."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,26 +31,36 @@ class VGG8(nn.Module):
     count (1.0 is the paper's 32..512). Block outputs are named ``features.0`` .. ``features.7``.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: float = 1.0,
-                 image_size: int = 32) -> None:
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, width: float = 1.0, image_size: int = 32
+    ) -> None:
         super().__init__()
         _check_args(num_classes, in_channels, width)
         check_positive_int("image_size", image_size)
         blocks, c_in, side = [], in_channels, image_size
         for c, s in zip(VGG8_CHANNELS, VGG8_STRIDES):
             c_out = _scaled(c, width)
-            blocks.append(nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=s, padding=1, bias=False),
-                                        nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)))
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 3, stride=s, padding=1, bias=False),
+                    nn.BatchNorm2d(c_out),
+                    nn.ReLU(inplace=True),
+                )
+            )
             c_in, side = c_out, (side + s - 1) // s
         self.features = nn.Sequential(*blocks)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(c_in * side * side, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Dropout(0.5), nn.Linear(c_in * side * side, num_classes)
+        )
         self.image_size = image_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            raise ValueError(f"VGG8 was built for {self.image_size}x{self.image_size} inputs, got "
-                             f"{x.shape[-2]}x{x.shape[-1]}; resize the data (ImageSet.resized) or build "
-                             f"vgg8(image_size={x.shape[-1]}).")
+            raise ValueError(
+                f"VGG8 was built for {self.image_size}x{self.image_size} inputs, got "
+                f"{x.shape[-2]}x{x.shape[-1]}; resize the data (ImageSet.resized) or build "
+                f"vgg8(image_size={x.shape[-1]})."
+            )
         return self.classifier(self.features(x))
 
 
@@ -65,7 +76,9 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -102,17 +115,23 @@ class ResNet18CIFAR(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def vgg8(num_classes: int = 10, in_channels: int = 1, width: float = 1.0, image_size: int = 32) -> VGG8:
+def vgg8(
+    num_classes: int = 10, in_channels: int = 1, width: float = 1.0, image_size: int = 32
+) -> VGG8:
     """The ClaDec authors' VGG-style classifier (see :class:`VGG8`)."""
     return VGG8(num_classes, in_channels, width, image_size)
 
 
-def resnet18_cifar(num_classes: int = 10, in_channels: int = 3, width: float = 1.0) -> ResNet18CIFAR:
+def resnet18_cifar(
+    num_classes: int = 10, in_channels: int = 3, width: float = 1.0
+) -> ResNet18CIFAR:
     """A CIFAR-style ResNet-18 (see :class:`ResNet18CIFAR`)."""
     return ResNet18CIFAR(num_classes, in_channels, width)
 
 
-def torchvision_model(name: str, weights_path: str | Path | None = None, num_classes: int | None = None) -> nn.Module:
+def torchvision_model(
+    name: str, weights_path: str | Path | None = None, num_classes: int | None = None
+) -> nn.Module:
     """Any torchvision classifier by name, randomly initialised or loaded from a local weights file.
 
     Nothing is downloaded: pass ``weights_path`` to a state dict saved on disk (for example the
@@ -125,21 +144,27 @@ def torchvision_model(name: str, weights_path: str | Path | None = None, num_cla
         import difflib
 
         close = difflib.get_close_matches(name, available, n=5)
-        raise KeyError(f"torchvision has no classifier named {name!r}; closest: {', '.join(close) or 'none'}.")
+        raise KeyError(
+            f"torchvision has no classifier named {name!r}; closest: {', '.join(close) or 'none'}."
+        )
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     model = torchvision.models.get_model(name, weights=None, **kwargs)
     if weights_path is not None:
         path = Path(weights_path)
         if not path.is_file():
-            raise FileNotFoundError(f"weights file {path} does not exist; download it where you have a network "
-                                    "and pass its local path.")
+            raise FileNotFoundError(
+                f"weights file {path} does not exist; download it where you have a network "
+                "and pass its local path."
+            )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:             # truncated download, or a pickled model rather than weights
+        except Exception as exc:  # truncated download, or a pickled model rather than weights
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ValueError(f"weights file {path} cannot be read as a state dict with weights_only=True "
-                             f"({type(exc).__name__}: {msg}); download it again, or save model.state_dict() "
-                             "rather than the whole model.") from exc
+            raise ValueError(
+                f"weights file {path} cannot be read as a state dict with weights_only=True "
+                f"({type(exc).__name__}: {msg}); download it again, or save model.state_dict() "
+                "rather than the whole model."
+            ) from exc
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         model.load_state_dict(state)

