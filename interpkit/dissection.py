@@ -4,20 +4,17 @@ convolutional layer against a dictionary of labelled visual concepts.
 For each unit ``k`` of a layer:
 
 1. ``T_k`` is the top-``quantile`` level (0.005 -> the 0.995 quantile, linear interpolation as
-   ``numpy.quantile``) of the unit's activation over every position of every probe image, on the raw
-   (not upsampled) maps.
-2. Per image the unit's map is upsampled bilinearly (``align_corners=False``) to the segmentation
-   resolution and thresholded strictly: ``M_k = up(A_k) > T_k``, counting only pixels with a source
-   cell
-   above ``T_k`` (a convex combination of cells <= T cannot exceed T; float rounding can, by an
-   ulp).
+   ``numpy.quantile``) of the unit's activation over every position of every probe image, on the
+   raw (not upsampled) maps.
+2. Per image the unit's map is upsampled bilinearly (``align_corners=False``) to the
+   segmentation resolution and thresholded strictly: ``M_k = up(A_k) > T_k``, counting only
+   pixels with a source cell above ``T_k`` (a convex combination of cells <= T cannot exceed T;
+   float rounding can, by an ulp).
 3. Over the dataset, per unit and label ``c``: ``I = |M_k & L_c|``; ``G(c)`` the label's pixel
-count;
-   ``A_cat(k, p)`` the unit's activated pixels in the images where the activated region overlaps at
-   least one pixel of a label of primary category ``p`` (NetDissect-Lite's category-restricted
-   count;
-   image-level labels, e.g. scenes, cover the whole image). ``IoU = I / (A_cat(k, primary(c)) +
-   G(c) - I)``.
+   count; ``A_cat(k, p)`` the unit's activated pixels in the images where the activated region
+   overlaps at least one pixel of a label of primary category ``p`` (NetDissect-Lite's
+   category-restricted count; image-level labels, e.g. scenes, cover the whole image).
+   ``IoU = I / (A_cat(k, primary(c)) + G(c) - I)``.
 4. A unit is a *detector* of its best label when that IoU >= ``iou_threshold`` (0.04).
 
 Everything is streamed in batches with tensor ops on the chosen device (no Python loop over units
