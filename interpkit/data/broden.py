@@ -52,6 +52,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..checks import row_indices
+from . import _label_cache
 
 __all__ = ["Broden", "InMemoryBroden", "write_broden", "half_resolution", "INDEX_COLUMNS"]
 
@@ -237,6 +238,14 @@ class Broden(_BrodenBase):
         split: keep only rows of this split (e.g. "train", "val"); None keeps every row, in file
             order.
         categories: load only these categories (default: all of category.csv).
+        label_cache: where :meth:`labels_batch` keeps a decode-once cache of the pixel labels:
+            False (default) decodes the PNGs on every call; True uses
+            ``$INTERPKIT_CACHE/broden-labels`` (else ``~/.cache/interpkit/broden-labels``); a
+            path uses that folder. The cache is built on the first call (every row decoded
+            once), keyed on the CSVs' contents and the label PNGs' paths, sizes and mtimes, and
+            checked by CRC-32 on open. Disk: ``len(layer_categories) * sh * sw * 2`` bytes per
+            image, e.g. 25.1 MB per layer slot per 1,000 images at 112 x 112, 1.59 GB per slot
+            for the full Broden (63,305 images; 9.5 GB with 6 slots).
 
     Files are read lazily (images and PNGs on access); the CSVs are checked when opening.
     """
@@ -246,8 +255,16 @@ class Broden(_BrodenBase):
         root: str | os.PathLike,
         split: str | None = None,
         categories: Iterable[str] | None = None,
+        label_cache: bool | str | os.PathLike = False,
     ) -> None:
         self.root = Path(root).expanduser()
+        if label_cache is True:
+            self._cache_folder: Path | None = _label_cache.default_folder()
+        elif label_cache is False or label_cache is None:
+            self._cache_folder = None
+        else:
+            self._cache_folder = Path(label_cache).expanduser()
+        self._cache_array: np.ndarray | None = None
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"Broden root {self.root} does not exist or is not a folder; pass the "
@@ -518,24 +535,81 @@ class Broden(_BrodenBase):
         """Images, stacked pixel-label layers and image-level labels of ``indices`` (see module
         doc)."""
         idx = row_indices(indices, len(self)).tolist()
-        B = len(idx)
         H, W = self.image_shape
-        sh, sw = self.seg_shape
-        images = torch.empty((B, 3, H, W), dtype=torch.float32)
-        pixel = np.zeros((B, len(self.layer_categories), sh, sw), np.int64)
-        scal = np.zeros((B, len(self.scalar_label_categories)), np.int64)
+        images = torch.empty((len(idx), 3, H, W), dtype=torch.float32)
         for b, i in enumerate(idx):
             images[b] = _resize_image(self._load_image(i), (H, W))
+        pixel = torch.from_numpy(self._decode_layers(idx))
+        return images, pixel, torch.from_numpy(self._scalar_labels(idx))
+
+    def labels_batch(
+        self, indices: Sequence[int] | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labels of ``indices`` without decoding any image.
+
+        Args:
+            indices: row numbers (a sequence or a 1-d integer tensor).
+
+        Returns:
+            ``(pixel_labels (B, K, sh, sw) long, scalar_labels (B, S) long)``, equal to the last
+            two outputs of :meth:`segmentation_batch`. With ``label_cache`` set, the pixel labels
+            come from the decode-once cache (built on the first call).
+        """
+        idx = row_indices(indices, len(self)).tolist()
+        if self._cache_folder is None:
+            pixel = self._decode_layers(idx)
+        else:
+            pixel = self._cached_layers()[idx].astype(np.int64)
+        return torch.from_numpy(pixel), torch.from_numpy(self._scalar_labels(idx))
+
+    def _decode_layers(self, idx: list[int]) -> np.ndarray:
+        """Pixel-label layers of rows ``idx`` decoded from the PNGs: (B, K, sh, sw) int64."""
+        sh, sw = self.seg_shape
+        pixel = np.zeros((len(idx), len(self.layer_categories), sh, sw), np.int64)
+        for b, i in enumerate(idx):
             for c in self.pixel_categories:
                 lay = self._layers(i, c)
                 if len(lay):
                     o = self._layer_offset[c]
                     pixel[b, o : o + len(lay)] = _resize_nearest(lay, (sh, sw))
+        return pixel
+
+    def _scalar_labels(self, idx: list[int]) -> np.ndarray:
+        """Image-level labels of rows ``idx`` from index.csv: (B, S) int64, 0-padded."""
+        scal = np.zeros((len(idx), len(self.scalar_label_categories)), np.int64)
+        for b, i in enumerate(idx):
             for c in self.scalar_categories:
                 v = self._cells[c][i][0]
                 o = self._scalar_offset[c]
                 scal[b, o : o + len(v)] = v
-        return images, torch.from_numpy(pixel), torch.from_numpy(scal)
+        return scal
+
+    def _cached_layers(self) -> np.ndarray:
+        """The whole (N, K, sh, sw) label array from the cache, built or rebuilt when needed.
+
+        The key is computed on the first call of this object; a dataset changed while the object
+        is open is seen by the next ``Broden`` opened on it."""
+        if self._cache_array is None:
+            assert self._cache_folder is not None
+            pngs = sorted(
+                {
+                    self.root / "images" / e
+                    for c in self.pixel_categories
+                    for _, entries in self._cells[c]
+                    for kind, e in entries
+                    if kind == 1
+                }
+            )
+            key = _label_cache.dataset_key(self.root, self.split, self.categories, pngs)
+            path = _label_cache.cache_paths(
+                self._cache_folder, self.root, self.split, self.categories
+            )
+            sh, sw = self.seg_shape
+            shape = (len(self), len(self.layer_categories), sh, sw)
+            self._cache_array = _label_cache.cached_layers(
+                path, key, shape, len(self._known), self._decode_layers
+            )
+        return self._cache_array
 
 
 def _numeric_frame(frame: pd.DataFrame) -> pd.DataFrame:
