@@ -53,6 +53,32 @@ def make_data(n: int, seed: int = 0) -> tuple[dict, dict]:
     return pix, acts
 
 
+def numpy_nmf(
+    X: list[np.ndarray], W: list[np.ndarray], F: np.ndarray, iters: int, lam: float, mode: str
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A plain NumPy transcription of the same multiplicative updates (F, then every W with the
+    new F; ``faithful`` normalises W's columns each iteration, ``monotone`` once at the end), in
+    the dtype of its inputs, written as one would naturally write it (``x @ F.T``)."""
+    eps = 1e-9
+    F, W = F.copy(), [w.copy() for w in W]
+    for _ in range(iters):
+        num = sum(w.T @ x for w, x in zip(W, X))
+        den = sum(w.T @ w for w in W) @ F + lam * (1 + F) + eps
+        F = F * num / den
+        fft = F @ F.T
+        for i, x in enumerate(X):
+            w = W[i] * (x @ F.T) / (W[i] @ fft + eps)
+            if mode == "faithful":
+                nrm = np.linalg.norm(w, axis=0)
+                w = w / np.where(nrm > 0, nrm, 1)
+            W[i] = w
+    if mode == "monotone":
+        nrm = np.sqrt(sum((w**2).sum(0) for w in W))
+        nrm = np.where(nrm > 0, nrm, 1)
+        W, F = [w / nrm for w in W], F * nrm[:, None]
+    return F, W
+
+
 CLOCK = {"cpu": time.process_time, "wall": time.perf_counter}
 
 

@@ -312,8 +312,9 @@ class _Data:
 
     def _load(self, r0: int, r1: int) -> torch.Tensor:
         x = self.src[r0:r1]
-        if isinstance(x, np.ndarray):
-            x = torch.from_numpy(np.ascontiguousarray(x))
+        if isinstance(x, np.ndarray):  # a read-only memmap is copied (torch wants writable)
+            x = np.ascontiguousarray(x)
+            x = torch.from_numpy(x if x.flags.writeable else x.copy())
         x = x.to(self.device, self.dtype)
         return x * self.scale if self.scale != 1.0 else x
 
@@ -758,7 +759,7 @@ def coupled_nmf(
             w = W[d.key]
             cross = torch.zeros(rank, dtype=torch.float64, device=F.device)
             for sl, xc in d.chunks():
-                xft = xc @ F.T
+                xft = torch.mm(F, xc.T).T  # = xc @ F.T; 2-3x faster on CPU BLAS (issue 23)
                 wc = w[sl]
                 wc = wc * xft / (wc @ fft + eps)
                 w[sl] = wc
