@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from clustering_reference import reference_coupled_nmf
 from torch import nn
 
 from interpkit import clustering as cl
@@ -45,7 +46,7 @@ def test_matches_numpy_reference_from_same_factors(mode):
     pix, acts = _data()
     fac = cl.init_factors(acts, pix, 5, dtype=torch.float64)
     fn = fac.numpy()
-    F, P, O, hist = cl._reference_coupled_nmf(
+    F, P, O, hist = reference_coupled_nmf(
         list(pix.values()),
         list(acts.values()),
         fn.F,
