@@ -157,6 +157,15 @@ def init_factors(
     Pass the result back as ``coupled_nmf(..., init=factors)`` (or ``.numpy()`` to the NumPy
     reference) to compare implementations from the same starting point; use the same
     ``normalize`` for both (the NNDSVD factors are those of the normalised matrices).
+
+    Args:
+        activations, pixels, rank: as for :func:`coupled_nmf`.
+        method: ``"nndsvd"``, ``"nndsvda"`` or ``"random"``.
+        seed: seed of F (and of the randomized SVD).
+        device, dtype, chunk_rows, normalize: as in :class:`NMFOptions`.
+
+    Returns:
+        A :class:`Factors` (``F``, ``P``, ``O``) on ``device`` in ``dtype``.
     """
     data, pn, an = _prepare(activations, pixels, rank, device, dtype, chunk_rows, normalize)
     return _init(data, pn, an, rank, method, seed)

@@ -37,6 +37,12 @@ def pixel_matrices(images: torch.Tensor | ImageSet) -> dict[str, torch.Tensor]:
     ImageSet).
 
     Keys are ``red, green, blue`` for three channels, ``grey`` for one, ``channel<i>`` otherwise.
+
+    Args:
+        images: (N, C, H, W) float images in [0, 1], or an ImageSet.
+
+    Returns:
+        ``{channel name: (H*W x N) float32 tensor}``.
     """
     x = getattr(images, "images", images)
     if not isinstance(x, torch.Tensor) or x.ndim != 4:

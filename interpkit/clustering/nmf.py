@@ -334,7 +334,16 @@ def _warn_dead_concepts(
 def layer_nmf(
     activations: Mapping[str, Matrix] | Sequence[Matrix], rank: int = 20, **kwargs
 ) -> dict[str, CoupledNMF]:
-    """Per-layer NMF (no pixel matrices): one :func:`coupled_nmf` per activation matrix."""
+    """Per-layer NMF (no pixel matrices): one :func:`coupled_nmf` per activation matrix.
+
+    Args:
+        activations: dict (or list) of (units x N) matrices.
+        rank: number of concepts per layer.
+        **kwargs: options of :func:`coupled_nmf`.
+
+    Returns:
+        ``{layer: CoupledNMF}``.
+    """
     acts = _as_named(activations, "layer")
     shapes = getattr(activations, "shapes", {})
     out = {}

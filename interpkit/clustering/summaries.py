@@ -53,6 +53,14 @@ def class_weights(
 
     Index ``concept``; columns the class names (``classes[label]``) or the label values. A dead
     concept (``F[r] == 0``, possible with the L1 penalty) gets a row of NaN.
+
+    Args:
+        result: a :class:`CoupledNMF` or F itself (R x N).
+        labels: one integer class per example (column of F).
+        classes: class names indexed by label (optional).
+
+    Returns:
+        DataFrame (R rows x classes).
     """
     F = _F(result)
     lab = _labels(labels, F.shape[1])
@@ -65,7 +73,15 @@ def class_weights(
 
 
 def top_examples(result: FactorsLike, k: int = 8) -> np.ndarray:
-    """(R x k) indices of the examples with the largest ``F[r, n]`` per concept, largest first."""
+    """(R x k) indices of the examples with the largest ``F[r, n]`` per concept, largest first.
+
+    Args:
+        result: a :class:`CoupledNMF` or F (R x N).
+        k: examples per concept (at most N).
+
+    Returns:
+        (R x k) integer array.
+    """
     F = _F(result)
     k = min(check_positive_int("k", k), F.shape[1])
     return np.argsort(-F, axis=1, kind="stable")[:, :k]
@@ -76,7 +92,17 @@ def concept_table(
 ) -> pd.DataFrame:
     """One row per concept: ``mass`` (share of the total F), ``top_class``, ``top_weight``,
     ``entropy`` (bits, of the class weights), ``top_examples`` (k indices) and their labels.
-    Dead concepts (zero mass) have a missing ``top_class`` and NaN weight and entropy."""
+    Dead concepts (zero mass) have a missing ``top_class`` and NaN weight and entropy.
+
+    Args:
+        result: a :class:`CoupledNMF` or F (R x N).
+        labels: one integer class per example.
+        classes: class names indexed by label (optional).
+        k: top examples listed per concept.
+
+    Returns:
+        DataFrame indexed by ``concept``.
+    """
     F = _F(result)
     w = class_weights(F, labels, classes)
     lab = _labels(labels, F.shape[1])
@@ -103,7 +129,16 @@ def concept_table(
 def concept_pixel_image(
     result: CoupledNMF, concept: int, image_size: tuple[int, int]
 ) -> np.ndarray:
-    """``P_i[:, r]`` of every channel reshaped to (C, H, W), scaled to max 1 (zeros if none)."""
+    """``P_i[:, r]`` of every channel reshaped to (C, H, W), scaled to max 1 (zeros if none).
+
+    Args:
+        result: a :class:`CoupledNMF` with pixel matrices.
+        concept: the concept r.
+        image_size: (H, W) with H * W pixels per channel.
+
+    Returns:
+        (C, H, W) float array in [0, 1].
+    """
     if not result.P:
         raise ValueError(
             "this factorisation has no pixel matrices; run coupled_nmf with "
@@ -134,7 +169,14 @@ def concept_pixel_image(
 
 
 def concept_pixel_mask(result: CoupledNMF, concept: int, image_size: tuple[int, int]) -> np.ndarray:
-    """(C, H, W) boolean: per channel ``i``, ``P_i[:, r]`` above its median (the authors' mask)."""
+    """(C, H, W) boolean: per channel ``i``, ``P_i[:, r]`` above its median (the authors' mask).
+
+    Args:
+        result, concept, image_size: as for :func:`concept_pixel_image`.
+
+    Returns:
+        (C, H, W) boolean array.
+    """
     img = concept_pixel_image(result, concept, image_size)
     return img > np.median(img.reshape(len(img), -1), axis=1)[:, None, None]
 
@@ -148,6 +190,14 @@ def masked_images(
     With ``images`` (n, C, H, W) the mask is applied to those images (as the authors do for a
     concept's top images), returning (n, C, H, W); without, to the concept's own pixel image
     (:func:`concept_pixel_image`), returning (C, H, W).
+
+    Args:
+        result: a :class:`CoupledNMF` with pixel matrices.
+        concept: the concept r.
+        images: (n, C, H, W) images to mask, or None for the concept's own pixel image.
+
+    Returns:
+        (n, C, H, W) or (C, H, W) array.
     """
     if images is None:
         first = next(iter(result.P.values())) if result.P else None
@@ -168,7 +218,15 @@ def masked_images(
 
 def concept_similarity(result: CoupledNMF, layer: str | None = None) -> pd.DataFrame:
     """(R x R) cosine similarity of concepts over the units of ``layer`` (all layers stacked if
-    None)."""
+    None).
+
+    Args:
+        result: a :class:`CoupledNMF`.
+        layer: one layer of ``result.O``, or None for all stacked.
+
+    Returns:
+        (R x R) DataFrame of cosine similarities.
+    """
     if layer is None:
         o = np.concatenate([_np(v) for v in result.O.values()], 0)
     else:
@@ -191,6 +249,16 @@ def top_units(
     weight.
 
     ``shape`` (C, H, W) defaults to the one recorded by :func:`activation_matrices`.
+
+    Args:
+        result: a :class:`CoupledNMF`.
+        layer: a layer of ``result.O``.
+        concept: the concept r.
+        k: number of units.
+        shape: (C, H, W) of the layer's output, if not recorded.
+
+    Returns:
+        DataFrame with columns unit, channel, y, x, weight.
     """
     if layer not in result.O:
         raise KeyError(f"no layer {layer!r} in this factorisation; choose from {list(result.O)}.")
@@ -224,6 +292,14 @@ def knn_impurity(
 
     As in the authors' code: ``k = N // n_classes + 1`` neighbours by Euclidean distance in the
     rows of ``F^T``, the example itself included and then dropped (so ``k - 1`` are counted).
+
+    Args:
+        result: a :class:`CoupledNMF` or F (R x N).
+        n_classes: number of classes (sets ``k`` as the authors do).
+        k: number of neighbours, instead of ``n_classes``.
+
+    Returns:
+        A :class:`KNNImpurity` (``impurity`` per example, ``tally``, ``k``).
     """
     X = _F(result).T
     n = X.shape[0]
@@ -251,6 +327,13 @@ def accuracy_vs_impurity(impurity: np.ndarray, correct: Labels) -> pd.DataFrame:
 
     Columns: ``example``, ``impurity``, ``correct``, ``fraction`` (share of examples so far),
     ``cumulative_accuracy`` (accuracy over the examples with impurity at or below this one).
+
+    Args:
+        impurity: per-example impurity (e.g. ``knn_impurity(...).entropy``).
+        correct: per-example 0/1 (classifier correct).
+
+    Returns:
+        DataFrame, one row per example (purest first).
     """
     imp = np.asarray(impurity, float)
     cor = _labels(correct, len(imp), "correct").astype(float)
@@ -279,6 +362,14 @@ def factor_purity(
     (its F-weighted share, the ``class_weights`` max), ``chance`` (that value's share among all
     examples), ``lift`` (purity / chance), ``norm_entropy`` (entropy of the weights /
     log2(#values); 0 pure, 1 uniform). Dead concepts (zero mass) get NaN.
+
+    Args:
+        result: a :class:`CoupledNMF` or F (R x N).
+        factors: ``{factor name: one integer value per example}``.
+        names: value names per factor (optional).
+
+    Returns:
+        DataFrame, one row per (factor, concept).
     """
     F = _F(result)
     mass = F.sum(1) / max(F.sum(), 1e-300)
@@ -325,7 +416,15 @@ def factor_purity(
 def purity_summary(result: FactorsLike, factors: Mapping[str, Labels]) -> pd.DataFrame:
     """Per factor, over the live concepts: ``concepts`` (how many), ``mean_purity``,
     ``weighted_purity`` (concepts weighted by their share of F), ``mean_chance`` (share of each
-    concept's top value among all examples) and ``mean_norm_entropy``."""
+    concept's top value among all examples) and ``mean_norm_entropy``.
+
+    Args:
+        result: a :class:`CoupledNMF` or F (R x N).
+        factors: ``{factor name: one integer value per example}``.
+
+    Returns:
+        DataFrame, one row per factor.
+    """
     df = factor_purity(result, factors)
     df = df[df["mass"] > 0]
     g = df.groupby("factor", sort=False)
