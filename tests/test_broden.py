@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from interpkit.data import _broden_write as broden_write
 from interpkit.data import broden as broden_mod
 from interpkit.data.broden import Broden, InMemoryBroden, half_resolution, write_broden
 from interpkit.data.world import ConceptWorld
@@ -343,7 +344,7 @@ def test_writer_is_atomic(
     with pytest.raises(FileExistsError, match="overwrite=True"):
         world.to_broden(root, n=2)
     calls = {"n": 0}
-    real = broden_mod._png_labels
+    real = broden_write._png_labels
 
     def failing(lab: np.ndarray) -> Image.Image:
         calls["n"] += 1
@@ -351,12 +352,12 @@ def test_writer_is_atomic(
             raise RuntimeError("disk full")
         return real(lab)
 
-    monkeypatch.setattr(broden_mod, "_png_labels", failing)
+    monkeypatch.setattr(broden_write, "_png_labels", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         world.to_broden(root, n=3, start=10, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folder left
     assert len(Broden(root)) == 2  # old copy untouched
-    monkeypatch.setattr(broden_mod, "_png_labels", real)
+    monkeypatch.setattr(broden_write, "_png_labels", real)
     world.to_broden(root, n=3, start=10, overwrite=True)
     assert len(Broden(root)) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
