@@ -142,7 +142,30 @@ class Broden(_BrodenBase):
         self.categories = cats
         self.category_info = _numeric_frame(pd.DataFrame(cat_rows).set_index("name").loc[cats])
 
-        # label.csv -> label table and the set of known numbers
+        self._read_labels(cats)
+        cells, has_png = self._read_index(rows, index_path, cats, split)
+        if not self._rows:
+            splits = sorted({r["split"] for r in rows})
+            raise ValueError(
+                f"{index_path} has no rows"
+                + (
+                    f" of split {split!r}; splits present: {splits}"
+                    if split is not None
+                    else "; add images to it."
+                )
+            )
+        self._cells = cells
+        self.split = split
+        self.pixel_categories = [c for c in cats if has_png[c]]
+        self.scalar_categories = [c for c in cats if not has_png[c]]
+        layer_counts = {c: max(len(e) for _, e in cells[c]) for c in self.pixel_categories}
+        scalar_counts = {c: max(len(i) for i, _ in cells[c]) for c in self.scalar_categories}
+        self._layout(layer_counts, scalar_counts)
+        self.image_shape = Counter((r[2], r[3]) for r in self._rows).most_common(1)[0][0]
+        self.seg_shape = Counter((r[4], r[5]) for r in self._rows).most_common(1)[0][0]
+
+    def _read_labels(self, cats: list[str]) -> None:
+        """label.csv and c_<cat>.csv -> ``self.labels`` and ``self._known``."""
         label_path = self.root / "label.csv"
         _, label_rows = _read_csv(
             label_path, ["number", "name", "category"], "label.csv (names of labels)"
@@ -210,7 +233,13 @@ class Broden(_BrodenBase):
         self._known = known
         self.labels = _labels_frame(names, syns, freq, cov, per_cat, fallback)
 
-        # index.csv rows
+    def _read_index(
+        self, rows: list[dict], index_path: Path, cats: list[str], split: str | None
+    ) -> tuple[dict, dict[str, bool]]:
+        """index.csv rows -> ``self._rows``; returns the parsed cells per category and
+        which categories hold a PNG."""
+        known, label_path = self._known, self.root / "label.csv"
+        L = len(known)
         self._rows: list[tuple[str, str, int, int, int, int, int]] = []
         cells: dict[str, list[tuple[list[int], list[tuple[int, str | int]]]]] = {
             c: [] for c in cats
@@ -253,25 +282,7 @@ class Broden(_BrodenBase):
                         has_png[cat] = True
                         entries.append((1, e))
                 cells[cat].append((ints, entries))
-        if not self._rows:
-            splits = sorted({r["split"] for r in rows})
-            raise ValueError(
-                f"{index_path} has no rows"
-                + (
-                    f" of split {split!r}; splits present: {splits}"
-                    if split is not None
-                    else "; add images to it."
-                )
-            )
-        self._cells = cells
-        self.split = split
-        self.pixel_categories = [c for c in cats if has_png[c]]
-        self.scalar_categories = [c for c in cats if not has_png[c]]
-        layer_counts = {c: max(len(e) for _, e in cells[c]) for c in self.pixel_categories}
-        scalar_counts = {c: max(len(i) for i, _ in cells[c]) for c in self.scalar_categories}
-        self._layout(layer_counts, scalar_counts)
-        self.image_shape = Counter((r[2], r[3]) for r in self._rows).most_common(1)[0][0]
-        self.seg_shape = Counter((r[4], r[5]) for r in self._rows).most_common(1)[0][0]
+        return cells, has_png
 
     # -- access --------------------------------------------------------------------------------
     def __len__(self) -> int:
