@@ -120,6 +120,15 @@ def _options(options: NMFOptions | None, overrides: dict) -> NMFOptions:
     return o
 
 
+def _wt_x(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``W^T X``. On the CPU in float64, NumPy's BLAS does this (R x rows) @ (rows x N) product
+    1.3-1.4x faster than torch's (issue 23; the tensors share memory, nothing is copied); float32
+    and other devices use torch, whose kernel is as fast there."""
+    if w.device.type == "cpu" and w.dtype == torch.float64:
+        return torch.from_numpy(w.numpy().T @ x.detach().numpy())
+    return w.T @ x
+
+
 class _Run:
     """The state of one run: data, factors ``F`` and ``W[key]``, and the history rows."""
 
@@ -133,6 +142,7 @@ class _Run:
         self.sq = {d.key: d.sq_norm for d in data}
         self.total_sq = sum(self.sq.values())
         self.rows: list[dict] = []
+        self.wtw: dict[str, torch.Tensor] = {}  # W^T W of the current W, from the last W step
 
     def record(self, it: int, err: dict[str, float]) -> float:
         """Append the history row of iteration ``it``; returns its relative error."""
@@ -164,8 +174,10 @@ class _Run:
             w = self.W[d.key]
             wtx = torch.zeros_like(F)
             for sl, xc in d.chunks():
-                wtx += w[sl].T @ xc
-            wtw = w.T @ w
+                wtx += _wt_x(w[sl], xc)
+            wtw = self.wtw.get(d.key)
+            if wtw is None:
+                wtw = w.T @ w
             num += wtx
             gram += wtw
             if fft_old is not None:
@@ -192,15 +204,19 @@ class _Run:
                 xft = torch.mm(F, xc.T).T  # = xc @ F.T; 2-3x faster on CPU BLAS (issue 23)
                 wc = w[sl]
                 wc = wc * xft / (wc @ fft + eps)
-                w[sl] = wc
+                if d.full is not None:  # one block: the new tensor is W (no copy)
+                    self.W[d.key] = w = wc
+                else:
+                    w[sl] = wc
                 cross += (wc * xft).double().sum(0)
             if self.o.mode == "faithful":
                 norms = w.norm(dim=0)
                 scale = torch.where(norms > 0, 1 / norms, torch.ones_like(norms))
                 w *= scale
                 cross *= scale.double()
+            self.wtw[d.key] = wtw = w.T @ w  # reused by the next F step (the same product)
             err[d.key] = (
-                self.sq[d.key] - 2 * float(cross.sum()) + float(((w.T @ w).double() * fft64).sum())
+                self.sq[d.key] - 2 * float(cross.sum()) + float((wtw.double() * fft64).sum())
             )
         return err
 
