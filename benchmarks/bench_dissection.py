@@ -9,8 +9,10 @@ Times are wall-clock (the targets) and process CPU time (less sensitive to other
 machine). (a) total ``dissect(model, ds, layer)`` time / time of the forward passes alone (the ``model(x)`` calls
     only, full network, same batches; data loading is not counted in the baseline but is in the total);
     also against the forward passes up to the layer;
-(b) the tally on precomputed activations and given thresholds vs a reference written like
-    NetDissect-Lite's ``tally_job`` (a Python loop over images and units: per unit, a max check, a
+(b) the tally on precomputed activations and given thresholds vs the project's own reference
+    loop (a correctness check, NOT a calibrated NetDissect-Lite baseline: it decodes images and
+    upsamples twice per unit, about 4.5x slower per image than Lite itself (issue 23); the
+    calibrated comparison is ``bench_lite.py``), written like NetDissect-Lite's ``tally_job`` (a Python loop over images and units: per unit, a max check, a
     bilinear upsampling of the map, ``argwhere``, ``bincount``); the counts and IoUs must be identical;
 (c) peak resident memory (``ru_maxrss``) of fresh subprocesses that dissect N and 4N images read from
     a Broden directory on disk (model source: activations spooled to a temporary file).
@@ -389,7 +391,11 @@ def main() -> None:
             "(info)",
         ),
         ("(a) same, process CPU time", f"{out['a_ratio_vs_full_forward_cpu_time']:.2f}", "(info)"),
-        ("(b) speed-up vs NetDissect-Lite-style loop", f"{out['b_speedup']:.1f}x", ">= 10x"),
+        (
+            "(b) speed-up vs own re-implementation (NOT calibrated Lite; see bench_lite.py)",
+            f"{out['b_speedup']:.1f}x",
+            ">= 10x",
+        ),
         ("(b) same, process CPU time", f"{out['b_speedup_cpu_time']:.1f}x", "(info)"),
         ("(b) identical counts and IoU", str(all(same.values())), "True"),
         (f"(c) peak RSS {4 * mem_n} / {mem_n} images", f"{peak_ratio:.3f}", "<= 1.2"),

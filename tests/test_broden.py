@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from interpkit.data import _broden_write as broden_write
 from interpkit.data import broden as broden_mod
 from interpkit.data.broden import Broden, InMemoryBroden, half_resolution, write_broden
 from interpkit.data.world import ConceptWorld
@@ -342,7 +344,7 @@ def test_writer_is_atomic(
     with pytest.raises(FileExistsError, match="overwrite=True"):
         world.to_broden(root, n=2)
     calls = {"n": 0}
-    real = broden_mod._png_labels
+    real = broden_write._png_labels
 
     def failing(lab: np.ndarray) -> Image.Image:
         calls["n"] += 1
@@ -350,12 +352,12 @@ def test_writer_is_atomic(
             raise RuntimeError("disk full")
         return real(lab)
 
-    monkeypatch.setattr(broden_mod, "_png_labels", failing)
+    monkeypatch.setattr(broden_write, "_png_labels", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         world.to_broden(root, n=3, start=10, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folder left
     assert len(Broden(root)) == 2  # old copy untouched
-    monkeypatch.setattr(broden_mod, "_png_labels", real)
+    monkeypatch.setattr(broden_write, "_png_labels", real)
     world.to_broden(root, n=3, start=10, overwrite=True)
     assert len(Broden(root)) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -553,3 +555,78 @@ def test_in_memory_category_named_like_an_index_column() -> None:
             label_names=["-", "a"],
             label_categories=["", "split"],
         )
+
+
+# -- labels_batch and the decode-once label cache ----------------------------------------------
+def test_labels_batch_equals_segmentation_batch_without_images(
+    fixture_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = Broden(fixture_root)
+    _, pix, sc = ds.segmentation_batch([1, 0])
+
+    def no_images(*a: object, **k: object) -> None:
+        raise AssertionError("labels_batch decoded an image")
+
+    monkeypatch.setattr(ds, "_load_image", no_images)
+    pix2, sc2 = ds.labels_batch([1, 0])
+    assert torch.equal(pix, pix2) and torch.equal(sc, sc2)
+    assert pix2.dtype == sc2.dtype == torch.long
+
+
+def _cache_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def test_label_cache_matches_decoding_and_is_reused(fixture_root: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / "theirs.npy").write_bytes(b"not ours")  # never touched
+    ref_pix, ref_sc = Broden(fixture_root).labels_batch([0, 1])
+    ds = Broden(fixture_root, label_cache=folder)
+    pix, sc = ds.labels_batch([0, 1])
+    assert torch.equal(pix, ref_pix) and torch.equal(sc, ref_sc)
+    files = _cache_files(folder)
+    assert [p.suffix for p in files] == [".json", ".npy", ".npy"]
+    npy = next(p for p in files if p.name.startswith("broden-labels-"))
+    mtime = npy.stat().st_mtime_ns
+    # a second object (another run, layer or model) reuses the file without decoding a PNG
+    ds2 = Broden(fixture_root, label_cache=folder)
+    ds2._load_png = None  # type: ignore[assignment]
+    pix2, _ = ds2.labels_batch([1])
+    assert torch.equal(pix2, ref_pix[1:]) and npy.stat().st_mtime_ns == mtime
+    assert (folder / "theirs.npy").read_bytes() == b"not ours"
+
+
+def test_label_cache_invalidated_when_a_label_file_changes(
+    fixture_root: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "cache"
+    Broden(fixture_root, label_cache=folder).labels_batch([0, 1])
+    changed = OBJECT_B.copy()
+    changed[0, 0] = 7
+    png = fixture_root / "images/ds/b_object.png"
+    st = png.stat()
+    _png(png, changed)
+    os.utime(png, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    pix, _ = Broden(fixture_root, label_cache=folder).labels_batch([1])
+    assert torch.equal(pix, Broden(fixture_root).labels_batch([1])[0])
+    assert int(pix[0, 1, 0, 0]) == 7
+    assert len(_cache_files(folder)) == 2  # the stale file was replaced, not kept beside
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "sidecar"])
+def test_corrupt_label_cache_is_rebuilt(fixture_root: Path, tmp_path: Path, damage: str) -> None:
+    folder = tmp_path / "cache"
+    ref, _ = Broden(fixture_root, label_cache=folder).labels_batch([0, 1])
+    npy = next(folder.glob("broden-labels-*.npy"))
+    data = bytearray(npy.read_bytes())
+    if damage == "flip":
+        data[-3] ^= 0xFF
+        npy.write_bytes(bytes(data))
+    elif damage == "truncate":
+        npy.write_bytes(bytes(data[: len(data) // 2]))
+    else:
+        npy.with_suffix(".json").write_text("{not json")
+    pix, _ = Broden(fixture_root, label_cache=folder).labels_batch([0, 1])
+    assert torch.equal(pix, ref)
+    assert np.array_equal(np.load(npy), ref.numpy())

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from clustering_reference import reference_coupled_nmf
 from torch import nn
 
 from interpkit import clustering as cl
@@ -45,7 +46,7 @@ def test_matches_numpy_reference_from_same_factors(mode):
     pix, acts = _data()
     fac = cl.init_factors(acts, pix, 5, dtype=torch.float64)
     fn = fac.numpy()
-    F, P, O, hist = cl._reference_coupled_nmf(
+    F, P, O, hist = reference_coupled_nmf(
         list(pix.values()),
         list(acts.values()),
         fn.F,
@@ -518,3 +519,25 @@ def test_normalize_rejects_unknown_values():
     pix, acts = _data(n=12)
     with pytest.raises(ValueError, match="normalize must be 'rms' or None"):
         cl.coupled_nmf(acts, pix, 3, n_iter=2, normalize="max")
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 7])
+def test_read_only_memmap_input_gives_no_warning(tmp_path, chunk_rows) -> None:
+    """np.load(mmap_mode='r') arrays are not writable: torch.from_numpy would warn (issue 23)."""
+    path = tmp_path / "acts.npy"
+    np.save(path, np.random.default_rng(0).random((20, 12)).astype(np.float32))
+    acts = np.load(path, mmap_mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = cl.coupled_nmf({"l": acts}, None, 3, n_iter=3, chunk_rows=chunk_rows, init="random")
+    ref = cl.coupled_nmf({"l": np.array(acts)}, None, 3, n_iter=3, init="random")
+    assert torch.allclose(res.F, ref.F, rtol=1e-5, atol=1e-7)
+
+
+def test_options_object_and_keywords_agree() -> None:
+    pix, acts = _data()
+    a = cl.coupled_nmf(acts, pix, 3, options=cl.NMFOptions(n_iter=5, mode="faithful", seed=2))
+    b = cl.coupled_nmf(acts, pix, 3, n_iter=5, mode="faithful", seed=2)
+    assert torch.equal(a.F, b.F)
+    with pytest.raises(TypeError, match="unknown option"):
+        cl.coupled_nmf(acts, pix, 3, n_iters=5)
