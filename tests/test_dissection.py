@@ -10,6 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from interpkit import dissection as nd
+from interpkit import stats
+from interpkit.dissection.core import DissectOptions
+from interpkit.dissection.sparse import _active_pixels, _Geometry
 
 PIXEL_CATS = ("object", "part", "color")
 
@@ -197,7 +200,7 @@ def test_counts_equal_brute_force(chunk_pixels):
         batch_size=5,
         progress=False,
         device="cpu",
-        chunk_pixels=chunk_pixels,
+        options=DissectOptions(chunk_pixels=chunk_pixels),
     )
     ref = brute_force(acts, ds, r.thresholds)
     assert r.unit_pixels.sum() > 0 and ref["inter"].sum() > 0
@@ -214,7 +217,7 @@ def test_thresholds_are_exact_quantiles():
     acts = _acts(n=9, units=4, h=5, w=5, seed=3)
     for q in (0.005, 0.05, 0.3):
         expect = np.quantile(acts.astype(np.float64), 1 - q, axis=(0, 2, 3))
-        got = nd.quantile_thresholds(acts, q, batch_size=2, device="cpu")
+        got = stats.quantile_thresholds(acts, q, batch_size=2, device="cpu")
         np.testing.assert_allclose(got, expect, rtol=1e-6)
         r = nd.dissect(
             acts, FakeBroden(n=9), quantile=q, batch_size=4, progress=False, device="cpu"
@@ -226,7 +229,7 @@ def test_thresholds_are_exact_quantiles():
 def test_top_tail_merges_exactly_across_many_blocks():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 20011, generator=g) ** 3
-    est = nd.TopTailQuantile(3, x.shape[1], 0.005)
+    est = stats.TopTailQuantile(3, x.shape[1], 0.005)
     for s in range(0, x.shape[1], 997):  # many flushes of the top buffer
         est.update(x[:, s : s + 997])
     np.testing.assert_allclose(
@@ -367,7 +370,7 @@ def test_model_source_matches_precomputed_activations(tmp_path):
         batch_size=3,
         progress=False,
         device="cpu",
-        spool_dir=tmp_path,
+        options=DissectOptions(spool_dir=tmp_path),
     )
     assert set(res) == {"conv1", "relu"}
     assert list(tmp_path.iterdir()) == []  # spool removed
@@ -415,7 +418,7 @@ def test_sketch_error_within_documented_bound(seed):
     ]
     x = torch.cat(parts, 1)
     for q in (0.005, 0.05):
-        sk = nd.HistogramQuantileSketch(units, q, bins=2048)
+        sk = stats.HistogramQuantileSketch(units, q, bins=2048)
         for p in parts:
             sk.update(p)
         est, err = sk.result()
@@ -436,14 +439,20 @@ def test_dissect_sketch_mode_is_close_to_exact():
         a,
         ds,
         quantile=0.05,
-        quantile_method="sketch",
-        sketch_bins=4096,
+        options=DissectOptions(quantile_method="sketch", sketch_bins=4096),
         progress=False,
         device="cpu",
     )
     assert sk.threshold_method == "sketch"
     assert (np.abs(sk.thresholds - ex.thresholds) <= sk.threshold_error + 1e-6).all()
-    auto = nd.dissect(a, ds, quantile=0.05, max_exact_bytes=1, progress=False, device="cpu")
+    auto = nd.dissect(
+        a,
+        ds,
+        quantile=0.05,
+        options=DissectOptions(max_exact_bytes=1),
+        progress=False,
+        device="cpu",
+    )
     assert auto.threshold_method == "sketch"
 
 
@@ -553,7 +562,7 @@ def test_rotation_inside_network_keeps_outputs():
 
 def test_helpers():
     a = _acts()
-    top = nd.top_images(a, 2, k=3)
+    top = stats.top_images(a, 2, k=3)
     assert list(top) == list(np.argsort(-a[:, 2].reshape(12, -1).max(1))[:3])
     m = nd.upsample_masks(a[:2], np.array([1.0] * 5, np.float32), (8, 10))
     assert m.shape == (2, 5, 8, 10) and m.dtype == torch.bool
@@ -583,8 +592,8 @@ def test_sparse_masks_equal_dense_interpolation(h, w, sh, sw):
     for a in cases:
         thr = torch.quantile(a.transpose(0, 1).reshape(7, -1), 0.8, dim=1)
         thr[0] = a[:, 0].max()  # threshold at the maximum
-        geom = nd._Geometry(h, w, sh, sw, torch.device("cpu"))
-        b, u, pos = nd._active_pixels(a, thr, geom, chunk_pixels=997 if sh * sw < 1000 else 1 << 16)
+        geom = _Geometry(h, w, sh, sw, torch.device("cpu"))
+        b, u, pos = _active_pixels(a, thr, geom, chunk_pixels=997 if sh * sw < 1000 else 1 << 16)
         got = torch.zeros(6, 7, sh * sw, dtype=torch.bool)
         got[b, u, pos] = True
         got = got.view(6, 7, sh, sw)
@@ -631,9 +640,7 @@ def test_constant_unit_never_fires():
             torch.tensor(3.7),
         )
         thr = torch.full((4,), 3.7)
-        b, u, pos = nd._active_pixels(
-            m, thr, nd._Geometry(h, w, sh, sw, torch.device("cpu")), 1 << 16
-        )
+        b, u, pos = _active_pixels(m, thr, _Geometry(h, w, sh, sw, torch.device("cpu")), 1 << 16)
         assert len(b) == 0 and not nd.upsample_masks(m, thr, (sh, sw)).any()
 
 
@@ -647,8 +654,8 @@ def test_activations_that_require_grad():
     g = torch.tensor(a, requires_grad=True)
     r = nd.dissect(g, ds, quantile=0.2, progress=False, device="cpu")
     np.testing.assert_array_equal(r.iou, ref.iou)
-    np.testing.assert_array_equal(nd.quantile_thresholds(g, 0.2, device="cpu"), ref.thresholds)
-    assert list(nd.top_images(g, 1, k=3)) == list(nd.top_images(a, 1, k=3))
+    np.testing.assert_array_equal(stats.quantile_thresholds(g, 0.2, device="cpu"), ref.thresholds)
+    assert list(stats.top_images(g, 1, k=3)) == list(stats.top_images(a, 1, k=3))
     t = torch.tensor(ref.thresholds, requires_grad=True)
     np.testing.assert_array_equal(
         nd.dissect(a, ds, thresholds=t, progress=False, device="cpu").iou, ref.iou
@@ -713,7 +720,7 @@ def test_numpy_scalar_quantile_and_iou_threshold():
         device="cpu",
     )
     np.testing.assert_allclose(
-        r.thresholds, nd.quantile_thresholds(_acts(), np.float32(0.2), device="cpu")
+        r.thresholds, stats.quantile_thresholds(_acts(), np.float32(0.2), device="cpu")
     )
     assert type(r.quantile) is float and type(r.iou_threshold) is float
     assert type(ref.with_iou_threshold(np.float32(0.1)).iou_threshold) is float
@@ -738,6 +745,6 @@ def test_dissect_runs_on_the_cpu_on_a_mac(pretend_mac):
         r = nd.dissect(
             acts, FakeBroden(n=9), quantile=0.05, batch_size=4, progress=False, device=None
         )
-    np.testing.assert_allclose(r.thresholds, nd.quantile_thresholds(acts, 0.05, device="cpu"))
+    np.testing.assert_allclose(r.thresholds, stats.quantile_thresholds(acts, 0.05, device="cpu"))
     with pytest.raises(ValueError, match="use device='cpu'"):
         nd.dissect(acts, FakeBroden(n=9), quantile=0.05, progress=False, device="mps")
