@@ -689,7 +689,7 @@ def test_layer_that_does_not_give_a_feature_map():
         def forward(self, x):
             return self.pair(self.conv(x))[0].mean()
 
-    with pytest.raises(ValueError, match="'aux' did not run"):
+    with pytest.raises(KeyError, match="'aux' did not run"):
         nd.dissect(Aux(), FakeBroden(n=4), "aux", progress=False, device="cpu")
     with pytest.raises(ValueError, match="'pair' outputs a tuple"):
         nd.dissect(TupleNet(), FakeBroden(n=4), "pair", progress=False, device="cpu")
@@ -748,3 +748,97 @@ def test_dissect_runs_on_the_cpu_on_a_mac(pretend_mac):
     np.testing.assert_allclose(r.thresholds, stats.quantile_thresholds(acts, 0.05, device="cpu"))
     with pytest.raises(ValueError, match="use device='cpu'"):
         nd.dissect(acts, FakeBroden(n=9), quantile=0.05, progress=False, device="mps")
+
+
+# ----------------------------------------------------------------------------------------------
+# shards and what is read from the dataset
+# ----------------------------------------------------------------------------------------------
+def test_tallies_of_shards_combine_to_the_whole():
+    """Tally two halves of the dataset separately, combine: the counts of one tally of all."""
+    from interpkit.dissection.core import _label_batch, _label_space
+    from interpkit.dissection.tally import combine_tallies, tally_shard
+
+    ds, acts = FakeBroden(), _acts()
+    ref = nd.dissect(acts, ds, quantile=0.2, batch_size=5, progress=False, device="cpu")
+    dev = torch.device("cpu")
+    space = _label_space(ds, None, dev)
+    thr = {"activations": torch.as_tensor(ref.thresholds)}
+
+    def batches(rows):
+        for s in range(rows.start, rows.stop, 4):
+            idx = list(range(s, min(s + 4, rows.stop)))
+            _, pix, sc = ds.segmentation_batch(idx)
+            lab = _label_batch(pix, sc, len(idx), space, ds.seg_shape, dev)
+            yield {"activations": torch.as_tensor(acts[idx])}, lab
+
+    shards = [
+        tally_shard(batches(r), thr, space, ds.seg_shape, 1 << 20)
+        for r in (range(0, 7), range(7, 12))
+    ]
+    whole = combine_tallies(shards)
+    assert whole.n_images == 12
+    np.testing.assert_array_equal(whole.label_pixels.numpy(), ref.label_pixels)
+    t = whole.layers["activations"]
+    np.testing.assert_array_equal(t.inter.numpy(), ref.intersection)
+    np.testing.assert_array_equal(t.act_cat.numpy(), ref.activation)
+    np.testing.assert_array_equal(t.unit_px.numpy(), ref.unit_pixels)
+
+
+def test_quantile_estimators_merge_across_shards():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 9000, generator=g) ** 3
+    exact = np.quantile(x.double().numpy(), 0.99, axis=1)
+    parts = [x[:, :4000], x[:, 4000:]]
+    tops = []
+    for p in parts:
+        est = stats.TopTailQuantile(3, x.shape[1], 0.01)
+        est.update(p)
+        tops.append(est)
+    np.testing.assert_allclose(tops[0].merge(tops[1]).result().numpy(), exact, rtol=1e-6)
+    sks = [stats.HistogramQuantileSketch(3, 0.01, bins=1024) for _ in parts]
+    for sk, p in zip(sks, parts):
+        sk.update(p)
+    assert not torch.equal(sks[0].width, sks[1].width)  # different grids: re-binned merge
+    est, err = sks[0].merge(sks[1]).result()
+    assert ((est.double() - torch.as_tensor(exact)).abs() <= err + 1e-9).all()
+    assert (err < 0.01 * (x.amax(1) - x.amin(1)).double()).all()
+    assert sks[0].seen == x.shape[1]
+
+
+def test_iou_from_counts():
+    got = stats.iou(np.array([[2, 0]]), np.array([[4, 0]]), np.array([3, 0]))
+    np.testing.assert_array_equal(got, [[2 / 5, 0.0]])
+
+
+class CountingBroden(FakeBroden):
+    """Counts image decodes: ``segmentation_batch`` and ``images_batch`` decode images,
+    ``labels_batch`` does not."""
+
+    def __init__(self, *a, fast_labels: bool = False, **k):
+        super().__init__(*a, **k)
+        self.decoded = np.zeros(len(self), int)
+        if fast_labels:
+            self.labels_batch = lambda idx: self.segmentation_batch(idx, count=False)[1:]
+
+    def segmentation_batch(self, indices, count=True):
+        if count:
+            self.decoded[list(indices)] += 1
+        return super().segmentation_batch(indices)
+
+
+@pytest.mark.parametrize("fast_labels", [False, True])
+def test_images_decoded_only_when_a_model_needs_them_and_once(fast_labels):
+    ds = CountingBroden(n=10, fast_labels=fast_labels)
+    ref = nd.dissect(_acts(n=10), FakeBroden(n=10), quantile=0.2, progress=False, device="cpu")
+    r = nd.dissect(_acts(n=10), ds, quantile=0.2, progress=False, device="cpu")
+    np.testing.assert_array_equal(r.iou, ref.iou)
+    assert (ds.decoded == (0 if fast_labels else 1)).all()  # labels_batch: no image decode
+    ds.decoded[:] = 0
+    net = TinyNet().eval()
+    r = nd.dissect(
+        net, ds, ["conv1", "conv2"], quantile=0.1, batch_size=3, progress=False, device="cpu"
+    )
+    assert (ds.decoded == 1).all()  # thresholds and tally: one decode per image
+    ds.decoded[:] = 0
+    nd.dissect(net, ds, "conv2", thresholds=np.ones(4) * 0.1, progress=False, device="cpu")
+    assert (ds.decoded == 1).all()

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..capture import capture, eval_mode, resolve_modules
+from ..capture import iter_activations, resolve_modules
 from ..checks import check_images
-from ..device import model_device, resolve_device
+from ..device import resolve_device
 from ..stats import (
     HistogramQuantileSketch,
     TopTailQuantile,
@@ -82,28 +82,53 @@ class _Source:
     arrays: dict[str, Any] | None = None
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
-    def features(
-        self, s: int, e: int, images: torch.Tensor | None, dev: torch.device
-    ) -> dict[str, torch.Tensor]:
-        """Feature maps of images ``s .. e - 1`` (the model needs their ``images``)."""
+    def stream(self, run: _Run, labels: bool) -> Iterator[tuple[list[int], dict, Any]]:
+        """Per batch: the rows, ``{layer: feature maps (B, U, h, w)}`` and, if ``labels``, the
+        labels of the same rows as the dataset gives them (else ``None``)."""
         if self.model is None:
-            return {nm: _as_tensor(self.arrays[nm][s:e], dev) for nm in self.names}
-        x = images.to(dev, torch.float32)
-        if self.transform is not None:
-            x = self.transform(x)
-        with torch.inference_mode(), capture(self.model, self.names, stop=True) as acts:
-            self.model(x)
-        for nm in self.names:
-            _check_layer_output(nm, acts[nm] if nm in acts else None)
-        return {nm: acts[nm].float() for nm in self.names}
+            for idx in run.batches("dissect"):
+                lab = _read(run.dataset, idx, images=False, labels=True)[1] if labels else None
+                s, e = idx[0], idx[-1] + 1
+                yield idx, {nm: _as_tensor(self.arrays[nm][s:e], run.dev) for nm in self.names}, lab
+            return
+        rows_of = _ImageRows(run.dataset, run.batch_size, labels)
+        for rows, acts in iter_activations(
+            self.model,
+            rows_of,
+            self.names,
+            batch_size=run.batch_size,
+            device=run.dev,
+            transform=self.transform,
+            progress=run.progress,
+        ):
+            for nm in self.names:
+                _check_layer_output(nm, acts[nm])
+            feats = {nm: acts[nm].float() for nm in self.names}
+            yield list(range(rows.start, rows.stop)), feats, rows_of.labels
+
+
+class _ImageRows:
+    """The dataset's images as :func:`interpkit.capture.iter_activations` reads them (item by
+    item): each batch is decoded once, with its labels when they are asked for (kept in
+    ``labels``)."""
+
+    def __init__(self, dataset: Any, batch_size: int, labels: bool) -> None:
+        self.dataset, self.batch_size, self.want_labels = dataset, batch_size, labels
+        # not named ``images``: iter_activations would take this for an ImageSet
+        self.start, self.batch, self.labels = 0, torch.zeros(0), None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if not self.start <= i < self.start + len(self.batch):
+            idx = list(range(i, min(i + self.batch_size, len(self))))
+            self.batch, self.labels = _read(self.dataset, idx, True, self.want_labels)
+            self.start = i
+        return self.batch[i - self.start]
 
 
 def _check_layer_output(nm: str, out: Any) -> None:
-    if out is None:
-        raise ValueError(
-            f"layer {nm!r} did not run in the model's forward pass (e.g. an auxiliary branch "
-            "skipped in eval mode); choose a layer on the path from input to output."
-        )
     if not isinstance(out, torch.Tensor):
         raise ValueError(
             f"layer {nm!r} outputs a {type(out).__name__}, not a tensor; dissection needs "
@@ -289,15 +314,8 @@ def _threshold_pass(run: _Run, opts: DissectOptions, quantile: float) -> tuple[d
     errors: dict[str, np.ndarray | None] = {}
     if not need:
         return thr, methods, errors
-    model = run.src.model is not None
     est: dict[str, Any] = {}
-    for idx in run.batches("dissect: thresholds"):
-        x, lab = (
-            _read(run.dataset, idx, images=model, labels=run.spool_labels)
-            if model
-            else (None, None)
-        )
-        out = run.src.features(idx[0], idx[-1] + 1, x, run.dev)
+    for idx, out, lab in run.src.stream(run, labels=run.spool_labels):
         run.check(out, idx[0])
         for nm, a in out.items():
             if run.spool is not None:
@@ -332,43 +350,37 @@ def _estimator(run: _Run, opts: DissectOptions, quantile: float, nm: str) -> tup
 
 
 def _tally_batches(run: _Run, checked: bool) -> Iterator[tuple[dict, Any]]:
-    """Pass 2: per batch the feature maps and the labels of the same images."""
-    src, spooled = run.src, run.spool is not None
-    for idx in run.batches("dissect: tally"):
-        s, e = idx[0], idx[-1] + 1
-        if spooled:
-            out = {nm: run.spool.read().to(run.dev) for nm in src.names}
-            lab = (run.spool.read(), run.spool.read()) if run.spool_labels else None
-        else:
-            lab = None
-        if lab is None:
-            x, lab = _read(
-                run.dataset, idx, images=src.model is not None and not spooled, labels=True
-            )
-        if not spooled:
-            out = src.features(s, e, x, run.dev)
+    """Pass 2: per batch the feature maps and the labels of the same images (from the spool of
+    pass 1 where there is one, else from the source)."""
+    if run.spool is None:
+        for idx, out, lab in run.src.stream(run, labels=True):
             if not checked:
-                run.check(out, s)
+                run.check(out, idx[0])
+            yield out, _label_batch(*lab, len(idx), run.space, run.seg_shape, run.dev)
+        return
+    for idx in run.batches("dissect: tally"):
+        out = {nm: run.spool.read().to(run.dev) for nm in run.src.names}
+        if run.spool_labels:
+            lab = (run.spool.read(), run.spool.read())
+        else:
+            lab = _read(run.dataset, idx, images=False, labels=True)[1]
         yield out, _label_batch(*lab, len(idx), run.space, run.seg_shape, run.dev)
 
 
 @contextlib.contextmanager
-def _prepared(run: _Run, spool_dir: Any) -> Iterator[None]:
-    """The model on the device in eval mode, and the spool of pass 1; both undone on exit."""
-    model = run.src.model
-    with contextlib.ExitStack() as stack:
-        if model is not None:
-            orig = model_device(model)
-            stack.callback(model.to, orig)
-            stack.enter_context(eval_mode(model.to(run.dev)))
-            if set(run.src.names) - set(run.given):
-                tmp = stack.enter_context(
-                    tempfile.TemporaryDirectory(prefix="interpkit-dissect-", dir=spool_dir)
-                )
-                run.spool = _Spool(tmp)
-                stack.callback(run.spool.close)
-                run.spool_labels = not callable(getattr(run.dataset, "labels_batch", None))
+def _spooled(run: _Run, spool_dir: Any) -> Iterator[None]:
+    """With a model whose thresholds pass 1 computes: the spool that keeps its feature maps (and
+    the labels decoded with its images) for pass 2, removed on exit."""
+    if run.src.model is None or not set(run.src.names) - set(run.given):
         yield
+        return
+    with tempfile.TemporaryDirectory(prefix="interpkit-dissect-", dir=spool_dir) as tmp:
+        run.spool = _Spool(tmp)
+        run.spool_labels = not callable(getattr(run.dataset, "labels_batch", None))
+        try:
+            yield
+        finally:
+            run.spool.close()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -432,7 +444,7 @@ def dissect(
     seg_shape = tuple(int(s) for s in dataset.seg_shape)
     given = _given_thresholds(thresholds, src.names, dev)
     run = _Run(src, dataset, space, dev, n, batch_size, seg_shape, given, progress, shapes={})
-    with _prepared(run, opts.spool_dir):
+    with _spooled(run, opts.spool_dir):
         thr, methods, errors = _threshold_pass(run, opts, float(quantile))
         checked = len(given) < len(src.names)
         tally = tally_shard(_tally_batches(run, checked), thr, space, seg_shape, opts.chunk_pixels)
