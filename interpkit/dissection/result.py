@@ -69,21 +69,37 @@ class DissectionResult:
         return self._units
 
     def detectors(self) -> pd.DataFrame:
-        """The detector units, best IoU first."""
+        """The detector units, best IoU first.
+
+        Returns:
+            The rows of :attr:`units` whose ``detector`` flag is set, sorted by IoU (descending).
+        """
         u = self.units
         return u[u["detector"]].sort_values("iou", ascending=False).reset_index(drop=True)
 
     def num_detectors(self) -> int:
-        """Units whose best IoU reaches ``iou_threshold``."""
+        """Units whose best IoU reaches ``iou_threshold``.
+
+        Returns:
+            The number of detector units.
+        """
         return int(self.units["detector"].sum())
 
     def unique_detectors(self) -> int:
         """Distinct labels that are the best label of at least one detector unit (the paper's
-        count)."""
+        count).
+
+        Returns:
+            The number of unique detectors.
+        """
         return int(self.detectors()["label_id"].nunique())
 
     def detectors_per_category(self) -> pd.DataFrame:
-        """Per category (of the best label): detector units and unique detected labels."""
+        """Per category (of the best label): detector units and unique detected labels.
+
+        Returns:
+            A DataFrame with columns category, detectors, unique (one row per category).
+        """
         d = self.detectors()
         out = pd.DataFrame({"category": list(self.categories)})
         out["detectors"] = out["category"].map(d.groupby("category").size()).fillna(0).astype(int)
@@ -93,7 +109,14 @@ class DissectionResult:
         return out
 
     def with_iou_threshold(self, iou_threshold: float) -> DissectionResult:
-        """The same counts judged against another IoU threshold."""
+        """The same counts judged against another IoU threshold.
+
+        Args:
+            iou_threshold: the new detector threshold, in [0, 1].
+
+        Returns:
+            A new result sharing this one's counts.
+        """
         _check_iou_threshold(iou_threshold)
         return DissectionResult(
             **{
@@ -103,7 +126,12 @@ class DissectionResult:
         )
 
     def summary(self) -> dict[str, Any]:
-        """Key numbers as plain Python values (for JSON)."""
+        """Key numbers as plain Python values (for JSON).
+
+        Returns:
+            A dict: layer, units, images, detectors, unique_detectors, detectors_per_category,
+            unique_per_category, iou_threshold, quantile, threshold_method.
+        """
         per = self.detectors_per_category()
         return {
             "layer": self.layer,

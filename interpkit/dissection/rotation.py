@@ -30,8 +30,15 @@ def _one_blas_thread():
 
 
 def random_rotation(n: int, seed: int = 0) -> np.ndarray:
-    """A Haar-random rotation in SO(n) (float64): QR of a Gaussian matrix with signs fixed, det
-    +1."""
+    """A Haar-random rotation in SO(n): QR of a Gaussian matrix with signs fixed, det +1.
+
+    Args:
+        n: the dimension (units of the layer).
+        seed: seed of the Gaussian matrix.
+
+    Returns:
+        An (n, n) float64 orthogonal matrix with determinant +1.
+    """
     if n < 1:
         raise ValueError(f"n must be positive, got {n}.")
     rng = np.random.default_rng(seed)
@@ -53,6 +60,13 @@ def fractional_rotation(Q: np.ndarray, alpha: float) -> np.ndarray:
     and
     1x1 entries +-1; each plane rotation becomes a rotation by ``alpha * theta`` and pairs of -1 a
     rotation by ``alpha * pi``. ``alpha = 0`` gives the identity, ``alpha = 1`` gives ``Q``.
+
+    Args:
+        Q: a rotation (orthogonal, det +1), e.g. from :func:`random_rotation`.
+        alpha: the fraction of the rotation, in [0, 1].
+
+    Returns:
+        The (n, n) float64 rotation ``Q ** alpha``.
     """
     import scipy.linalg
 
@@ -106,7 +120,13 @@ def rotate_activations(
 ) -> np.ndarray | torch.Tensor:
     """Rotate the channel vector at every position: ``out[:, i] = sum_j R[i, j] * acts[:, j]``.
 
-    Works on (N, units, h, w) arrays or tensors (returns the same kind, float32), in batches.
+    Args:
+        acts: (N, units, h, w) array or tensor.
+        R: (units, units) rotation.
+        batch_size: images per block (arrays only).
+
+    Returns:
+        The rotated activations, of the same kind as ``acts`` (float32).
     """
     _check_acts_array(acts, None, "acts")
     U = int(acts.shape[1])
@@ -183,7 +203,16 @@ class RotatedOutput(nn.Module):
 def with_rotation(model: nn.Module, layer: str, R: np.ndarray | torch.Tensor) -> nn.Module:
     """A copy of ``model`` whose ``layer`` output is rotated by ``R`` then by ``R^T`` (so the
     outputs
-    match up to rounding); dissect ``f"{layer}.rotate"`` to score the rotated basis."""
+    match up to rounding); dissect ``f"{layer}.rotate"`` to score the rotated basis.
+
+    Args:
+        model: the network (left unchanged).
+        layer: the name of the layer whose output is rotated.
+        R: an orthogonal (channels, channels) matrix.
+
+    Returns:
+        The rotated copy of ``model``.
+    """
     resolve_modules(model, [layer])
     new = copy.deepcopy(model)
     parent_name, _, child = layer.rpartition(".")

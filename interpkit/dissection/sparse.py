@@ -16,10 +16,16 @@ def upsample_masks(
     thresholds: torch.Tensor | np.ndarray | float,
     size: tuple[int, int],
 ) -> torch.Tensor:
-    """Binary unit masks ``up(A) > T``: maps (..., h, w) upsampled bilinearly (align_corners=False)
-    to ``size``; ``thresholds`` broadcasts against the leading axes (e.g. (units,) for (N, units,
-    h, w)).
-    As in :func:`dissect`, a pixel counts only if one of its source cells is above ``T``."""
+    """Binary unit masks ``up(A) > T``, as :func:`dissect` counts them.
+
+    Args:
+        maps: feature maps (..., h, w), upsampled bilinearly (align_corners=False) to ``size``.
+        thresholds: broadcast against the leading axes (e.g. (units,) for (N, units, h, w)).
+        size: the output resolution (sh, sw).
+
+    Returns:
+        A bool tensor (..., sh, sw); a pixel counts only if one of its source cells is above ``T``.
+    """
     m = (
         torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps)
         .detach()
