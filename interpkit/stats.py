@@ -5,7 +5,7 @@ unit by peak activation, and intersection over union from counts.
 Every estimator follows one protocol: ``update(values)`` with a block of shape (units, M),
 ``merge(other)`` with an estimator of another shard of the same stream, ``result()`` at the end.
 Merging gives exactly what one estimator would have computed from the concatenated stream (the
-sketch: within the sum of both shards' error bounds, see :class:`HistogramQuantileSketch.merge`).
+sketch: within the sum of both shards' error bounds, see ``HistogramQuantileSketch.merge``).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class HistogramQuantileSketch:
     holding the two order statistics that define the quantile.
 
     Error (deterministic): ``|T_sketch - T_exact| <= w`` per unit, with ``w`` the final bin width
-    (returned by :meth:`result` as ``error``), and ``w <= 2 * (max - min) / (bins - 1)`` (the range
+    (returned by ``result`` as ``error``), and ``w <= 2 * (max - min) / (bins - 1)`` (the range
     of
     the values seen) unless every value of the unit's first block was equal. Memory: ``units *
     bins``
@@ -194,7 +194,7 @@ class HistogramQuantileSketch:
 
         This sketch's range first grows to cover the other's values; each of the other's bins is
         then counted at its centre. The error bound grows by the other's bin width (both shards'
-        widths are returned by :meth:`result`); shards that saw identical first blocks (or a merge
+        widths are returned by ``result``); shards that saw identical first blocks (or a merge
         into an empty sketch) are combined exactly.
         """
         if (other.units, other.quantile, other.bins) != (self.units, self.quantile, self.bins):
@@ -254,7 +254,7 @@ def quantile_thresholds(
         activations: (N, units, h, w) array, memmap or tensor.
         quantile: upper tail fraction, in (0, 1) (0.005: the 0.995 level).
         method: ``"exact"`` (top-tail buffers, equal to ``numpy.quantile`` over axes (0, 2, 3)) or
-            ``"sketch"`` (:class:`HistogramQuantileSketch`, memory independent of N).
+            ``"sketch"`` (``HistogramQuantileSketch``, memory independent of N).
         bins: histogram bins of the sketch.
         batch_size: images per block.
         device: where to compute (default: :func:`interpkit.resolve_device`).

@@ -5,7 +5,7 @@ For each unit ``k`` of a layer:
 
 1. ``T_k`` is the top-``quantile`` level (0.005 -> the 0.995 quantile, linear interpolation as
    ``numpy.quantile``) of the unit's activation over every position of every probe image, on the
-   raw (not upsampled) maps (:func:`interpkit.stats.quantile_thresholds`).
+   raw (not upsampled) maps (``interpkit.stats.quantile_thresholds``).
 2. Per image the unit's map is upsampled bilinearly (``align_corners=False``) to the segmentation
    resolution and thresholded strictly: ``M_k = up(A_k) > T_k``, counting only pixels with a
    source cell above ``T_k`` (a convex combination of cells <= T cannot exceed T; float rounding
@@ -21,10 +21,10 @@ Everything is streamed in batches with tensor ops on the chosen device (no Pytho
 or pixels) and memory does not grow with the number of images, except for the exact threshold
 buffers (the top ``quantile`` fraction of the values).
 
-Modules: :mod:`.core` (:func:`dissect`: sources as streams of feature maps, the two passes),
-:mod:`.tally` (the mergeable counts: ``tally_shard``, ``combine_tallies``), :mod:`.sparse` (the
-exact sparse evaluation of the upsampled masks), :mod:`.labels` (the label space and packed
-labels), :mod:`.result`, :mod:`.rotation` (Sec. 3.2 of the paper).
+Modules: ``.core`` (:func:`dissect`: sources as streams of feature maps, the two passes),
+``.tally`` (the mergeable counts: ``tally_shard``, ``combine_tallies``), ``.sparse`` (the
+exact sparse evaluation of the upsampled masks), ``.labels`` (the label space and packed
+labels), ``.result``, ``.rotation`` (Sec. 3.2 of the paper).
 """
 
 from __future__ import annotations

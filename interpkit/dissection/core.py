@@ -1,9 +1,9 @@
 """The entry point :func:`dissect`: one path for every source.
 
 Every source (a model, an array of feature maps, a mapping of arrays) becomes a stream of
-per-batch feature maps ``{layer: (B, U, h, w)}`` in dataset order (:class:`_Source`). Pass 1 feeds
-the stream to the per-unit quantile estimators of :mod:`interpkit.stats` (skipped when thresholds
-are given); pass 2 feeds it, with the labels of the same images, to :func:`tally_shard`.
+per-batch feature maps ``{layer: (B, U, h, w)}`` in dataset order (``_Source``). Pass 1 feeds
+the stream to the per-unit quantile estimators of ``interpkit.stats`` (skipped when thresholds
+are given); pass 2 feeds it, with the labels of the same images, to ``tally_shard``.
 
 What is read from the dataset is only what the passes need: with precomputed features no image is
 decoded (only labels, through ``dataset.labels_batch`` when it has one); with a model each image
@@ -48,7 +48,7 @@ class DissectOptions:
 
     Attributes:
         quantile_method: ``"auto"`` (exact when the top-tail buffers fit ``max_exact_bytes``),
-            ``"exact"`` or ``"sketch"`` (:class:`interpkit.stats.HistogramQuantileSketch`).
+            ``"exact"`` or ``"sketch"`` (``interpkit.stats.HistogramQuantileSketch``).
         sketch_bins: histogram bins of the sketch.
         max_exact_bytes: memory allowed for the exact top-tail buffers of one layer.
         spool_dir: folder of the temporary spool of a model's feature maps (default: the system's).
@@ -108,7 +108,7 @@ class _Source:
 
 
 class _ImageRows:
-    """The dataset's images as :func:`interpkit.capture.iter_activations` reads them (item by
+    """The dataset's images as ``interpkit.capture.iter_activations`` reads them (item by
     item): each batch is decoded once, with its labels when they are asked for (kept in
     ``labels``)."""
 
@@ -137,7 +137,7 @@ def _check_layer_output(nm: str, out: Any) -> None:
 
 
 def _as_source(source: Any, layers: Any, n: int) -> _Source:
-    """The :class:`_Source` of a model, an array or a mapping layer -> array."""
+    """The ``_Source`` of a model, an array or a mapping layer -> array."""
     if isinstance(source, nn.Module):
         if layers is None:
             cands = [nm for nm, m in source.named_modules() if isinstance(m, nn.Conv2d)][-5:]
@@ -421,7 +421,7 @@ def dissect(
         device: where to compute (default: :func:`interpkit.resolve_device`).
         progress: show progress bars.
         transform: applied to the images before the model (e.g. a normalisation).
-        options: memory and precision knobs (:class:`DissectOptions`).
+        options: memory and precision knobs (``DissectOptions``).
 
     Returns:
         A :class:`DissectionResult` when ``layers`` is a string (or ``source`` a single array),

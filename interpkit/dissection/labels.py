@@ -112,7 +112,7 @@ def _pack_labels(pix: torch.Tensor, L: int) -> torch.Tensor:
 
 
 def _unpack_labels(codes: torch.Tensor, L: int) -> torch.Tensor:
-    """Inverse of :func:`_pack_labels` for gathered codes (M,) -> labels (M, per)."""
+    """Inverse of ``_pack_labels`` for gathered codes (M,) -> labels (M, per)."""
     bits = _label_bits(L)
     shifts = torch.arange(0, 64, bits, device=codes.device)
     return (codes[:, None] >> shifts) & ((1 << bits) - 1)

@@ -1,5 +1,5 @@
 """The result of a dissection: counts, IoU matrix and the per-unit table (see
-:mod:`interpkit.dissection`)."""
+``interpkit.dissection``)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class DissectionResult:
         """The detector units, best IoU first.
 
         Returns:
-            The rows of :attr:`units` whose ``detector`` flag is set, sorted by IoU (descending).
+            The rows of ``units`` whose ``detector`` flag is set, sorted by IoU (descending).
         """
         u = self.units
         return u[u["detector"]].sort_values("iou", ascending=False).reset_index(drop=True)

@@ -2,8 +2,8 @@
 activation totals and unit areas, summed over batches.
 
 All counts are integer sums, so tallies of disjoint shards of the dataset combine exactly
-(:func:`combine_tallies`): a distributed run tallies each shard with :func:`tally_shard` and adds
-the tallies (e.g. with ``torch.distributed.all_reduce`` on :meth:`Tally.tensors`).
+(``combine_tallies``): a distributed run tallies each shard with ``tally_shard`` and adds
+the tallies (e.g. with ``torch.distributed.all_reduce`` on ``Tally.tensors``).
 """
 
 from __future__ import annotations
@@ -156,14 +156,14 @@ def tally_shard(
 
     Args:
         batches: per batch, ``({layer: feature maps (B, U, h, w)}, labels)`` with the labels of the
-            same images (:func:`~interpkit.dissection.labels._label_batch`).
+            same images (``interpkit.dissection.labels._label_batch``).
         thresholds: per layer, the unit thresholds (U,).
         space: the label space (which labels are scored).
         seg_shape: the segmentation resolution (sh, sw).
         chunk_pixels: bound on the upsampled pixels evaluated at once.
 
     Returns:
-        The shard's :class:`Tally` (combine shards with :func:`combine_tallies`).
+        The shard's ``Tally`` (combine shards with ``combine_tallies``).
     """
     dev = space.lut.device
     out = Tally(label_pixels=torch.zeros(space.num_labels, dtype=torch.long, device=dev))
@@ -184,7 +184,7 @@ def combine_tallies(tallies: Iterable[Tally]) -> Tally:
         tallies: tallies of the same layers and label space, e.g. one per process.
 
     Returns:
-        A new :class:`Tally` equal to tallying all shards' images at once.
+        A new ``Tally`` equal to tallying all shards' images at once.
     """
     out = Tally()
     for t in tallies:
