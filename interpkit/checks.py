@@ -227,3 +227,27 @@ def row_indices(indices: Any, n: int, what: str = "indices") -> torch.Tensor:
     if bad.numel():
         raise IndexError(f"index {int(bad[0])} out of range for a set of {n} images.")
     return idx % n
+
+
+def check_fraction(name: str, value: Any, *, open_interval: bool = False, hint: str = "") -> float:
+    """``value`` as a float; a ``ValueError`` unless it is a real number in [0, 1] (in (0, 1)
+    with ``open_interval``). NumPy scalars pass; NaN and bools do not.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the number to check.
+        open_interval: exclude 0 and 1 (e.g. a quantile's tail fraction).
+        hint: appended to the message (e.g. the paper's value).
+
+    Returns:
+        ``float(value)``.
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    v = float(value) if ok else math.nan
+    ok = ok and ((0.0 < v < 1.0) if open_interval else (0.0 <= v <= 1.0))
+    if not ok:
+        where = "strictly between 0 and 1" if open_interval else "in [0, 1]"
+        raise ValueError(
+            f"{name} must lie {where}{' (' + hint + ')' if hint else ''}, got {value!r}."
+        )
+    return v

@@ -11,12 +11,12 @@ sketch: within the sum of both shards' error bounds, see ``HistogramQuantileSket
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 import torch
 
+from .checks import check_fraction, check_positive_int
 from .device import resolve_device
 
 __all__ = ["quantile_thresholds", "top_images", "iou"]
@@ -263,6 +263,7 @@ def quantile_thresholds(
         The thresholds, float32 array of shape (units,).
     """
     _check_quantile(quantile)
+    batch_size = check_positive_int("batch_size", batch_size)
     _check_acts_array(activations, None, "activations")
     dev = resolve_device(device, needs_float64="quantile_thresholds")
     n, units, h, w = (int(s) for s in activations.shape)
@@ -308,12 +309,13 @@ def top_images(activations: np.ndarray | torch.Tensor, unit: int, k: int = 8) ->
     return np.argsort(-peak, kind="stable")[:k]
 
 
-def _check_quantile(q: float) -> None:
-    if not isinstance(q, numbers.Real) or not (0.0 < float(q) < 1.0):
-        raise ValueError(
-            f"quantile must lie strictly between 0 and 1 (the paper uses 0.005, i.e. the top "
-            f"0.5% of activations), got {q!r}."
-        )
+def _check_quantile(q: float) -> float:
+    return check_fraction(
+        "quantile",
+        q,
+        open_interval=True,
+        hint="the paper uses 0.005, i.e. the top 0.5% of activations",
+    )
 
 
 def _check_acts_array(a: Any, n: int | None, what: str) -> None:

@@ -842,3 +842,14 @@ def test_images_decoded_only_when_a_model_needs_them_and_once(fast_labels):
     ds.decoded[:] = 0
     nd.dissect(net, ds, "conv2", thresholds=np.ones(4) * 0.1, progress=False, device="cpu")
     assert (ds.decoded == 1).all()
+
+
+def test_check_fraction():
+    from interpkit.checks import check_fraction
+
+    assert check_fraction("q", np.float32(0.25)) == 0.25 and check_fraction("t", 1) == 1.0
+    for bad in (True, float("nan"), -0.1, 1.5, "0.5"):
+        with pytest.raises(ValueError, match="q must lie in"):
+            check_fraction("q", bad)
+    with pytest.raises(ValueError, match=r"strictly between 0 and 1 \(paper\)"):
+        check_fraction("q", 0.0, open_interval=True, hint="paper")

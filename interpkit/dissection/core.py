@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..capture import iter_activations, resolve_modules
-from ..checks import check_images
+from ..checks import check_images, check_positive_int
 from ..device import resolve_device
 from ..stats import (
     HistogramQuantileSketch,
@@ -430,8 +430,7 @@ def dissect(
     """
     _check_quantile(quantile)
     _check_iou_threshold(iou_threshold)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    batch_size = check_positive_int("batch_size", batch_size)
     opts = options or DissectOptions()
     opts.check()
     dev = resolve_device(device, needs_float64="dissect")

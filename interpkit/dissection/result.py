@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ..checks import check_fraction
 
 QUANTILE = 0.005
 IOU_THRESHOLD = 0.04
@@ -180,6 +181,5 @@ def summarize(results: Mapping[str, DissectionResult] | DissectionResult) -> pd.
     return pd.DataFrame(rows)
 
 
-def _check_iou_threshold(t: float) -> None:
-    if not isinstance(t, numbers.Real) or not (0.0 <= float(t) <= 1.0):
-        raise ValueError(f"iou_threshold must lie in [0, 1] (the paper uses 0.04), got {t!r}.")
+def _check_iou_threshold(t: float) -> float:
+    return check_fraction("iou_threshold", t, hint="the paper uses 0.04")
