@@ -10,6 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from interpkit import dissection as nd
+from interpkit import stats
+from interpkit.dissection.core import DissectOptions
+from interpkit.dissection.sparse import _active_pixels, _Geometry
 
 PIXEL_CATS = ("object", "part", "color")
 
@@ -197,7 +200,7 @@ def test_counts_equal_brute_force(chunk_pixels):
         batch_size=5,
         progress=False,
         device="cpu",
-        chunk_pixels=chunk_pixels,
+        options=DissectOptions(chunk_pixels=chunk_pixels),
     )
     ref = brute_force(acts, ds, r.thresholds)
     assert r.unit_pixels.sum() > 0 and ref["inter"].sum() > 0
@@ -214,7 +217,7 @@ def test_thresholds_are_exact_quantiles():
     acts = _acts(n=9, units=4, h=5, w=5, seed=3)
     for q in (0.005, 0.05, 0.3):
         expect = np.quantile(acts.astype(np.float64), 1 - q, axis=(0, 2, 3))
-        got = nd.quantile_thresholds(acts, q, batch_size=2, device="cpu")
+        got = stats.quantile_thresholds(acts, q, batch_size=2, device="cpu")
         np.testing.assert_allclose(got, expect, rtol=1e-6)
         r = nd.dissect(
             acts, FakeBroden(n=9), quantile=q, batch_size=4, progress=False, device="cpu"
@@ -226,7 +229,7 @@ def test_thresholds_are_exact_quantiles():
 def test_top_tail_merges_exactly_across_many_blocks():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 20011, generator=g) ** 3
-    est = nd.TopTailQuantile(3, x.shape[1], 0.005)
+    est = stats.TopTailQuantile(3, x.shape[1], 0.005)
     for s in range(0, x.shape[1], 997):  # many flushes of the top buffer
         est.update(x[:, s : s + 997])
     np.testing.assert_allclose(
@@ -367,7 +370,7 @@ def test_model_source_matches_precomputed_activations(tmp_path):
         batch_size=3,
         progress=False,
         device="cpu",
-        spool_dir=tmp_path,
+        options=DissectOptions(spool_dir=tmp_path),
     )
     assert set(res) == {"conv1", "relu"}
     assert list(tmp_path.iterdir()) == []  # spool removed
@@ -415,7 +418,7 @@ def test_sketch_error_within_documented_bound(seed):
     ]
     x = torch.cat(parts, 1)
     for q in (0.005, 0.05):
-        sk = nd.HistogramQuantileSketch(units, q, bins=2048)
+        sk = stats.HistogramQuantileSketch(units, q, bins=2048)
         for p in parts:
             sk.update(p)
         est, err = sk.result()
@@ -436,14 +439,20 @@ def test_dissect_sketch_mode_is_close_to_exact():
         a,
         ds,
         quantile=0.05,
-        quantile_method="sketch",
-        sketch_bins=4096,
+        options=DissectOptions(quantile_method="sketch", sketch_bins=4096),
         progress=False,
         device="cpu",
     )
     assert sk.threshold_method == "sketch"
     assert (np.abs(sk.thresholds - ex.thresholds) <= sk.threshold_error + 1e-6).all()
-    auto = nd.dissect(a, ds, quantile=0.05, max_exact_bytes=1, progress=False, device="cpu")
+    auto = nd.dissect(
+        a,
+        ds,
+        quantile=0.05,
+        options=DissectOptions(max_exact_bytes=1),
+        progress=False,
+        device="cpu",
+    )
     assert auto.threshold_method == "sketch"
 
 
@@ -553,7 +562,7 @@ def test_rotation_inside_network_keeps_outputs():
 
 def test_helpers():
     a = _acts()
-    top = nd.top_images(a, 2, k=3)
+    top = stats.top_images(a, 2, k=3)
     assert list(top) == list(np.argsort(-a[:, 2].reshape(12, -1).max(1))[:3])
     m = nd.upsample_masks(a[:2], np.array([1.0] * 5, np.float32), (8, 10))
     assert m.shape == (2, 5, 8, 10) and m.dtype == torch.bool
@@ -583,8 +592,8 @@ def test_sparse_masks_equal_dense_interpolation(h, w, sh, sw):
     for a in cases:
         thr = torch.quantile(a.transpose(0, 1).reshape(7, -1), 0.8, dim=1)
         thr[0] = a[:, 0].max()  # threshold at the maximum
-        geom = nd._Geometry(h, w, sh, sw, torch.device("cpu"))
-        b, u, pos = nd._active_pixels(a, thr, geom, chunk_pixels=997 if sh * sw < 1000 else 1 << 16)
+        geom = _Geometry(h, w, sh, sw, torch.device("cpu"))
+        b, u, pos = _active_pixels(a, thr, geom, chunk_pixels=997 if sh * sw < 1000 else 1 << 16)
         got = torch.zeros(6, 7, sh * sw, dtype=torch.bool)
         got[b, u, pos] = True
         got = got.view(6, 7, sh, sw)
@@ -631,9 +640,7 @@ def test_constant_unit_never_fires():
             torch.tensor(3.7),
         )
         thr = torch.full((4,), 3.7)
-        b, u, pos = nd._active_pixels(
-            m, thr, nd._Geometry(h, w, sh, sw, torch.device("cpu")), 1 << 16
-        )
+        b, u, pos = _active_pixels(m, thr, _Geometry(h, w, sh, sw, torch.device("cpu")), 1 << 16)
         assert len(b) == 0 and not nd.upsample_masks(m, thr, (sh, sw)).any()
 
 
@@ -647,8 +654,8 @@ def test_activations_that_require_grad():
     g = torch.tensor(a, requires_grad=True)
     r = nd.dissect(g, ds, quantile=0.2, progress=False, device="cpu")
     np.testing.assert_array_equal(r.iou, ref.iou)
-    np.testing.assert_array_equal(nd.quantile_thresholds(g, 0.2, device="cpu"), ref.thresholds)
-    assert list(nd.top_images(g, 1, k=3)) == list(nd.top_images(a, 1, k=3))
+    np.testing.assert_array_equal(stats.quantile_thresholds(g, 0.2, device="cpu"), ref.thresholds)
+    assert list(stats.top_images(g, 1, k=3)) == list(stats.top_images(a, 1, k=3))
     t = torch.tensor(ref.thresholds, requires_grad=True)
     np.testing.assert_array_equal(
         nd.dissect(a, ds, thresholds=t, progress=False, device="cpu").iou, ref.iou
@@ -682,7 +689,7 @@ def test_layer_that_does_not_give_a_feature_map():
         def forward(self, x):
             return self.pair(self.conv(x))[0].mean()
 
-    with pytest.raises(ValueError, match="'aux' did not run"):
+    with pytest.raises(KeyError, match="'aux' did not run"):
         nd.dissect(Aux(), FakeBroden(n=4), "aux", progress=False, device="cpu")
     with pytest.raises(ValueError, match="'pair' outputs a tuple"):
         nd.dissect(TupleNet(), FakeBroden(n=4), "pair", progress=False, device="cpu")
@@ -713,7 +720,7 @@ def test_numpy_scalar_quantile_and_iou_threshold():
         device="cpu",
     )
     np.testing.assert_allclose(
-        r.thresholds, nd.quantile_thresholds(_acts(), np.float32(0.2), device="cpu")
+        r.thresholds, stats.quantile_thresholds(_acts(), np.float32(0.2), device="cpu")
     )
     assert type(r.quantile) is float and type(r.iou_threshold) is float
     assert type(ref.with_iou_threshold(np.float32(0.1)).iou_threshold) is float
@@ -738,6 +745,111 @@ def test_dissect_runs_on_the_cpu_on_a_mac(pretend_mac):
         r = nd.dissect(
             acts, FakeBroden(n=9), quantile=0.05, batch_size=4, progress=False, device=None
         )
-    np.testing.assert_allclose(r.thresholds, nd.quantile_thresholds(acts, 0.05, device="cpu"))
+    np.testing.assert_allclose(r.thresholds, stats.quantile_thresholds(acts, 0.05, device="cpu"))
     with pytest.raises(ValueError, match="use device='cpu'"):
         nd.dissect(acts, FakeBroden(n=9), quantile=0.05, progress=False, device="mps")
+
+
+# ----------------------------------------------------------------------------------------------
+# shards and what is read from the dataset
+# ----------------------------------------------------------------------------------------------
+def test_tallies_of_shards_combine_to_the_whole():
+    """Tally two halves of the dataset separately, combine: the counts of one tally of all."""
+    from interpkit.dissection.core import _label_batch, _label_space
+    from interpkit.dissection.tally import combine_tallies, tally_shard
+
+    ds, acts = FakeBroden(), _acts()
+    ref = nd.dissect(acts, ds, quantile=0.2, batch_size=5, progress=False, device="cpu")
+    dev = torch.device("cpu")
+    space = _label_space(ds, None, dev)
+    thr = {"activations": torch.as_tensor(ref.thresholds)}
+
+    def batches(rows):
+        for s in range(rows.start, rows.stop, 4):
+            idx = list(range(s, min(s + 4, rows.stop)))
+            _, pix, sc = ds.segmentation_batch(idx)
+            lab = _label_batch(pix, sc, len(idx), space, ds.seg_shape, dev)
+            yield {"activations": torch.as_tensor(acts[idx])}, lab
+
+    shards = [
+        tally_shard(batches(r), thr, space, ds.seg_shape, 1 << 20)
+        for r in (range(0, 7), range(7, 12))
+    ]
+    whole = combine_tallies(shards)
+    assert whole.n_images == 12
+    np.testing.assert_array_equal(whole.label_pixels.numpy(), ref.label_pixels)
+    t = whole.layers["activations"]
+    np.testing.assert_array_equal(t.inter.numpy(), ref.intersection)
+    np.testing.assert_array_equal(t.act_cat.numpy(), ref.activation)
+    np.testing.assert_array_equal(t.unit_px.numpy(), ref.unit_pixels)
+
+
+def test_quantile_estimators_merge_across_shards():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 9000, generator=g) ** 3
+    exact = np.quantile(x.double().numpy(), 0.99, axis=1)
+    parts = [x[:, :4000], x[:, 4000:]]
+    tops = []
+    for p in parts:
+        est = stats.TopTailQuantile(3, x.shape[1], 0.01)
+        est.update(p)
+        tops.append(est)
+    np.testing.assert_allclose(tops[0].merge(tops[1]).result().numpy(), exact, rtol=1e-6)
+    sks = [stats.HistogramQuantileSketch(3, 0.01, bins=1024) for _ in parts]
+    for sk, p in zip(sks, parts):
+        sk.update(p)
+    assert not torch.equal(sks[0].width, sks[1].width)  # different grids: re-binned merge
+    est, err = sks[0].merge(sks[1]).result()
+    assert ((est.double() - torch.as_tensor(exact)).abs() <= err + 1e-9).all()
+    assert (err < 0.01 * (x.amax(1) - x.amin(1)).double()).all()
+    assert sks[0].seen == x.shape[1]
+
+
+def test_iou_from_counts():
+    got = stats.iou(np.array([[2, 0]]), np.array([[4, 0]]), np.array([3, 0]))
+    np.testing.assert_array_equal(got, [[2 / 5, 0.0]])
+
+
+class CountingBroden(FakeBroden):
+    """Counts image decodes: ``segmentation_batch`` and ``images_batch`` decode images,
+    ``labels_batch`` does not."""
+
+    def __init__(self, *a, fast_labels: bool = False, **k):
+        super().__init__(*a, **k)
+        self.decoded = np.zeros(len(self), int)
+        if fast_labels:
+            self.labels_batch = lambda idx: self.segmentation_batch(idx, count=False)[1:]
+
+    def segmentation_batch(self, indices, count=True):
+        if count:
+            self.decoded[list(indices)] += 1
+        return super().segmentation_batch(indices)
+
+
+@pytest.mark.parametrize("fast_labels", [False, True])
+def test_images_decoded_only_when_a_model_needs_them_and_once(fast_labels):
+    ds = CountingBroden(n=10, fast_labels=fast_labels)
+    ref = nd.dissect(_acts(n=10), FakeBroden(n=10), quantile=0.2, progress=False, device="cpu")
+    r = nd.dissect(_acts(n=10), ds, quantile=0.2, progress=False, device="cpu")
+    np.testing.assert_array_equal(r.iou, ref.iou)
+    assert (ds.decoded == (0 if fast_labels else 1)).all()  # labels_batch: no image decode
+    ds.decoded[:] = 0
+    net = TinyNet().eval()
+    r = nd.dissect(
+        net, ds, ["conv1", "conv2"], quantile=0.1, batch_size=3, progress=False, device="cpu"
+    )
+    assert (ds.decoded == 1).all()  # thresholds and tally: one decode per image
+    ds.decoded[:] = 0
+    nd.dissect(net, ds, "conv2", thresholds=np.ones(4) * 0.1, progress=False, device="cpu")
+    assert (ds.decoded == 1).all()
+
+
+def test_check_fraction():
+    from interpkit.checks import check_fraction
+
+    assert check_fraction("q", np.float32(0.25)) == 0.25 and check_fraction("t", 1) == 1.0
+    for bad in (True, float("nan"), -0.1, 1.5, "0.5"):
+        with pytest.raises(ValueError, match="q must lie in"):
+            check_fraction("q", bad)
+    with pytest.raises(ValueError, match=r"strictly between 0 and 1 \(paper\)"):
+        check_fraction("q", 0.0, open_interval=True, hint="paper")
