@@ -23,9 +23,7 @@ Everything here returns tidy pandas tables or a small dataclass; nothing prints 
 
 from __future__ import annotations
 
-import functools
 import math
-import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import resolve_modules
+from .capture import capture, resolve_modules
 from .checks import check_images, check_positive_int, require_eval
 from .device import model_device, resolve_device
 
@@ -299,7 +297,6 @@ def _position_sums(acts: Sequence[torch.Tensor], ones_u: np.ndarray) -> np.ndarr
     return sums.to("cpu", torch.float64).numpy()
 
 
-@functools.lru_cache(maxsize=64)
 def _groups(chans: tuple[int, ...], positions: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     """Runs of consecutive layers with the same number of positions: ``((channels, positions),
     ...)``."""
@@ -363,9 +360,6 @@ def weight_norms(
     return _weight_norms_of(module, num_channels, fold_batchnorm)
 
 
-_WN_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple] = weakref.WeakKeyDictionary()
-
-
 def _conv_and_bn(
     module: nn.Module, fold_batchnorm: bool
 ) -> tuple[nn.Conv2d | None, nn.BatchNorm2d | None]:
@@ -393,37 +387,8 @@ def _conv_and_bn(
 def _weight_norms_of(
     module: nn.Module, num_channels: int | None, fold_batchnorm: bool = True
 ) -> np.ndarray:
-    # Cached per module. The key holds the identity of the submodules and of their tensors and the
-    # tensors' version counters, which change on every in-place update (training steps,
-    # load_state_dict): a stale entry is never used.
-    hit = _WN_CACHE.get(module)
-    if (
-        hit is not None
-        and hit[0] == fold_batchnorm
-        and all(getattr(owner, attr) is t and t._version == v for owner, attr, t, v in hit[1])
-        and [id(m) for m in module.modules()] == hit[2]
-    ):
-        norms = hit[3]
-    else:
-        conv, bn = _conv_and_bn(module, fold_batchnorm)
-        norms = None if conv is None else _filter_norms(conv, bn)
-        tensors = (
-            []
-            if conv is None
-            else [(conv, "weight")]
-            + (
-                [(bn, a) for a in ("weight", "running_var") if getattr(bn, a) is not None]
-                if bn is not None
-                else []
-            )
-        )
-        if not any(
-            getattr(owner, a).is_inference() for owner, a in tensors
-        ):  # those have no version counter
-            watched = [
-                (owner, a, getattr(owner, a), getattr(owner, a)._version) for owner, a in tensors
-            ]
-            _WN_CACHE[module] = (fold_batchnorm, watched, [id(m) for m in module.modules()], norms)
+    conv, bn = _conv_and_bn(module, fold_batchnorm)
+    norms = None if conv is None else _filter_norms(conv, bn)
     if norms is None or (num_channels is not None and len(norms) != num_channels):
         return np.full(num_channels or 0, np.nan)
     return norms.copy()
@@ -646,7 +611,6 @@ def chance_overlap(
 # --------------------------------------------------------------------------------------------
 # The analysis
 # --------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=64)
 def _index_columns(names: tuple[str, ...], chans: tuple[int, ...], b: int) -> dict[str, Any]:
     """The ``image``, ``layer`` and ``channel`` columns of a scores table (``pd.DataFrame`` copies
     them, so the cached arrays are never changed)."""
@@ -751,54 +715,13 @@ def analyze(
     )
 
 
-def _version(t: torch.Tensor) -> int | None:
-    """The in-place version counter of ``t``; ``None`` for an inference tensor, which has none."""
-    try:
-        return t._version
-    except RuntimeError:
-        return None
-
-
 def _record(
     model: nn.Module, modules: Mapping[str, nn.Module], copies: torch.Tensor
 ) -> tuple[Any, dict[str, Any]]:
-    """One forward pass of ``copies`` (under ``no_grad``) keeping the output of every module.
-
-    Outputs are kept as they are, not copied (copying them all costs about a tenth of the pass of a
-    small network). An output the model changes in place later in the pass (say an in-place ReLU
-    after a recorded convolution) is caught by its version counter, and the pass is run again
-    copying those layers' outputs; one without a version counter is copied at once.
-    """
-    acts: dict[str, Any] = {}
-    versions: dict[str, int | None] = {}
-    copy: set[str] = set()
-
-    def make_hook(name: str):
-        def hook(_module, _args, out):
-            if isinstance(out, torch.Tensor):
-                version = _version(out)
-                if name in copy or version is None:
-                    out, version = out.clone(), None
-                versions[name] = version
-            acts[name] = out
-
-        return hook
-
-    handles = [m.register_forward_hook(make_hook(name)) for name, m in modules.items()]
-    try:
-        with torch.no_grad():
-            logits = model(copies)
-            copy.update(
-                name
-                for name, a in acts.items()
-                if versions.get(name) is not None and _version(a) != versions[name]
-            )
-            if copy:
-                acts.clear()
-                logits = model(copies)
-    finally:
-        for h in handles:
-            h.remove()
+    """One forward pass of ``copies`` (under ``no_grad``) keeping a copy of every module's output
+    (:func:`interpkit.capture`)."""
+    with torch.no_grad(), capture(model, list(modules)) as acts:
+        logits = model(copies)
     return logits, acts
 
 
@@ -903,7 +826,7 @@ def _analyze(
         "probability": (
             raw_y[:, 0] if output == "probability" else _softmax(lg[:, 0])[np.arange(b), targets]
         ),
-        "noise_scale": _noise_scales_np(n, float(sigma), ramp).copy(),
+        "noise_scale": noise_scales(n, float(sigma), ramp).numpy(),
     }
     params = dict(
         n=n,
@@ -936,14 +859,6 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-@functools.lru_cache(maxsize=16)
-def _noise_scales_np(n: int, sigma: float, ramp: bool) -> np.ndarray:
-    """:func:`noise_scales` as a read-only array (cached: the same for every call)."""
-    s = noise_scales(n, sigma, ramp).numpy()
-    s.setflags(write=False)
-    return s
-
-
 # --------------------------------------------------------------------------------------------
 # Causal check: ablation
 # --------------------------------------------------------------------------------------------
@@ -958,11 +873,10 @@ def zero_channels(
     batch. The yielded dict can be updated inside the block to change the masks between passes.
     Hooks are removed when the block ends, also on error.
     """
-    modules = resolve_modules(model, list(channels))
     state = dict(channels)
 
-    def make_hook(name: str):
-        def hook(_module, _args, out):
+    def make_edit(name: str):
+        def edit(out):
             if not isinstance(out, torch.Tensor) or out.ndim < 2:
                 raise ValueError(
                     f"layer {name!r} outputs {type(out).__name__} without a channel axis; "
@@ -991,14 +905,10 @@ def zero_channels(
                 keep = keep.expand(out.shape[0], c)
             return out * keep.reshape(*keep.shape, *([1] * (out.ndim - 2)))
 
-        return hook
+        return edit
 
-    handles = [m.register_forward_hook(make_hook(name)) for name, m in modules.items()]
-    try:
+    with capture(model, (), edit={name: make_edit(name) for name in state}):
         yield state
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _masks_from_table(
