@@ -38,7 +38,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import capture, resolve_modules
+from .capture import activations, capture, resolve_modules
 from .checks import (
     check_images,
     check_number,
@@ -59,12 +58,14 @@ from .checks import (
 )
 from .data.base import ImageSet, require_image_set
 from .device import model_device, resolve_device
-from .io import atomic_torch_save, load_torch_cache, state_mismatch
+from .io import state_mismatch
 from .models.training import (
+    Schedule,
     cache_dir,
     cache_key,
-    ensure_cache_dir,
+    cached_run,
     evaluate,
+    fit_loop,
     reinitialize,
     seed_everything,
 )
@@ -578,23 +579,20 @@ def _train_decoder(
     )
     path = cache_dir() / "cladec" / f"{kind}-{key}.pt"
     required = ("decoder", "history") + (("encoder",) if kind == "RefAE" else ())
-    if cache:
-        ensure_cache_dir(path.parent)  # an unusable cache fails now, not after training
-    blob = load_torch_cache(path, required, f"{kind} decoder") if cache else None
-    if blob is not None and (
-        why := state_mismatch(decoder, blob["decoder"])
-        or (state_mismatch(fit_kw["encoder"], blob["encoder"]) if kind == "RefAE" else "")
-    ):
-        warnings.warn(
-            f"{kind} cache file {path} holds weights of another architecture ({why}); retraining.",
-            RuntimeWarning,
-            stacklevel=3,
+
+    def mismatch(blob: dict[str, Any]) -> str:
+        enc = fit_kw["encoder"] if kind == "RefAE" else None
+        return state_mismatch(decoder, blob["decoder"]) or (
+            state_mismatch(enc, blob["encoder"]) if enc is not None else ""
         )
-        blob = None
-    if blob is None:
-        blob = _fit(decoder, train, dev, hp, progress, layer=layer, **fit_kw)
-        if cache:
-            atomic_torch_save(blob, path)
+
+    blob = cached_run(
+        path if cache else None,
+        lambda: _fit(decoder, train, dev, hp, progress, layer=layer, **fit_kw),
+        required=required,
+        what=f"{kind} decoder",
+        mismatch=mismatch,
+    )
     decoder.load_state_dict(blob["decoder"])
     return decoder, blob, (path if cache else None), key
 
@@ -618,80 +616,60 @@ def _fit(
     classifier: nn.Module | None = None,
     encoder: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """The training loop shared by ClaDec (``classifier`` given) and RefAE (``encoder`` given)."""
-    from tqdm.auto import tqdm
-
-    seed_everything(hp["seed"])
-    alpha, bs, n = hp["alpha"], hp["batch_size"], len(data)
-    use_amp = hp["amp"] and dev.type == "cuda"
+    """The step shared by ClaDec (``classifier`` given) and RefAE (``encoder`` given), run by
+    :func:`interpkit.models.training.fit_loop`; returns the blob that is cached."""
+    alpha, n = hp["alpha"], len(data)
     decoder.to(dev).train()
     params = list(decoder.parameters())
     if encoder is not None:
         encoder.to(dev).train()
         params += list(encoder.parameters())
-    opt = torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     images, labels = data.images, data.labels
     acts = None
     if classifier is not None:  # precompute the frozen layer's output once when it fits in memory
         per_image = _layer_output(classifier, layer, images[:1].to(dev)).numel() * 4
         if per_image * n <= _ACT_MEMORY_LIMIT:
-            acts = torch.cat(
-                [
-                    _layer_output(classifier, layer, images[i : i + 512].to(dev))
-                    for i in range(0, n, 512)
-                ]
-            )
+            acts = activations(classifier, images, [layer], batch_size=512, device=dev)[layer]
+            acts = acts.to(dev)
     probe = images[:256].to(dev)
-    gen = torch.Generator().manual_seed(hp["seed"])
-    history: list[dict[str, float]] = []
-    bar = tqdm(
-        total=hp["epochs"] * ((n + bs - 1) // bs),
-        disable=not progress,
-        leave=False,
-        desc=f"{'ClaDec' if classifier is not None else 'RefAE'} {layer}",
+
+    def step(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        x = images[idx].to(dev, non_blocking=True)
+        if encoder is not None:
+            a = _layer_output(encoder, layer, x, keep_graph=True)
+        elif acts is not None:
+            a = acts[idx.to(acts.device)]
+        else:
+            a = _layer_output(classifier, layer, x)
+        x_hat = decoder(a)
+        logits, y = None, None
+        if alpha > 0:
+            y = labels[idx].to(dev, non_blocking=True)
+            logits = classifier(x_hat)
+        loss, mse, ce = cladec_loss(x_hat, x, logits, y, alpha)
+        parts = (("loss", loss), ("mse", mse), ("ce", ce))
+        return loss, {k: float(v.detach()) * len(idx) for k, v in parts}
+
+    def end_epoch(epoch: int, sums: dict[str, float], seen: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch + 1,
+            **{k: sums.get(k, 0.0) / max(seen, 1) for k in ("loss", "mse", "ce")},
+            **_probe_stats(decoder, probe, layer, classifier, encoder),
+        }
+
+    schedule = Schedule(
+        hp["epochs"], hp["batch_size"], hp["lr"], hp["weight_decay"], hp["seed"], hp["amp"]
     )
-    for epoch in range(hp["epochs"]):
-        perm = torch.randperm(n, generator=gen)
-        sums = {"loss": 0.0, "mse": 0.0, "ce": 0.0}
-        seen = 0
-        for i in range(0, n, bs):
-            idx = perm[i : i + bs]
-            if len(idx) < 2:  # batch-norm (RefAE encoder) cannot train on a single image
-                continue
-            x = images[idx].to(dev, non_blocking=True)
-            with torch.autocast(dev.type, enabled=use_amp):
-                if encoder is not None:
-                    a = _layer_output(encoder, layer, x, keep_graph=True)
-                else:
-                    a = (
-                        acts[idx.to(acts.device)]
-                        if acts is not None
-                        else _layer_output(classifier, layer, x)
-                    )
-                x_hat = decoder(a)
-                logits, y = None, None
-                if alpha > 0:
-                    y = labels[idx].to(dev, non_blocking=True)
-                    logits = classifier(x_hat)
-            loss, mse, ce = cladec_loss(x_hat, x, logits, y, alpha)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            seen += len(idx)
-            for k, v in (("loss", loss), ("mse", mse), ("ce", ce)):
-                sums[k] += float(v.detach()) * len(idx)
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, mse=f"{float(mse.detach()):.4f}")
-        history.append(
-            {
-                "epoch": epoch + 1,
-                **{k: v / max(seen, 1) for k, v in sums.items()},
-                **_probe_stats(decoder, probe, layer, classifier, encoder),
-            }
-        )
-    bar.close()
+    history = fit_loop(
+        params,
+        n,
+        step,
+        schedule,
+        dev,
+        desc=f"{'ClaDec' if classifier is not None else 'RefAE'} {layer}",
+        progress=progress,
+        end_epoch=end_epoch,
+    )
     decoder.eval()
     blob: dict[str, Any] = {
         "decoder": {k: v.detach().cpu() for k, v in decoder.state_dict().items()},
@@ -699,7 +677,7 @@ def _fit(
         "format": CACHE_FORMAT,
     }
     if encoder is not None:
-        _recalibrate_batchnorm(encoder, layer, images, dev, bs)
+        _recalibrate_batchnorm(encoder, layer, images, dev, hp["batch_size"])
         encoder.eval()
         blob["encoder"] = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     return blob
@@ -812,16 +790,17 @@ def reconstruct(
     check_positive_int("batch_size", batch_size)
     check_images(images)  # a clear error for a NumPy array or a single image
     dev = resolve_device(device) if device is not None else model_device(explainer.decoder)
-    explainer.to(dev).eval()
     encoder = explainer.classifier if isinstance(explainer, ClaDec) else explainer.encoder
-    encoder.to(dev)
-    check_images(images[:1].to(dev), encoder)
-    return torch.cat(
-        [
-            explainer(images[i : i + batch_size].to(dev)).float().cpu()
-            for i in range(0, len(images), batch_size)
-        ]
+    check_images(images[:1].to(model_device(encoder)), encoder)  # channels
+    out = activations(
+        explainer,
+        images,
+        explainer,
+        batch_size=batch_size,
+        device=dev,
+        reduce=lambda _, r: r.float(),
     )
+    return next(iter(out.values()))
 
 
 def mean_image_mse(train: ImageSet, test: ImageSet) -> float:
