@@ -69,7 +69,7 @@ def resolve_modules(
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """``model`` in evaluation mode inside the block, on its own device; afterwards every submodule
-    has its own mode back, also when the block raises (:func:`interpkit.checks.evaluating` without
+    has its own mode back, also when the block raises (``interpkit.checks.evaluating`` without
     a move).
 
     Args:
@@ -318,7 +318,7 @@ def iter_activations(
     the library's one batched loop.
 
     The model runs in evaluation mode under ``no_grad`` on ``device``
-    (:func:`interpkit.checks.evaluating`: mode and device are restored when the loop ends, is
+    (``interpkit.checks.evaluating``: mode and device are restored when the loop ends, is
     broken off, or raises); each pass stops after the last requested layer (:func:`capture` with
     ``stop=True``), and the outputs are copies (an in-place op later in the net cannot change them).
 

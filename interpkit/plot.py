@@ -19,6 +19,14 @@ from .checks import check_number, check_positive_int
 if TYPE_CHECKING:
     import pandas as pd
 
+__all__ = [
+    "to_display",
+    "image_grid",
+    "feature_maps",
+    "overlay",
+    "bar_chart",
+]
+
 
 def to_display(img: torch.Tensor | np.ndarray) -> np.ndarray:
     """An image (C, H, W) or (H, W) as an array matplotlib can show (H, W) or (H, W, 3).

@@ -22,6 +22,11 @@ from .device import model_device
 if TYPE_CHECKING:  # imported where a widget is built
     import ipywidgets
 
+__all__ = [
+    "interactive_figure",
+    "feature_map_explorer",
+]
+
 
 def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> ipywidgets.Widget:
     """A box with ``controls`` (name -> ipywidgets control) above an output area showing

@@ -33,22 +33,21 @@ speed. The frozen classifier stays in evaluation mode while the trade-off loss i
 the authors' ``master`` branch (an unmerged pull request there would put it in training mode).
 """
 
+# ruff: noqa: I001 (public names imported first, the importable rest after)
+
 from .evaluation import evaluate_explainers, mean_image_mse, reconstruct
-from .fitting import train_cladec, train_explainers, train_refae
-from .model import CACHE_FORMAT, ClaDec, Decoder, RefAE, build_decoder, cladec_loss, fresh_copy
+from .fitting import train_cladec, train_explainers
+from .model import build_decoder
+
+# importable as interpkit.cladec.<name>, outside the public list (__all__)
+from .fitting import train_refae  # noqa: F401
+from .model import CACHE_FORMAT, ClaDec, Decoder, RefAE, cladec_loss, fresh_copy  # noqa: F401
 
 __all__ = [
-    "Decoder",
-    "ClaDec",
-    "RefAE",
-    "build_decoder",
-    "cladec_loss",
     "train_cladec",
-    "train_refae",
     "train_explainers",
+    "build_decoder",
     "reconstruct",
     "evaluate_explainers",
     "mean_image_mse",
-    "fresh_copy",
-    "CACHE_FORMAT",
 ]

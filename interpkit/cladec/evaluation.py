@@ -35,7 +35,7 @@ def reconstruct(
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """Reconstructions of ``images`` (N, C, H, W) by a :class:`ClaDec` or :class:`RefAE`, on the
+    """Reconstructions of ``images`` (N, C, H, W) by a ``ClaDec`` or ``RefAE``, on the
     CPU."""
     if not isinstance(explainer, (ClaDec, RefAE)):
         raise TypeError(

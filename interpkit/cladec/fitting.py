@@ -102,7 +102,7 @@ def train_cladec(
     """Train a decoder from ``classifier``'s ``layer`` back to the images of ``train`` (or load it).
 
     ``classifier`` must be frozen (``interpkit.models.freeze``): eval mode, no trainable parameters;
-    it stays so. The loss is :func:`cladec_loss` with ``alpha`` (0: plain ClaDec). Optimiser as in
+    it stays so. The loss is ``cladec_loss`` with ``alpha`` (0: plain ClaDec). Optimiser as in
     the authors' code: Adam, ``lr=3e-4``, ``weight_decay=1e-5``, batch 128.
 
     ``init="mean"`` (default) starts the output bias at the logit of the mean training pixel;
@@ -115,7 +115,7 @@ def train_cladec(
 
     Cached on disk under ``cache_dir()/cladec`` (key: classifier weights, layer, data and every
     argument that changes the result); a hit loads with ``weights_only=True``. Returns a
-    :class:`ClaDec` in eval mode on ``device``, with ``.history`` and ``.cache_path``.
+    ``ClaDec`` in eval mode on ``device``, with ``.history`` and ``.cache_path``.
     """
     alpha = _validate(alpha, epochs, lr, weight_decay, batch_size, width, init)
     if not isinstance(classifier, nn.Module):
@@ -210,7 +210,7 @@ def _train_decoder(
     progress: bool,
     **fit_kw: Any,
 ) -> tuple[Decoder, dict[str, Any], Path | None, str]:
-    """Build the decoder (seeded), then load it from the cache or train it with :func:`_fit`.
+    """Build the decoder (seeded), then load it from the cache or train it with ``_fit``.
 
     The cache key hashes ``keyed`` (the frozen classifier, or the RefAE's initial encoder), the
     data,
@@ -269,7 +269,7 @@ def _fit(
     encoder: nn.Module | None = None,
 ) -> dict[str, Any]:
     """The step shared by ClaDec (``classifier`` given) and RefAE (``encoder`` given), run by
-    :func:`interpkit.models.training.fit_loop`; returns the blob that is cached."""
+    ``interpkit.models.training.fit_loop``; returns the blob that is cached."""
     alpha, n = hp["alpha"], len(data)
     decoder.to(dev).train()
     params = list(decoder.parameters())
@@ -407,7 +407,7 @@ def train_explainers(
     number or several).
 
     Returns ``{(layer, method, alpha): explainer}`` (RefAE under alpha 0.0); ``kwargs`` go to
-    :func:`train_cladec` / :func:`train_refae` (epochs, width, device, ...).
+    :func:`train_cladec` / ``train_refae`` (epochs, width, device, ...).
     """
     if isinstance(layers, str):
         layers = [layers]

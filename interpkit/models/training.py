@@ -127,7 +127,7 @@ def freeze(model: nn.Module) -> nn.Module:
 
 @dataclass(frozen=True)
 class Schedule:
-    """What :func:`fit_loop` needs to train: every setting here changes the weights.
+    """What ``fit_loop`` needs to train: every setting here changes the weights.
 
     Args:
         epochs: passes over the data.
@@ -276,7 +276,7 @@ def train(
     """Train a classifier with Adam and cross-entropy, or load the identical run from the cache.
 
     With ``init="seed"`` (the default) the initial weights are drawn again from ``seed``
-    (:func:`~interpkit.models.reinitialize`), so a run is a function of the architecture, the data,
+    (``reinitialize``), so a run is a function of the architecture, the data,
     the arguments
     and the seed alone: the same call in a new process hits the cache, and another seed changes
     the initialisation as well as the batch order. ``init="keep"`` trains from the weights the model
@@ -368,7 +368,7 @@ def _fit(
     keep_epoch_states: bool,
     progress: bool,
 ) -> dict[str, Any]:
-    """Adam on the cross-entropy (:func:`fit_loop`); the blob :func:`train` caches."""
+    """Adam on the cross-entropy (``fit_loop``); the blob :func:`train` caches."""
     model.to(dev).train()
     top = int(data.labels.max())
     epoch_states = []
@@ -429,7 +429,7 @@ def predict_proba(
     """Softmax outputs of ``model`` for ``images``, computed in batches on ``device``.
 
     The model runs in evaluation mode (dropout off, batch-norm statistics untouched) and gets its
-    own mode and device back afterwards (:func:`interpkit.checks.evaluating`).
+    own mode and device back afterwards (``interpkit.checks.evaluating``).
 
     Args:
         model: a classifier returning logits (N, classes).

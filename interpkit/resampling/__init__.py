@@ -21,34 +21,25 @@ authors' "similarity" ``sum_l |A_l & B_l| / sum_l (|A_l| + |B_l|)`` is half the 
 Everything here returns tidy pandas tables or a small dataclass; nothing prints or plots.
 """
 
+# ruff: noqa: I001 (public names imported first, the importable rest after)
+
 from .ablation import ablation_study, overlap_over_training, summarize_ablation, zero_channels
 from .analysis import analyze
-from .core import (
-    METHODS,
-    METRICS,
-    SCHEMES,
-    channel_scores,
-    noise_scales,
-    perturb,
-    weight_norms,
-)
-from .result import ResamplingResult, chance_overlap, set_overlap, top_k
+from .core import METHODS, METRICS, perturb
+from .result import top_k
+
+# importable as interpkit.resampling.<name>, outside the public list (__all__)
+from .core import SCHEMES, channel_scores, noise_scales, weight_norms  # noqa: F401
+from .result import ResamplingResult, chance_overlap, set_overlap  # noqa: F401
 
 __all__ = [
-    "SCHEMES",
-    "METRICS",
-    "METHODS",
-    "ResamplingResult",
-    "perturb",
-    "noise_scales",
     "analyze",
-    "channel_scores",
-    "weight_norms",
+    "perturb",
     "top_k",
-    "set_overlap",
-    "chance_overlap",
     "zero_channels",
     "ablation_study",
     "summarize_ablation",
     "overlap_over_training",
+    "METRICS",
+    "METHODS",
 ]

@@ -251,7 +251,7 @@ def overlap_over_training(
     (state dicts, e.g. ``model.epoch_states`` from ``interpkit.models.train(...,
     keep_epoch_states=True)``).
 
-    Returns :meth:`ResamplingResult.overlap` rows with a ``checkpoint`` column (``checkpoint_names``
+    Returns ``ResamplingResult.overlap`` rows with a ``checkpoint`` column (``checkpoint_names``
     or 0, 1, ...). The model's own weights are restored afterwards.
     """
     if checkpoint_names is not None and len(checkpoint_names) != len(states):

@@ -62,7 +62,7 @@ def perturb(
 ) -> torch.Tensor:
     """Make ``n`` perturbed copies of each image; copy 0 is the clean image, noise grows with ``k``.
 
-    With ``s_k`` from :func:`noise_scales` and ``e ~ Normal(0, 1)`` drawn per element:
+    With ``s_k`` from ``noise_scales`` and ``e ~ Normal(0, 1)`` drawn per element:
 
     * ``"multiplicative"`` (the paper): ``x_k = x * (1 + s_k * e)``;
     * ``"additive"``: ``x_k = x + s_k * e``;
@@ -126,7 +126,7 @@ def _perturb(
 # --------------------------------------------------------------------------------------------
 # Channel statistics
 # --------------------------------------------------------------------------------------------
-#: The statistics of every channel, in the order of the last axis of :func:`_finish_stats`.
+#: The statistics of every channel, in the order of the last axis of ``_finish_stats``.
 STAT_KEYS = (
     "correlation",
     "precision",
@@ -202,7 +202,7 @@ def _unit_outputs(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _position_sums(acts: Sequence[torch.Tensor], ones_u: np.ndarray) -> np.ndarray:
     """Per-channel sums over positions of the per-position statistics, for several layers at once.
 
-    ``acts``: one ``(B, N, C_l, P_l)`` tensor per layer; ``ones_u`` from :func:`_unit_outputs`.
+    ``acts``: one ``(B, N, C_l, P_l)`` tensor per layer; ``ones_u`` from ``_unit_outputs``.
     All layers are flattened into one ``(B, N, T)`` tensor, so every step runs once whatever the
     number of layers, on the tensors' device. Returns a float64 ``(B, 6, sum_l C_l)`` array on the
     CPU: the sums over the positions of each channel of the Pearson coefficient, its absolute
@@ -268,9 +268,9 @@ def _finish_stats(
     y_varies: np.ndarray,
     min_activation: float,
 ) -> np.ndarray:
-    """The statistics :data:`STAT_KEYS` (last axis) of every channel, ``(B, C, 7)`` float64, from
+    """The statistics ``STAT_KEYS`` (last axis) of every channel, ``(B, C, 7)`` float64, from
     the
-    sums of :func:`_position_sums` of layers with ``chans[l]`` channels of ``positions[l]``
+    sums of ``_position_sums`` of layers with ``chans[l]`` channels of ``positions[l]``
     positions."""
     signed, absolute, count, sq_dev, clean, shift = sums.transpose(1, 0, 2)
     inv_pos = np.repeat(1.0 / np.asarray(positions, dtype=np.float64), chans)

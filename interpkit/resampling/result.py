@@ -23,7 +23,7 @@ class ResamplingResult:
     """What :func:`analyze` measured.
 
     ``scores``: one row per (image, layer, channel) with the columns of :data:`METRICS` and the
-    helper statistics of :func:`channel_scores`. ``outputs``: one row per (image, copy): the noise
+    helper statistics of ``channel_scores``. ``outputs``: one row per (image, copy): the noise
     level, ``output`` (``y_k``) and the class predicted on that copy. ``images``: one row per image:
     ``target`` (the explained class), ``probability`` on the clean image, ``output_constant``
     (``y`` did not change over the copies, so no correlation is defined). ``maps``: the clean-image
