@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import numbers
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,30 +55,77 @@ def _mean_pixel(data: ImageSet) -> torch.Tensor:
     return data.images.mean(dim=(0, 2, 3))
 
 
-def _hparams(alpha, epochs, lr, weight_decay, batch_size, width, seed, init, amp) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DecoderTraining:
+    """How a ClaDec or RefAE decoder is trained (defaults as in the authors' code).
+
+    Args:
+        epochs: passes over the training images.
+        lr: Adam's learning rate.
+        weight_decay: Adam's weight decay.
+        batch_size: images per step (at least 2).
+        width: decoder channel multiplier (1.0: the authors' channels).
+        init: ``"mean"`` (output bias at the logit of the mean training pixel) or ``"default"``.
+        seed: seeds the decoder's initial weights (and RefAE's encoder) and the batch order.
+        device: where to train (``None``: CUDA, else MPS, else CPU).
+        amp: mixed precision (CUDA only).
+        cache: load from / save to the model cache.
+        progress: show a progress bar.
+    """
+
+    epochs: int = 12
+    lr: float = 3e-4
+    weight_decay: float = 1e-5
+    batch_size: int = 128
+    width: float = 1.0
+    init: str = "mean"
+    seed: int = 0
+    device: str | torch.device | None = None
+    amp: bool = False
+    cache: bool = True
+    progress: bool = True
+
+
+def _options(options: DecoderTraining | None, overrides: dict[str, Any]) -> DecoderTraining:
+    """``options`` (default :class:`DecoderTraining`) with the keyword arguments of a call."""
+    known = {f.name for f in fields(DecoderTraining)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(
+            f"unknown training option(s) {unknown}; choose from {sorted(known)} "
+            "(fields of interpkit.cladec.DecoderTraining)."
+        )
+    return replace(options or DecoderTraining(), **overrides)
+
+
+def _hparams(alpha: float, o: DecoderTraining) -> dict[str, Any]:
+    """The settings that change the trained weights (part of the cache key; keys unchanged)."""
     return dict(
         alpha=alpha,
-        epochs=epochs,
-        lr=lr,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
-        width=width,
-        seed=seed,
-        init=init,
-        amp=amp,
+        epochs=o.epochs,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        batch_size=o.batch_size,
+        width=o.width,
+        seed=o.seed,
+        init=o.init,
+        amp=o.amp,
     )
 
 
-def _validate(alpha, epochs, lr, weight_decay, batch_size, width, init) -> float:
+def _validate(alpha: Any, o: DecoderTraining, classifier: Any, layer: str) -> float:
     alpha = _check_alpha(alpha)
-    check_positive_int("epochs", epochs)
-    if check_positive_int("batch_size", batch_size) < 2:
-        raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}.")
-    check_number("lr", lr, positive=True)
-    check_number("width", width, positive=True)
-    check_number("weight_decay", weight_decay)
-    if init not in INIT_CHOICES:
-        raise ValueError(f"init must be one of {INIT_CHOICES}, got {init!r}.")
+    check_positive_int("epochs", o.epochs)
+    if check_positive_int("batch_size", o.batch_size) < 2:
+        raise ValueError(f"batch_size must be an integer >= 2, got {o.batch_size!r}.")
+    check_number("lr", o.lr, positive=True)
+    check_number("width", o.width, positive=True)
+    check_number("weight_decay", o.weight_decay)
+    if o.init not in INIT_CHOICES:
+        raise ValueError(f"init must be one of {INIT_CHOICES}, got {o.init!r}.")
+    if not isinstance(classifier, nn.Module):
+        raise TypeError(f"classifier must be a torch.nn.Module, got {type(classifier).__name__}.")
+    _check_layer(classifier, layer)
     return alpha
 
 
@@ -87,17 +135,8 @@ def train_cladec(
     train: ImageSet,
     *,
     alpha: float = 0.0,
-    epochs: int = 12,
-    lr: float = 3e-4,
-    weight_decay: float = 1e-5,
-    batch_size: int = 128,
-    width: float = 1.0,
-    init: str = "mean",
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    amp: bool = False,
-    cache: bool = True,
-    progress: bool = True,
+    options: DecoderTraining | None = None,
+    **overrides: Any,
 ) -> ClaDec:
     """Train a decoder from ``classifier``'s ``layer`` back to the images of ``train`` (or load it).
 
@@ -114,32 +153,32 @@ def train_cladec(
     across a probe batch of images; ~0 means a constant output) to show it.
 
     Cached on disk under ``cache_dir()/cladec`` (key: classifier weights, layer, data and every
-    argument that changes the result); a hit loads with ``weights_only=True``. Returns a
-    ``ClaDec`` in eval mode on ``device``, with ``.history`` and ``.cache_path``.
+    argument that changes the result); a hit loads with ``weights_only=True``.
+
+    Args:
+        classifier: the frozen classifier to explain.
+        layer: the layer whose output is decoded.
+        train: the training images (with labels, for ``alpha > 0``).
+        alpha: weight of the classification loss (0: reconstruction only).
+        options: a ``DecoderTraining`` (epochs, lr, weight_decay, batch_size, width, init, seed,
+            device, amp, cache, progress).
+        **overrides: any of those fields as keywords, e.g. ``epochs=4, width=0.25``.
+
+    Returns:
+        A ``ClaDec`` in eval mode on the device, with ``.history`` and ``.cache_path``.
     """
-    alpha = _validate(alpha, epochs, lr, weight_decay, batch_size, width, init)
-    if not isinstance(classifier, nn.Module):
-        raise TypeError(f"classifier must be a torch.nn.Module, got {type(classifier).__name__}.")
+    o = _options(options, overrides)
+    alpha = _validate(alpha, o, classifier, layer)
     require_frozen(classifier, "ClaDec")
-    _check_layer(classifier, layer)
-    dev = resolve_device(device)
+    dev = resolve_device(o.device)
     classifier.to(dev)
     _check_data(train, classifier, "training")
     _check_targets(train)
     act_shape = tuple(_layer_output(classifier, layer, train.images[:2].to(dev)).shape[1:])
-    hp = _hparams(alpha, epochs, lr, weight_decay, batch_size, width, seed, init, amp)
     decoder, blob, path, key = _train_decoder(
-        "ClaDec",
-        classifier,
-        layer,
-        act_shape,
-        train,
-        dev,
-        hp,
-        cache,
-        progress,
+        "ClaDec", classifier, layer, act_shape, train, dev, _hparams(alpha, o), o,
         classifier=classifier,
-    )
+    )  # fmt: skip
     return _finish(ClaDec(classifier, layer, decoder, alpha), blob, path, key, dev)
 
 
@@ -149,17 +188,8 @@ def train_refae(
     train: ImageSet,
     *,
     encoder: nn.Module | None = None,
-    epochs: int = 12,
-    lr: float = 3e-4,
-    weight_decay: float = 1e-5,
-    batch_size: int = 128,
-    width: float = 1.0,
-    init: str = "mean",
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    amp: bool = False,
-    cache: bool = True,
-    progress: bool = True,
+    options: DecoderTraining | None = None,
+    **overrides: Any,
 ) -> RefAE:
     """Train the reference auto-encoder for ``classifier``'s ``layer`` (or load it from the cache).
 
@@ -169,28 +199,35 @@ def train_refae(
     after it get no gradient and stay untouched. Encoder and decoder (the same as ClaDec's) train
     together on the reconstruction MSE only; everything else as in :func:`train_cladec`.
     The classifier itself is only read (its architecture), never changed.
+
+    Args:
+        classifier: the classifier whose architecture the encoder copies.
+        layer: the layer where the encoder ends.
+        train: the training images.
+        encoder: a freshly built encoder to use instead of ``fresh_copy(classifier, seed)``.
+        options: a ``DecoderTraining``; **overrides: its fields as keywords.
+
+    Returns:
+        A ``RefAE`` in eval mode on the device, with ``.history`` and ``.cache_path``.
     """
-    _validate(0.0, epochs, lr, weight_decay, batch_size, width, init)
-    if not isinstance(classifier, nn.Module):
-        raise TypeError(f"classifier must be a torch.nn.Module, got {type(classifier).__name__}.")
-    _check_layer(classifier, layer)
+    o = _options(options, overrides)
+    _validate(0.0, o, classifier, layer)
     if encoder is None:
-        encoder = fresh_copy(classifier, seed)
+        encoder = fresh_copy(classifier, o.seed)
     else:
         _check_layer(encoder, layer)
         encoder = copy.deepcopy(encoder).to("cpu").train()
         for p in encoder.parameters():
             p.requires_grad_(True)
-    dev = resolve_device(device)
+    dev = resolve_device(o.device)
     _check_data(train, encoder, "training")
     _check_targets(train)
     with torch.no_grad():
         encoder.eval()
         act_shape = tuple(_layer_output(encoder, layer, train.images[:2]).shape[1:])
         encoder.train()
-    hp = _hparams(0.0, epochs, lr, weight_decay, batch_size, width, seed, init, amp)
     decoder, blob, path, key = _train_decoder(
-        "RefAE", encoder, layer, act_shape, train, dev, hp, cache, progress, encoder=encoder
+        "RefAE", encoder, layer, act_shape, train, dev, _hparams(0.0, o), o, encoder=encoder
     )
     encoder.load_state_dict(blob["encoder"])
     for p in encoder.parameters():
@@ -206,8 +243,7 @@ def _train_decoder(
     train: ImageSet,
     dev: torch.device,
     hp: dict[str, Any],
-    cache: bool,
-    progress: bool,
+    o: DecoderTraining,
     **fit_kw: Any,
 ) -> tuple[Decoder, dict[str, Any], Path | None, str]:
     """Build the decoder (seeded), then load it from the cache or train it with ``_fit``.
@@ -239,14 +275,14 @@ def _train_decoder(
         )
 
     blob = cached_run(
-        path if cache else None,
-        lambda: _fit(decoder, train, dev, hp, progress, layer=layer, **fit_kw),
+        path if o.cache else None,
+        lambda: _fit(decoder, train, dev, hp, o.progress, layer=layer, **fit_kw),
         required=required,
         what=f"{kind} decoder",
         mismatch=mismatch,
     )
     decoder.load_state_dict(blob["decoder"])
-    return decoder, blob, (path if cache else None), key
+    return decoder, blob, (path if o.cache else None), key
 
 
 def _finish(
