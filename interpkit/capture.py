@@ -181,11 +181,8 @@ def capture(
             change).
 
     Returns:
-        A context manager yielding :class:`Activations` (``{layer name: tensor}``).
-
-    Example:
-        >>> with capture(model, ["features.0"], edit={"features.3": lambda y: y * 0}) as acts:
-        ...     logits = model(x)
+        A context manager yielding :class:`Activations` (``{layer name: tensor}``), e.g.
+        ``with capture(model, ["features.0"], edit={"features.3": lambda y: y * 0}) as acts:``.
     """
     edits = _resolve_edits(model, edit or {})
     only_edit = isinstance(layers, (list, tuple)) and not layers and edits
