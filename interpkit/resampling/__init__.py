@@ -30,6 +30,7 @@ from .result import top_k
 
 # importable as interpkit.resampling.<name>, outside the public list (__all__)
 from .core import SCHEMES, channel_scores, noise_scales, weight_norms  # noqa: F401
+from .analysis import ResamplingOptions  # noqa: F401
 from .result import ResamplingResult, chance_overlap, set_overlap  # noqa: F401
 
 __all__ = [

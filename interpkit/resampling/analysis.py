@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -68,45 +69,83 @@ def _targets(
     return t
 
 
+@dataclass(frozen=True)
+class ResamplingOptions:
+    """The settings of :func:`analyze` (the paper's defaults).
+
+    Args:
+        n: copies per image.
+        sigma: noise level (``perturb``).
+        scheme: ``"multiplicative"``, ``"additive"`` or ``"occlusion"``.
+        ramp: noise scales ramp from 0 to ``sigma`` over the copies.
+        patch: occlusion patch size.
+        clip: clip the copies to [0, 1].
+        target: the explained class (one, or one per image); ``None``: the predicted class.
+        output: ``"probability"`` (softmax, the paper) or ``"logit"``.
+        min_activation: precision is left undefined (NaN) below this mean activation.
+        seed: image ``i`` uses noise seed ``seed + i``.
+        batch_size: copies per forward pass.
+        keep_maps: keep the clean images' activation maps in the result.
+    """
+
+    n: int = 50
+    sigma: float = 0.1
+    scheme: str = "multiplicative"
+    ramp: bool = True
+    patch: int = 4
+    clip: bool = False
+    target: int | Sequence[int] | None = None
+    output: str = "probability"
+    min_activation: float = 0.1
+    seed: int = 0
+    batch_size: int = 1024
+    keep_maps: bool = True
+
+
 def analyze(
     model: nn.Module,
     images: torch.Tensor,
     layers: Sequence[str] | str | None = None,
     *,
-    n: int = 50,
-    sigma: float = 0.1,
-    scheme: str = "multiplicative",
-    ramp: bool = True,
-    patch: int = 4,
-    clip: bool = False,
-    target: int | Sequence[int] | None = None,
-    output: str = "probability",
-    min_activation: float = 0.1,
-    seed: int = 0,
-    batch_size: int = 1024,
-    keep_maps: bool = True,
+    options: ResamplingOptions | None = None,
     device: str | torch.device | None = None,
+    **overrides: Any,
 ) -> ResamplingResult:
     """Score every channel of ``layers`` for each image by resampling the input (see the module
     doc).
 
-    ``images``: one image ``(C, H, W)`` or a batch ``(B, C, H, W)``; each gets ``n`` copies made by
-    :func:`perturb` (``scheme``, ``sigma``, ``ramp``, ``patch``, ``clip``; image ``i`` uses noise
-    seed ``seed + i``). All copies go through the model in as few passes as fit in ``batch_size``
-    copies, recording every layer at once with forward hooks (as :func:`interpkit.capture` does,
-    but without copying outputs the model leaves alone). ``layers`` defaults to
-    :func:`interpkit.models.conv_layer_names`; each must output a ``(N, C, H, W)`` map.
-    ``target``: the class whose output ``y`` is correlated, default the class predicted on the
-    clean image; ``output="probability"`` (softmax, the paper) or ``"logit"``. The model must be in
-    evaluation mode; it is moved to ``device``.
+    Each image gets ``n`` copies made by :func:`perturb`; all copies go through the model in as few
+    passes as fit in ``batch_size`` copies, recording every layer at once
+    (:func:`interpkit.capture`).
+    The model must be in evaluation mode; it is moved to ``device``.
+
+    Args:
+        model: a classifier in evaluation mode.
+        images: one image ``(C, H, W)`` or a batch ``(B, C, H, W)``, float in [0, 1].
+        layers: layers to score (default ``interpkit.models.conv_layer_names``); each must output
+            a ``(N, C, H, W)`` map.
+        options: a ``ResamplingOptions`` (n, sigma, scheme, ramp, patch, clip, target, output,
+            min_activation, seed, batch_size, keep_maps).
+        device: where to run (``None``: CUDA, else MPS, else CPU).
+        **overrides: any of those option fields as keywords, e.g. ``n=50, sigma=0.1``.
+
+    Returns:
+        A ``ResamplingResult`` (scores per image, layer and channel).
     """
     from ..models import conv_layer_names
 
-    _check_n_sigma(n, sigma)
-    if output not in OUTPUTS:
-        raise ValueError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be a positive number of copies, got {batch_size}.")
+    known = {f.name for f in fields(ResamplingOptions)}
+    if set(overrides) - known:
+        raise TypeError(
+            f"analyze() got unknown option(s) {sorted(set(overrides) - known)}; choose from "
+            f"{sorted(known)}."
+        )
+    o = replace(options or ResamplingOptions(), **overrides)
+    _check_n_sigma(o.n, o.sigma)
+    if o.output not in OUTPUTS:
+        raise ValueError(f"unknown output {o.output!r}; choose one of {', '.join(OUTPUTS)}.")
+    if int(o.batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive number of copies, got {o.batch_size}.")
     require_eval(model, "analyze")
     dev = resolve_device(device)
     if model_device(model) != dev:
@@ -116,23 +155,7 @@ def analyze(
     x = x.to(dev)
     check_images(x, model)
     modules = resolve_modules(model, conv_layer_names(model) if layers is None else layers)
-    return _analyze(
-        model,
-        x,
-        modules,
-        n,
-        sigma,
-        scheme,
-        ramp,
-        patch,
-        clip,
-        target,
-        output,
-        min_activation,
-        seed,
-        batch_size,
-        keep_maps,
-    )
+    return _analyze(model, x, modules, o)
 
 
 def _record(
@@ -149,19 +172,11 @@ def _analyze(
     model: nn.Module,
     x: torch.Tensor,
     modules: dict[str, nn.Module],
-    n: int,
-    sigma: float,
-    scheme: str,
-    ramp: bool,
-    patch: int,
-    clip: bool,
-    target: Any,
-    output: str,
-    min_activation: float,
-    seed: int,
-    batch_size: int,
-    keep_maps: bool,
+    o: ResamplingOptions,
 ) -> ResamplingResult:
+    n, sigma, scheme, ramp, patch, clip = o.n, o.sigma, o.scheme, o.ramp, o.patch, o.clip
+    target, output, min_activation, seed = o.target, o.output, o.min_activation, o.seed
+    batch_size, keep_maps = o.batch_size, o.keep_maps
     names = list(modules)
     b = len(x)
     per_pass = max(1, int(batch_size) // n)
