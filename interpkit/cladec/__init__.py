@@ -40,6 +40,7 @@ from .fitting import train_cladec, train_explainers
 from .model import build_decoder
 
 # importable as interpkit.cladec.<name>, outside the public list (__all__)
+from .evaluation import EvaluationOptions  # noqa: F401
 from .fitting import DecoderTraining, train_refae  # noqa: F401
 from .model import CACHE_FORMAT, ClaDec, Decoder, RefAE, cladec_loss, fresh_copy  # noqa: F401
 
