@@ -86,6 +86,37 @@ def _masks_from_table(
 
 
 @torch.no_grad()
+def _probabilities(
+    model: nn.Module, x: torch.Tensor, batch_size: int, masks: Mapping[str, torch.Tensor] | None
+) -> torch.Tensor:
+    """Softmax outputs of all images, zeroing ``masks`` (``{layer: (B, C) bool}``) if given; in
+    float64 on the CPU (MPS has no float64)."""
+    b, out = len(x), []
+    if masks is None:
+        for i in range(0, b, batch_size):
+            out.append(F.softmax(model(x[i : i + batch_size]).to("cpu", torch.float64), -1))
+        return torch.cat(out)
+    with zero_channels(model, {layer: m[:batch_size] for layer, m in masks.items()}) as live:
+        for i in range(0, b, batch_size):
+            for layer, m in masks.items():
+                live[layer] = m[i : i + batch_size]
+            out.append(F.softmax(model(x[i : i + batch_size]).to("cpu", torch.float64), -1))
+    return torch.cat(out)
+
+
+def _random_masks(
+    scope: Sequence[str], b: int, num_channels: Mapping[str, int], k: int, gen: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """``k`` channels per layer of ``scope`` drawn uniformly for each of ``b`` images."""
+    masks = {}
+    for layer in scope:
+        c = num_channels[layer]
+        pick = torch.rand((b, c), generator=gen).argsort(1)[:, : min(int(k), c)]
+        masks[layer] = torch.zeros(b, c, dtype=torch.bool).scatter_(1, pick, True)
+    return masks
+
+
+@torch.no_grad()
 def ablation_study(
     model: nn.Module,
     images: torch.Tensor,
@@ -143,19 +174,7 @@ def ablation_study(
     target = torch.tensor(result.targets, dtype=torch.long)
 
     def probs(masks: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Softmax outputs of all images, zeroing ``masks`` (``{layer: (B, C) bool}``) if given; in
-        float64 on the CPU (MPS has no float64)."""
-        out = []
-        if masks is None:
-            for i in range(0, b, batch_size):
-                out.append(F.softmax(model(x[i : i + batch_size]).to("cpu", torch.float64), -1))
-            return torch.cat(out)
-        with zero_channels(model, {layer: m[:batch_size] for layer, m in masks.items()}) as live:
-            for i in range(0, b, batch_size):
-                for layer, m in masks.items():
-                    live[layer] = m[i : i + batch_size]
-                out.append(F.softmax(model(x[i : i + batch_size]).to("cpu", torch.float64), -1))
-        return torch.cat(out)
+        return _probabilities(model, x, batch_size, masks)
 
     p0 = probs()
     p_clean = p0.gather(1, target.view(-1, 1))[:, 0]
@@ -169,11 +188,7 @@ def ablation_study(
         for method in methods:
             for draw in range(n_random if method == "random" else 1):
                 if method == "random":
-                    masks = {}
-                    for layer in scope:
-                        c = result.num_channels[layer]
-                        pick = torch.rand((b, c), generator=gen).argsort(1)[:, : min(int(k), c)]
-                        masks[layer] = torch.zeros(b, c, dtype=torch.bool).scatter_(1, pick, True)
+                    masks = _random_masks(scope, b, result.num_channels, k, gen)
                 else:
                     masks = _masks_from_table(tables[method], scope, b, result.num_channels)
                 p = probs(masks)
