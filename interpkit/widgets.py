@@ -39,6 +39,13 @@ def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> ipywidget
     ``draw`` (also a result that is not a figure, or a figure that fails to render) is raised when
     the widget is built, and shown in the output area on later redraws. Figures ``draw`` opened are
     closed either way.
+
+    Args:
+        draw: ``draw(**values) -> Figure``, called with the controls' values.
+        **controls: ipywidgets controls by the name of ``draw``'s argument.
+
+    Returns:
+        A widget with the controls above the figure.
     """
     import ipywidgets as w
 

@@ -37,7 +37,17 @@ def reconstruct(
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """Reconstructions of ``images`` (N, C, H, W) by a ``ClaDec`` or ``RefAE``, on the
-    CPU."""
+    CPU.
+
+    Args:
+        explainer: a ``ClaDec`` or ``RefAE``.
+        images: float images (N, C, H, W) in [0, 1].
+        batch_size: images per pass.
+        device: where to run (``None``: the decoder's device).
+
+    Returns:
+        The reconstructions (N, C, H, W), float, on the CPU.
+    """
     if not isinstance(explainer, (ClaDec, RefAE)):
         raise TypeError(
             f"explainer must be a ClaDec or RefAE (from train_cladec / train_refae), got "
@@ -60,7 +70,15 @@ def reconstruct(
 
 
 def mean_image_mse(train: ImageSet, test: ImageSet) -> float:
-    """Test MSE of the trivial decoder that always outputs the mean training image."""
+    """Test MSE of the trivial decoder that always outputs the mean training image.
+
+    Args:
+        train: the images whose mean is the prediction.
+        test: the images it is scored on.
+
+    Returns:
+        The mean squared error over the test pixels.
+    """
     mean = train.images.mean(0, keepdim=True)
     return float(((test.images - mean) ** 2).mean())
 

@@ -444,6 +444,17 @@ def train_explainers(
 
     Returns ``{(layer, method, alpha): explainer}`` (RefAE under alpha 0.0); ``kwargs`` go to
     :func:`train_cladec` / ``train_refae`` (epochs, width, device, ...).
+
+    Args:
+        classifier: the frozen classifier.
+        train: the training images.
+        layers: the layers to decode (one name or several).
+        alphas: ClaDec's classification-loss weights.
+        refae: also train a RefAE per layer.
+        **kwargs: passed to the trainers (``DecoderTraining`` fields).
+
+    Returns:
+        ``{(layer, method, alpha): explainer}``.
     """
     if isinstance(layers, str):
         layers = [layers]

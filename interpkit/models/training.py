@@ -51,7 +51,14 @@ def ensure_cache_dir(folder: Path) -> Path:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
+    """Seed Python, NumPy and torch (all devices).
+
+    Args:
+        seed: the seed.
+
+    Returns:
+        None.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -118,7 +125,14 @@ def reinitialize(model: nn.Module, seed: int) -> bool:
 
 
 def freeze(model: nn.Module) -> nn.Module:
-    """Evaluation mode and no gradients for every parameter (returns the model)."""
+    """Evaluation mode and no gradients for every parameter (returns the model).
+
+    Args:
+        model: the network.
+
+    Returns:
+        The same model, frozen.
+    """
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -290,6 +304,21 @@ def train(
     Returns the model in eval mode on ``device``, with ``model.train_history`` (per-epoch loss and
     accuracy) and, if ``keep_epoch_states``, ``model.epoch_states`` (CPU state dicts after each
     epoch).
+
+    Args:
+        model: the classifier to train (its initial weights are redrawn with ``init="seed"``).
+        data: labelled training images.
+        epochs, lr, batch_size, weight_decay: Adam on the cross-entropy.
+        seed: seeds the initial weights and the batch order.
+        device: where to train (``None``: CUDA, else MPS, else CPU).
+        keep_epoch_states: keep a state dict per epoch.
+        cache: load from / save to the model cache.
+        progress: show a progress bar.
+        amp: mixed precision (CUDA only).
+        init: ``"seed"`` or ``"keep"`` (train from the current weights).
+
+    Returns:
+        The trained model (eval mode, on ``device``).
     """
     require_image_set(data, "the data of train()")
     epochs, batch_size = (
@@ -462,7 +491,17 @@ def evaluate(
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` (put in eval mode) on ``data``."""
+    """Accuracy and mean cross-entropy of ``model`` (put in eval mode) on ``data``.
+
+    Args:
+        model: the classifier (put in evaluation mode).
+        data: labelled images.
+        batch_size: images per pass.
+        device: where to run (``None``: CUDA, else MPS, else CPU).
+
+    Returns:
+        ``{"accuracy": ..., "loss": ...}``.
+    """
     require_image_set(data, "the data of evaluate()")
     model.eval()
     p = predict_proba(model, data.images, batch_size=batch_size, device=device)

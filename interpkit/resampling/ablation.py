@@ -144,6 +144,14 @@ def ablation_study(
     ``p_ablated`` (probability of the class predicted on the clean image), ``drop`` = their
     difference, ``flipped`` (the prediction changed), and with ``labels`` ``correct_clean`` and
     ``correct_ablated``. Summarise with :func:`summarize_ablation`.
+
+    Args:
+        model, images, labels: the classifier (eval mode), images and optional labels.
+        result, layers, k, methods, n_random, all_layers, seed, batch_size, device: as above.
+        **analyze_kwargs: options for :func:`analyze` when ``result`` is not given.
+
+    Returns:
+        The table described above.
     """
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -219,6 +227,12 @@ def summarize_ablation(df: pd.DataFrame) -> pd.DataFrame:
     Columns: ``mean_drop`` (of the predicted-class probability), ``sem_drop`` (standard error over
     images), ``flip_rate``, ``mean_zeroed``, and with labels ``accuracy_clean``,
     ``accuracy_ablated``, ``accuracy_drop``.
+
+    Args:
+        df: a table from :func:`ablation_study`.
+
+    Returns:
+        The summary table.
     """
     cols = ["drop", "flipped", "n_zeroed"] + [
         c for c in ("correct_clean", "correct_ablated") if c in df
@@ -268,6 +282,20 @@ def overlap_over_training(
 
     Returns ``ResamplingResult.overlap`` rows with a ``checkpoint`` column (``checkpoint_names``
     or 0, 1, ...). The model's own weights are restored afterwards.
+
+    Args:
+        model: the architecture the states load into (restored afterwards).
+        states: state dicts, e.g. one per epoch.
+        images: the images analysed at each state.
+        layers: layers to analyse (default all conv layers).
+        k: channels per selection.
+        a, b: the two metrics whose top-``k`` sets are compared.
+        checkpoint_names: a name per state (default its index).
+        device: where to run.
+        **analyze_kwargs: options for :func:`analyze`.
+
+    Returns:
+        One row per checkpoint and layer with the overlap of the two selections.
     """
     if checkpoint_names is not None and len(checkpoint_names) != len(states):
         raise ValueError(f"{len(states)} states but {len(checkpoint_names)} checkpoint names.")

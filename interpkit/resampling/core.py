@@ -73,6 +73,20 @@ def perturb(
     ``images`` is ``(C, H, W)`` (returns ``(n, C, H, W)``) or ``(B, C, H, W)`` (returns
     ``(B, n, C, H, W)``). ``clip=True`` clamps the copies to ``[0, 1]`` (the authors do not).
     The noise is drawn on the CPU from ``seed``, so it is the same on every device.
+
+    Args:
+        images: one image (C, H, W) or a batch (B, C, H, W) in [0, 1].
+        n: copies per image (the first is the clean image).
+        sigma: noise level.
+        scheme: ``"multiplicative"``, ``"additive"`` or ``"occlusion"``.
+        ramp: noise scales ramp from 0 to ``sigma`` over the copies.
+        patch: occlusion patch size.
+        fill: occlusion value.
+        clip: clip the copies to [0, 1].
+        seed: the noise seed.
+
+    Returns:
+        The copies, (n, C, H, W) or (B * n, C, H, W).
     """
     single = isinstance(images, torch.Tensor) and images.ndim == 3
     x = images[None] if single else images

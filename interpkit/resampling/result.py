@@ -149,6 +149,14 @@ def top_k(scores: pd.DataFrame, metric: str = "correlation", k: int = 5) -> pd.D
     Channels whose score is NaN (undefined or not eligible) are never chosen, so fewer than ``k``
     may come back; ties go to the lower channel index. Columns: image, layer, rank (0 = best),
     channel, score.
+
+    Args:
+        scores: a ``ResamplingResult.scores`` table.
+        metric: the column to rank by (one of ``METRICS``).
+        k: channels per (image, layer).
+
+    Returns:
+        The table described above.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
