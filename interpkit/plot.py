@@ -69,8 +69,7 @@ def image_grid(
     Args:
         images: images (C, H, W) or (H, W), a list or a batch.
         titles: one title per image.
-        ncols: images per row.
-        size: inches per image.
+        ncols, size: images per row, inches per image.
         cmap: colour map for one-channel images.
         row_labels: a label at the start of each row.
         suptitle: the figure's title.

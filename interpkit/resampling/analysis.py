@@ -240,6 +240,23 @@ def _analyze(
         logits_all.append(lg)
         ys.append(y)
         ts.append(t)
+    per_image = (stats, logits_all, ys, ts)
+    return _assemble(modules, num_channels, b, per_image, maps, o)
+
+
+def _assemble(
+    modules: dict[str, nn.Module],
+    num_channels: dict[str, int],
+    b: int,
+    per_image: tuple[list[np.ndarray], ...],
+    maps: dict[str, list[torch.Tensor]],
+    o: ResamplingOptions,
+) -> ResamplingResult:
+    """The :class:`ResamplingResult` of :func:`analyze` from the per-pass arrays."""
+    stats, logits_all, ys, ts = per_image
+    names = list(modules)
+    n, sigma, ramp, output, keep_maps = o.n, o.sigma, o.ramp, o.output, o.keep_maps
+    scheme, patch, clip, min_activation, seed = o.scheme, o.patch, o.clip, o.min_activation, o.seed
     # the tidy table: one row per (image, layer, channel), built from whole arrays in one call
     block = (np.concatenate(stats) if len(stats) > 1 else stats[0]).reshape(-1, len(STAT_KEYS))
     cols: dict[str, Any] = dict(zip(STAT_KEYS, block.T))
