@@ -1,6 +1,8 @@
 """interpkit: methods for looking inside convolutional networks, with a book that reproduces five
 papers."""
 
+# ruff: noqa: I001 (public names imported first, the importable rest after)
+
 from . import (
     checks,
     cladec,
@@ -15,14 +17,15 @@ from . import (
     resampling,
     widgets,
 )
-from .capture import Activations, capture, resolve_modules
+from .capture import Activations, activations, capture
+from .capture import resolve_modules  # noqa: F401 (importable, not in __all__)
 from .device import resolve_device
 
 __version__ = "0.1.0"
 __all__ = [
     "capture",
+    "activations",
     "Activations",
-    "resolve_modules",
     "resolve_device",
     "data",
     "models",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -69,7 +69,7 @@ def resolve_modules(
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """``model`` in evaluation mode inside the block, on its own device; afterwards every submodule
-    has its own mode back, also when the block raises (:func:`interpkit.checks.evaluating` without
+    has its own mode back, also when the block raises (``interpkit.checks.evaluating`` without
     a move).
 
     Args:
@@ -163,44 +163,82 @@ def capture(
 ) -> Iterator[Activations]:
     """Record the outputs (and optionally inputs) of ``layers`` while the block runs a forward pass.
 
-    ``clone=True`` copies each output at hook time, so a later in-place op (``ReLU(inplace=True)``)
-    cannot change it; ``detach=False`` keeps the graph (for losses through activations).
-    ``stop=True`` ends the forward pass once every requested layer has run: the call to the model
-    then returns ``None`` instead of its output (its output when the model itself is one of the
-    layers: its pass has ended by then). Hooks are removed when the block ends, also on error.
-    A layer run several times in one pass (a shared module) keeps its last output.
-
-    ``edit``: ``{layer: fn}``; each time ``layer`` runs, ``fn(output)`` replaces its output for the
-    rest of the pass (``None`` from ``fn`` keeps the output as it is, e.g. after an in-place
-    change). A layer both edited and recorded records the edited output. Edited layers need not be
-    in ``layers`` (pass ``layers=()`` to only edit); with ``stop`` the pass also waits for them.
+    Hooks are removed when the block ends, also on error. A layer run several times in one pass (a
+    shared module) keeps its last output. A layer both edited and recorded records the edited
+    output; edited layers need not be in ``layers`` (``layers=()`` only edits).
 
     Args:
         model: the network whose forward pass the block runs.
         layers: names (as in ``model.named_modules()``) or modules to record.
         inputs: also record each layer's input in ``acts.inputs``.
-        stop: end the pass once every requested (and edited) layer has run.
-        clone: copy each recorded output at hook time.
-        detach: record outputs without their autograd graph.
-        edit: ``{layer: fn(output) -> new output or None}`` applied during every pass.
+        stop: end the pass once every recorded (and edited) layer has run; the call to the model
+            then returns ``None`` (its output when the model itself is one of the layers).
+        clone: copy each output at hook time, so a later in-place op (``ReLU(inplace=True)``)
+            cannot change it.
+        detach: record outputs without their autograd graph (``False``: losses through them).
+        edit: ``{layer: fn}``; each time ``layer`` runs, ``fn(output)`` replaces its output for
+            the rest of the pass (``None`` from ``fn`` keeps the output, e.g. after an in-place
+            change).
 
     Returns:
-        A context manager yielding :class:`Activations` (``{layer name: tensor}``), filled by each
-        forward pass run inside the block.
-
-    Example:
-        >>> with capture(model, ["features.0"], edit={"features.3": lambda y: y * 0}) as acts:
-        ...     logits = model(x)
-        >>> acts["features.0"].shape
+        A context manager yielding :class:`Activations` (``{layer name: tensor}``), e.g.
+        ``with capture(model, ["features.0"], edit={"features.3": lambda y: y * 0}) as acts:``.
     """
-    edit = dict(edit or {})
-    if isinstance(layers, (list, tuple)) and not layers and edit:
-        modules: dict[str, nn.Module] = {}
-    else:
-        modules = resolve_modules(model, layers)
+    edits = _resolve_edits(model, edit or {})
+    only_edit = isinstance(layers, (list, tuple)) and not layers and edits
+    modules = {} if only_edit else resolve_modules(model, layers)
+    hooked = {**{n: m for n, (m, _) in edits.items()}, **modules}
+    acts = Activations(list(modules))
+    seen: set[str] = set()
+    passes = [0]  # model calls running now: a stop is raised only where the guard catches it
+
+    def keep(t):
+        if not isinstance(t, torch.Tensor):
+            return t
+        t = t.detach() if detach else t
+        return t.clone() if clone else t
+
+    def make_hook(name: str):
+        def hook(module, args, output):
+            if name in edits:
+                new = edits[name][1](output)
+                output = output if new is None else new
+            if name in modules:
+                acts[name] = keep(output)
+                if inputs:
+                    acts.inputs[name] = (
+                        keep(args[0]) if len(args) == 1 else tuple(keep(a) for a in args)
+                    )
+            seen.add(name)
+            # the model's own hook runs after its forward returned, where nothing would catch the
+            # stop; a submodule called directly (not through the model) runs to its end
+            if stop and passes[0] and len(seen) == len(hooked) and module is not model:
+                raise StopForward
+            return output if name in edits else None
+
+        return hook
+
+    handles = []
+    try:
+        if _takes_images(model):  # a clear error for uint8 or NumPy images, not one from a conv
+            handles.append(model.register_forward_pre_hook(_check_input))
+        for name, module in hooked.items():
+            handles.append(module.register_forward_hook(make_hook(name)))
+        with _stop_guard(model, seen, passes) if stop else nullcontext():
+            yield acts
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _resolve_edits(
+    model: nn.Module, edit: Mapping[str | nn.Module, Callable[[Any], Any]]
+) -> dict[str, tuple[nn.Module, Callable[[Any], Any]]]:
+    """``{layer name: (module, fn)}`` for :func:`capture`'s ``edit``; a ``TypeError`` unless each
+    ``fn`` is callable."""
     edits = {
-        name: (module, edit[key])
-        for key in edit
+        name: (module, fn)
+        for key, fn in edit.items()
         for name, module in resolve_modules(model, [key]).items()
     }
     for name, (_, fn) in edits.items():
@@ -209,44 +247,15 @@ def capture(
                 f"edit[{name!r}] must be a function of the layer's output, got "
                 f"{type(fn).__name__}; e.g. edit={{{name!r}: lambda y: y * 0}}."
             )
-    hooked = {**{n: m for n, (m, _) in edits.items()}, **modules}
-    acts = Activations(list(modules))
-    seen: set[str] = set()
-    handles = []
-    passes = [0]  # model calls running now: a stop is raised only where guarded_forward catches it
+    return edits
 
-    def keep(t):
-        if not isinstance(t, torch.Tensor):
-            return t
-        if detach:
-            t = t.detach()
-        return t.clone() if clone else t
 
-    def make_hook(name: str):
-        def hook(_module, args, output):
-            if name in edits:
-                new = edits[name][1](output)
-                output = output if new is None else new
-            if name in modules:
-                acts[name] = keep(output)
-            if inputs and name in modules:
-                acts.inputs[name] = (
-                    keep(args[0]) if len(args) == 1 else tuple(keep(a) for a in args)
-                )
-            seen.add(name)
-            # the model's own hook runs after its forward returned, where nothing would catch the
-            # stop
-            # a submodule called directly (not through the model) runs to its end
-            if stop and passes[0] and len(seen) == len(hooked) and _module is not model:
-                raise StopForward
-            return output if name in edits else None
-
-        return hook
-
+@contextmanager
+def _stop_guard(model: nn.Module, seen: set[str], passes: list[int]) -> Iterator[None]:
+    """Inside the block, a call to ``model`` catches :class:`StopForward` and returns ``None``;
+    ``seen`` is cleared at the start of each pass and ``passes`` counts the calls running."""
     original_forward = model.forward
-    own_forward = vars(model).get(
-        "forward"
-    )  # an instance attribute (e.g. an enclosing capture's) to restore
+    own_forward = vars(model).get("forward")  # an instance attribute (an enclosing capture's)
 
     def guarded_forward(*args, **kwargs):
         seen.clear()
@@ -258,27 +267,17 @@ def capture(
         finally:
             passes[0] -= 1
 
+    model.forward = guarded_forward  # instance attribute shadows the class method
     try:
-        if _takes_images(
-            model
-        ):  # a clear error for uint8 or NumPy images instead of one from inside a conv
-            handles.append(model.register_forward_pre_hook(_check_input))
-        for name, module in hooked.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
-        if stop:
-            model.forward = guarded_forward  # instance attribute shadows the class method
-        yield acts
+        yield
     finally:
-        for h in handles:
-            h.remove()
-        if stop:
-            if own_forward is not None:
-                model.forward = own_forward
-            else:
-                try:
-                    del model.forward
-                except AttributeError:
-                    pass
+        if own_forward is not None:
+            model.forward = own_forward
+        else:
+            try:
+                del model.forward
+            except AttributeError:
+                pass
 
 
 def _batches_of(data: Any) -> tuple[Callable[[slice], torch.Tensor], int]:
@@ -318,7 +317,7 @@ def iter_activations(
     the library's one batched loop.
 
     The model runs in evaluation mode under ``no_grad`` on ``device``
-    (:func:`interpkit.checks.evaluating`: mode and device are restored when the loop ends, is
+    (``interpkit.checks.evaluating``: mode and device are restored when the loop ends, is
     broken off, or raises); each pass stops after the last requested layer (:func:`capture` with
     ``stop=True``), and the outputs are copies (an in-place op later in the net cannot change them).
 

@@ -69,7 +69,7 @@ def check_images(
     """Check that ``x`` is a float batch (N, C, H, W) that ``model`` can take (channels, device)
     and,
     with ``values`` (the default), that every value is finite and in [0, 1]
-    (:func:`check_pixel_values`).
+    (``check_pixel_values``).
 
     This is the one image policy of the library: every public entry point that takes images calls
     it, so NaN/inf pixels, 8-bit values (0..255, as uint8 or as floats) and normalised inputs are

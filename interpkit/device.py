@@ -19,6 +19,14 @@ def resolve_device(
     ``needs_float64``: the name of a method that keeps float64 tensors on its device, which MPS
     cannot hold. For such a method ``None`` skips MPS (CUDA, else the CPU, with a warning when MPS
     was there), and an explicit MPS device raises a ``ValueError`` that says to use the CPU.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"``, a ``torch.device`` or
+            ``None`` (auto).
+        needs_float64: the calling method's name if it keeps float64 tensors on the device.
+
+    Returns:
+        The ``torch.device`` to use.
     """
     if device is None:
         if torch.cuda.is_available():

@@ -17,6 +17,11 @@ from typing import Any
 
 import torch
 
+__all__ = [
+    "atomic_path",
+    "atomic_write_json",
+]
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -91,7 +96,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 def load_torch_cache(
     path: str | os.PathLike, required: Iterable[str], what: str
 ) -> dict[str, Any] | None:
-    """Read a cache file written by :func:`atomic_torch_save` (``weights_only=True``).
+    """Read a cache file written by ``atomic_torch_save`` (``weights_only=True``).
 
     Returns ``None`` when it does not exist, and also, with a ``RuntimeWarning`` naming ``what``,
     when it is truncated, corrupt or lacks one of the ``required`` keys: the caller then retrains

@@ -19,12 +19,26 @@ from .checks import check_number, check_positive_int
 if TYPE_CHECKING:
     import pandas as pd
 
+__all__ = [
+    "to_display",
+    "image_grid",
+    "feature_maps",
+    "overlay",
+    "bar_chart",
+]
+
 
 def to_display(img: torch.Tensor | np.ndarray) -> np.ndarray:
     """An image (C, H, W) or (H, W) as an array matplotlib can show (H, W) or (H, W, 3).
 
     C is 1 or 3; an array already laid out (H, W, 3) or (H, W, 4) is kept. Other shapes (a batch,
     two or four channels first) are a ``ValueError``.
+
+    Args:
+        img: one image (C, H, W) or (H, W), tensor or array.
+
+    Returns:
+        An array for ``plt.imshow``.
     """
     if isinstance(img, torch.Tensor):
         img = img.detach().cpu()
@@ -50,7 +64,19 @@ def image_grid(
     row_labels: Sequence[str] | None = None,
     suptitle: str | None = None,
 ) -> plt.Figure:
-    """A grid of images with optional titles (one per image) and row labels (one per row)."""
+    """A grid of images with optional titles (one per image) and row labels (one per row).
+
+    Args:
+        images: images (C, H, W) or (H, W), a list or a batch.
+        titles: one title per image.
+        ncols, size: images per row, inches per image.
+        cmap: colour map for one-channel images.
+        row_labels: a label at the start of each row.
+        suptitle: the figure's title.
+
+    Returns:
+        The figure.
+    """
     images = list(images)
     n = len(images)
     if n == 0:
@@ -119,7 +145,19 @@ def feature_maps(
     title: str | None = None,
     cmap: str = "viridis",
 ) -> plt.Figure:
-    """Channels of one activation map (C, H, W) side by side, each with its own colour scale."""
+    """Channels of one activation map (C, H, W) side by side, each with its own colour scale.
+
+    Args:
+        maps: the maps of one image (C, H, W).
+        channels: which channels (default all).
+        ncols: maps per row.
+        size: inches per map.
+        title: the figure's title.
+        cmap: colour map.
+
+    Returns:
+        The figure.
+    """
     maps = torch.as_tensor(maps).detach().cpu()
     if maps.ndim != 3:
         raise ValueError(
@@ -158,7 +196,19 @@ def overlay(
     alpha: float = 0.45,
     title: str | None = None,
 ) -> plt.Axes:
-    """Draw ``image`` with a boolean ``mask`` tinted on top (mask resized by nearest neighbour)."""
+    """Draw ``image`` with a boolean ``mask`` tinted on top (mask resized by nearest neighbour).
+
+    Args:
+        ax: the axes to draw on.
+        image: the image (C, H, W) or (H, W).
+        mask: a boolean or [0, 1] mask (H, W).
+        color: the mask's colour.
+        alpha: the mask's opacity.
+        title: the axes' title.
+
+    Returns:
+        The axes.
+    """
     from matplotlib.colors import to_rgb
 
     alpha = check_number("alpha", alpha, hint="it is the opacity of the tint, in [0, 1]")
@@ -201,7 +251,19 @@ def bar_chart(
     color: str = "C0",
     rotate: int = 0,
 ) -> plt.Figure:
-    """A labelled bar chart of ``{name: value}`` (a dict, or a pandas Series indexed by name)."""
+    """A labelled bar chart of ``{name: value}`` (a dict, or a pandas Series indexed by name).
+
+    Args:
+        values: ``{label: value}`` or a Series.
+        title: the title.
+        ylabel: the y axis label.
+        ax: axes to draw on (default a new figure).
+        color: bar colour.
+        rotate: label rotation in degrees.
+
+    Returns:
+        The figure.
+    """
     if not callable(getattr(values, "items", None)):
         raise TypeError(
             f"values must be a dict or a pandas Series of {{name: value}}, got "

@@ -15,12 +15,17 @@ import torch
 from torch import nn
 
 from . import plot
-from .capture import capture, eval_mode
+from .capture import activations
 from .checks import check_images, check_positive_int
 from .device import model_device
 
 if TYPE_CHECKING:  # imported where a widget is built
     import ipywidgets
+
+__all__ = [
+    "interactive_figure",
+    "feature_map_explorer",
+]
 
 
 def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> ipywidgets.Widget:
@@ -34,6 +39,13 @@ def interactive_figure(draw: Callable[..., plt.Figure], **controls) -> ipywidget
     ``draw`` (also a result that is not a figure, or a figure that fails to render) is raised when
     the widget is built, and shown in the output area on later redraws. Figures ``draw`` opened are
     closed either way.
+
+    Args:
+        draw: ``draw(**values) -> Figure``, called with the controls' values.
+        **controls: ipywidgets controls by the name of ``draw``'s argument.
+
+    Returns:
+        A widget with the controls above the figure.
     """
     import ipywidgets as w
 
@@ -95,24 +107,32 @@ def _display_output(obj: object) -> dict:
 def feature_map_explorer(
     model: nn.Module, images: torch.Tensor, layers: Sequence[str], n_channels: int = 16
 ) -> ipywidgets.Widget:
-    """Choose a layer, an image and a first channel; shows the image and 16 of that layer's maps."""
+    """Choose a layer, an image and a first channel; shows the image and 16 of that layer's maps.
+
+    Args:
+        model: the network (run in evaluation mode on its own device; its modes are kept).
+        images: float images (N, C, H, W) in [0, 1].
+        layers: convolutional layer names to choose from.
+        n_channels: maps shown at once.
+
+    Returns:
+        An ipywidgets widget (controls above the figure).
+    """
     import ipywidgets as w
 
     n_channels = check_positive_int("n_channels", n_channels)
     layers = [layers] if isinstance(layers, str) else list(layers)  # one name, not its letters
-    x = images.to(model_device(model)) if isinstance(images, torch.Tensor) else images
-    check_images(x, model)
+    dev = model_device(model)
+    check_images(images.to(dev) if isinstance(images, torch.Tensor) else images, model)
     # maps as the trained network computes them (batch-norm running statistics); the caller's
-    # model keeps its modes
-    with eval_mode(model), torch.no_grad(), capture(model, layers) as acts:
-        model(x)
+    # model keeps its modes and device
+    acts = activations(model, images, layers, batch_size=len(images), device=dev)
     flat = [k for k in layers if acts[k].ndim != 4]  # acts[k] says so if a layer never ran
     if flat:
         raise ValueError(
             f"layer {flat[0]!r} gives outputs of shape {tuple(acts[flat[0]].shape)}, not maps "
             "(N, C, H, W); choose convolutional layers (e.g. 'features.0')."
         )
-    acts = {k: v.cpu() for k, v in acts.items()}
 
     def draw(layer: str, image: int, first: int) -> plt.Figure:
         maps = acts[layer][image]

@@ -329,15 +329,17 @@ def test_predict_proba_bad_input(tiny_images):
         ik.models.predict_proba(m, tiny_images.images.numpy())
 
 
-def test_predict_proba_refuses_a_model_in_training_mode(tiny_images):
+def test_predict_proba_runs_a_training_mode_model_in_eval_mode_and_restores_it(tiny_images):
     """Defect: in training mode predict_proba changed the model's batch-norm running statistics (and
-    dropout made its outputs random), silently."""
+    dropout made its outputs random), silently. Policy (checks.evaluating): evaluation mode inside,
+    the caller's mode back afterwards, no state changed."""
     m = ik.models.vgg8(2, 1, width=0.125).train()
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    with pytest.raises(
-        ValueError, match=r"predict_proba needs the model in evaluation mode.*model.eval\(\)"
-    ):
-        ik.models.predict_proba(m, tiny_images.images[:4])
+    p_train = ik.models.predict_proba(m, tiny_images.images[:4], batch_size=3)
+    assert m.training and all(x.training for x in m.modules())
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     p = ik.models.predict_proba(m.eval(), tiny_images.images[:4])
     assert p.shape == (4, 2) and torch.allclose(p.sum(1), torch.ones(4))
+    torch.testing.assert_close(p_train, p)
+    with torch.no_grad():
+        torch.testing.assert_close(p, torch.softmax(m(tiny_images.images[:4]), 1))

@@ -136,6 +136,14 @@ def torchvision_model(
 
     Nothing is downloaded: pass ``weights_path`` to a state dict saved on disk (for example the
     ``.pth`` file torchvision caches under ``~/.cache/torch/hub/checkpoints``).
+
+    Args:
+        name: the torchvision constructor's name (e.g. ``"resnet18"``).
+        weights_path: a local state dict to load (``weights_only=True``); ``None``: random init.
+        num_classes: replace the last layer with one of this many outputs.
+
+    Returns:
+        The model in evaluation mode.
     """
     import torchvision
 
@@ -176,6 +184,12 @@ def conv_layer_names(model: nn.Module) -> list[str]:
 
     For the VGG8 these are the block outputs ``features.i``; for the CIFAR ResNet the stage
     outputs; otherwise every ``nn.Conv2d``.
+
+    Args:
+        model: the network.
+
+    Returns:
+        The layer names, in order.
     """
     if isinstance(model, VGG8):
         return [f"features.{i}" for i in range(len(model.features))]

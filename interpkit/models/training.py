@@ -8,6 +8,8 @@ import numbers
 import os
 import random
 import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_images, check_number, check_positive_int, require_eval
+from ..capture import activations
+from ..checks import check_images, check_number, check_positive_int
 from ..data.base import ImageSet, require_image_set
-from ..device import numerics, resolve_device
+from ..device import model_device, numerics, resolve_device
 from ..io import _to_builtin, atomic_torch_save, load_torch_cache, state_mismatch
 
 CACHE_FORMAT = 1
@@ -48,7 +51,14 @@ def ensure_cache_dir(folder: Path) -> Path:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
+    """Seed Python, NumPy and torch (all devices).
+
+    Args:
+        seed: the seed.
+
+    Returns:
+        None.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -115,11 +125,150 @@ def reinitialize(model: nn.Module, seed: int) -> bool:
 
 
 def freeze(model: nn.Module) -> nn.Module:
-    """Evaluation mode and no gradients for every parameter (returns the model)."""
+    """Evaluation mode and no gradients for every parameter (returns the model).
+
+    Args:
+        model: the network.
+
+    Returns:
+        The same model, frozen.
+    """
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What ``fit_loop`` needs to train: every setting here changes the weights.
+
+    Args:
+        epochs: passes over the data.
+        batch_size: images per step (a last batch of one image is skipped).
+        lr: Adam's learning rate.
+        weight_decay: Adam's weight decay.
+        seed: seeds Python, NumPy, torch and the batch order.
+        amp: mixed precision (CUDA only; ignored elsewhere).
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    seed: int = 0
+    amp: bool = False
+
+
+def cached_run(
+    path: Path | None,
+    fit: Callable[[], dict[str, Any]],
+    *,
+    required: tuple[str, ...],
+    what: str,
+    mismatch: Callable[[dict[str, Any]], str] | None = None,
+    accept: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    """Load a training run's blob from ``path`` or run ``fit()`` and save what it returns: the one
+    cache of the library's trainers.
+
+    Args:
+        path: the cache file (``None``: no cache, ``fit()`` runs every time).
+        fit: trains and returns the blob (a dict of tensors, lists and numbers).
+        required: keys a cached blob must have (else it is retrained).
+        what: what the file holds, for messages.
+        mismatch: returns a reason (non-empty) when a loaded blob does not fit the model (another
+            architecture); the run is then repeated, with a ``RuntimeWarning``.
+        accept: returns False for a loaded blob that lacks something asked for; repeated silently.
+
+    Returns:
+        The blob, loaded with ``weights_only=True`` or freshly trained (then written atomically).
+    """
+    blob = None
+    if path is not None:
+        ensure_cache_dir(path.parent)  # an unusable cache fails now, not after training
+        blob = load_torch_cache(path, required, what)
+    if blob is not None and mismatch is not None and (why := mismatch(blob)):
+        warnings.warn(
+            f"{what} cache file {path} holds weights of another architecture ({why}); retraining.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        blob = None
+    if blob is not None and accept is not None and not accept(blob):
+        blob = None
+    if blob is None:
+        blob = fit()
+        if path is not None:
+            atomic_torch_save(blob, path)
+    return blob
+
+
+def fit_loop(
+    params: Iterable[nn.Parameter],
+    n: int,
+    step: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]],
+    schedule: Schedule,
+    device: torch.device,
+    *,
+    desc: str,
+    progress: bool,
+    end_epoch: Callable[[int, dict[str, float], int], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The library's one seeded training loop: Adam over shuffled batches of ``range(n)``.
+
+    Seeds everything with ``schedule.seed`` first, then shuffles each epoch with its own generator
+    seeded the same way; batches of one image are skipped when ``n >= 2`` (batch norm cannot train
+    on them). Put the modules on ``device`` and in training mode before calling.
+
+    Args:
+        params: the parameters to train.
+        n: number of training images.
+        step: ``step(idx) -> (loss, sums)`` for the rows ``idx`` of one batch, run under autocast;
+            ``sums`` are per-batch sums (e.g. ``loss.item() * len(idx)``) added up over the epoch.
+        schedule: epochs, batch size, optimiser settings, seed, AMP.
+        device: the device the modules are on.
+        desc: the progress bar's label.
+        progress: show a progress bar.
+        end_epoch: ``end_epoch(epoch, sums, seen) -> history entry`` (``epoch`` from 0; ``seen``
+            images trained on).
+
+    Returns:
+        The history: one entry per epoch.
+    """
+    from tqdm.auto import tqdm
+
+    seed_everything(schedule.seed)
+    opt = torch.optim.Adam(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    gen = torch.Generator().manual_seed(schedule.seed)
+    bs = schedule.batch_size
+    use_amp = schedule.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    total = schedule.epochs * ((n + bs - 1) // bs)
+    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
+    history = []
+    for epoch in range(schedule.epochs):
+        perm = torch.randperm(n, generator=gen)
+        sums: dict[str, float] = {}
+        seen = 0
+        for i in range(0, n, bs):
+            idx = perm[i : i + bs]
+            bar.update(1)
+            if len(idx) < 2 and n >= 2:  # batch-norm cannot train on a single image
+                continue
+            with torch.autocast(device.type, enabled=use_amp):
+                loss, batch_sums = step(idx)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            for k, v in batch_sums.items():
+                sums[k] = sums.get(k, 0.0) + v
+            seen += len(idx)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}")
+        history.append(end_epoch(epoch, sums, seen))
+    bar.close()
+    return history
 
 
 def train(
@@ -141,7 +290,7 @@ def train(
     """Train a classifier with Adam and cross-entropy, or load the identical run from the cache.
 
     With ``init="seed"`` (the default) the initial weights are drawn again from ``seed``
-    (:func:`~interpkit.models.reinitialize`), so a run is a function of the architecture, the data,
+    (``reinitialize``), so a run is a function of the architecture, the data,
     the arguments
     and the seed alone: the same call in a new process hits the cache, and another seed changes
     the initialisation as well as the batch order. ``init="keep"`` trains from the weights the model
@@ -155,6 +304,21 @@ def train(
     Returns the model in eval mode on ``device``, with ``model.train_history`` (per-epoch loss and
     accuracy) and, if ``keep_epoch_states``, ``model.epoch_states`` (CPU state dicts after each
     epoch).
+
+    Args:
+        model: the classifier to train (its initial weights are redrawn with ``init="seed"``).
+        data: labelled training images.
+        epochs, lr, batch_size, weight_decay: Adam on the cross-entropy.
+        seed: seeds the initial weights and the batch order.
+        device: where to train (``None``: CUDA, else MPS, else CPU).
+        keep_epoch_states: keep a state dict per epoch.
+        cache: load from / save to the model cache.
+        progress: show a progress bar.
+        amp: mixed precision (CUDA only).
+        init: ``"seed"`` or ``"keep"`` (train from the current weights).
+
+    Returns:
+        The trained model (eval mode, on ``device``).
     """
     require_image_set(data, "the data of train()")
     epochs, batch_size = (
@@ -208,22 +372,15 @@ def train(
         / "models"
         / f"{type(model).__name__}-{cache_key(model, data, hparams, dev, weights=weights)}.pt"
     )
-    if cache:
-        ensure_cache_dir(path.parent)
-    blob = load_torch_cache(path, ("state_dict", "history"), "model") if cache else None
-    if blob is not None and (why := state_mismatch(model, blob["state_dict"])):
-        warnings.warn(
-            f"model cache file {path} holds weights of another architecture ({why}); retraining.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        blob = None
-    if blob is not None and keep_epoch_states and not blob.get("epoch_states"):
-        blob = None  # cached without the per-epoch states asked for
-    if blob is None:
-        blob = _fit(model, data, dev, hparams, keep_epoch_states, progress)
-        if cache:
-            atomic_torch_save(blob, path)
+    blob = cached_run(
+        path if cache else None,
+        lambda: _fit(model, data, dev, hparams, keep_epoch_states, progress),
+        required=("state_dict", "history"),
+        what="model",
+        mismatch=lambda b: state_mismatch(model, b["state_dict"]),
+        # cached without the per-epoch states asked for: train again
+        accept=lambda b: not keep_epoch_states or bool(b.get("epoch_states")),
+    )
     model.load_state_dict(blob["state_dict"])
     model.train_history = list(blob["history"])
     if keep_epoch_states:
@@ -240,60 +397,48 @@ def _fit(
     keep_epoch_states: bool,
     progress: bool,
 ) -> dict[str, Any]:
-    from tqdm.auto import tqdm
-
-    seed_everything(hp["seed"])
+    """Adam on the cross-entropy (``fit_loop``); the blob :func:`train` caches."""
     model.to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
-    gen = torch.Generator().manual_seed(hp["seed"])
-    n, bs = len(data), hp["batch_size"]
-    use_amp = hp["amp"] and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    history, epoch_states = [], []
     top = int(data.labels.max())
-    bar = tqdm(
-        total=hp["epochs"] * ((n + bs - 1) // bs),
-        desc=f"train {type(model).__name__}",
-        disable=not progress,
-        leave=False,
-    )
-    for epoch in range(hp["epochs"]):
-        perm = torch.randperm(n, generator=gen)
-        total_loss, correct, seen = 0.0, 0, 0
-        for i in range(0, n, bs):
-            idx = perm[i : i + bs]
-            if len(idx) < 2 and n >= 2:  # batch-norm cannot train on a single image
-                bar.update(1)
-                continue
-            x, y = (
-                data.images[idx].to(dev, non_blocking=True),
-                data.labels[idx].to(dev, non_blocking=True),
+    epoch_states = []
+
+    def step(idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        x = data.images[idx].to(dev, non_blocking=True)
+        y = data.labels[idx].to(dev, non_blocking=True)
+        logits = model(x)
+        if logits.ndim != 2 or logits.shape[1] <= top:
+            raise ValueError(
+                f"the model gives outputs of shape {tuple(logits.shape)} but the labels go up "
+                f"to {top}; build it with num_classes={top + 1} (data.num_classes)."
             )
-            with torch.autocast(dev.type, enabled=use_amp):
-                logits = model(x)
-                if logits.ndim != 2 or logits.shape[1] <= top:
-                    raise ValueError(
-                        f"the model gives outputs of shape {tuple(logits.shape)} but the labels go "
-                        f"up "
-                        f"to {top}; build it with num_classes={top + 1} (data.num_classes)."
-                    )
-                loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            total_loss += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(idx)
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
-        # averages over the images trained on (a last batch of one image is skipped)
-        history.append({"epoch": epoch + 1, "loss": total_loss / seen, "train_acc": correct / seen})
+        loss = F.cross_entropy(logits, y)
+        return loss, {"loss": loss.item() * len(idx), "correct": int((logits.argmax(1) == y).sum())}
+
+    def end_epoch(epoch: int, sums: dict[str, float], seen: int) -> dict[str, Any]:
         if keep_epoch_states:
             epoch_states.append(
                 {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             )
-    bar.close()
+        # averages over the images trained on (a last batch of one image is skipped)
+        return {
+            "epoch": epoch + 1,
+            "loss": sums["loss"] / seen,
+            "train_acc": sums["correct"] / seen,
+        }
+
+    schedule = Schedule(
+        hp["epochs"], hp["batch_size"], hp["lr"], hp["weight_decay"], hp["seed"], hp["amp"]
+    )
+    history = fit_loop(
+        model.parameters(),
+        len(data),
+        step,
+        schedule,
+        dev,
+        desc=f"train {type(model).__name__}",
+        progress=progress,
+        end_epoch=end_epoch,
+    )
     model.eval()
     return {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -303,7 +448,6 @@ def _fit(
     }
 
 
-@torch.no_grad()
 def predict_proba(
     model: nn.Module,
     images: torch.Tensor,
@@ -311,20 +455,32 @@ def predict_proba(
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """Softmax outputs (N, classes) on the CPU, computed in batches on ``device``. The model must be
-    in evaluation mode: in training mode dropout would make the outputs random and every batch would
-    change the batch-norm statistics of the model."""
-    require_eval(model, "predict_proba")
+    """Softmax outputs of ``model`` for ``images``, computed in batches on ``device``.
+
+    The model runs in evaluation mode (dropout off, batch-norm statistics untouched) and gets its
+    own mode and device back afterwards (``interpkit.checks.evaluating``).
+
+    Args:
+        model: a classifier returning logits (N, classes).
+        images: float images (N, C, H, W) in [0, 1].
+        batch_size: images per forward pass.
+        device: where to run (``None``: CUDA, else MPS, else CPU).
+
+    Returns:
+        Probabilities (N, classes) on the CPU.
+    """
     batch_size = check_positive_int("batch_size", batch_size)
     check_images(images)
-    dev = resolve_device(device)
-    model = model.to(dev)
-    check_images(images[:1].to(dev), model)
-    out = [
-        F.softmax(model(images[i : i + batch_size].to(dev)), 1).cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(out)
+    check_images(images[:1].to(model_device(model)), model)  # channels
+    out = activations(
+        model,
+        images,
+        model,
+        batch_size=batch_size,
+        device=device,
+        reduce=lambda _, logits: F.softmax(logits, 1),
+    )
+    return next(iter(out.values()))
 
 
 @torch.no_grad()
@@ -335,7 +491,17 @@ def evaluate(
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` (put in eval mode) on ``data``."""
+    """Accuracy and mean cross-entropy of ``model`` (put in eval mode) on ``data``.
+
+    Args:
+        model: the classifier (put in evaluation mode).
+        data: labelled images.
+        batch_size: images per pass.
+        device: where to run (``None``: CUDA, else MPS, else CPU).
+
+    Returns:
+        ``{"accuracy": ..., "loss": ...}``.
+    """
     require_image_set(data, "the data of evaluate()")
     model.eval()
     p = predict_proba(model, data.images, batch_size=batch_size, device=device)
