@@ -257,7 +257,7 @@ def quantile_thresholds(
             ``"sketch"`` (``HistogramQuantileSketch``, memory independent of N).
         bins: histogram bins of the sketch.
         batch_size: images per block.
-        device: where to compute (default: :func:`interpkit.resolve_device`).
+        device: where to compute (default: :func:`interpkit.device.resolve_device`).
 
     Returns:
         The thresholds, float32 array of shape (units,).

@@ -90,7 +90,7 @@ def _layer_depth(model: nn.Module, layer: str) -> int:
 
 @dataclass(frozen=True)
 class EvaluationOptions:
-    """Settings of :func:`evaluate_explainers`.
+    """Settings of :func:`~interpkit.cladec.evaluate_explainers`.
 
     Args:
         fresh: train a fresh classifier on the reconstructions (``fresh_accuracy``).
@@ -140,7 +140,8 @@ def evaluate_explainers(
         explainers: ``{key: ClaDec or RefAE}`` (e.g. from :func:`train_explainers`).
         train: the decoders' training images.
         test: the test images.
-        options: an ``EvaluationOptions``; **overrides: its fields as keywords (``fresh=False``).
+        options: an ``EvaluationOptions``.
+        overrides: its fields as keywords (``fresh=False``).
 
     Returns:
         A DataFrame with one row per explainer (and the original images first).
@@ -205,7 +206,8 @@ def _scores(
     dev: torch.device,
     name: str = "original",
 ) -> dict[str, float]:
-    """The numeric columns of one row of :func:`evaluate_explainers` for reconstructed images."""
+    """The numeric columns of one row of :func:`~interpkit.cladec.evaluate_explainers` for
+    reconstructed images."""
     mse = float(((rec_te - test.images) ** 2).mean())
     ev = evaluate(classifier, ImageSet(rec_te, test.labels, list(test.classes)), device=dev)
     ev_tr = evaluate(classifier, ImageSet(rec_tr, train.labels, list(train.classes)), device=dev)

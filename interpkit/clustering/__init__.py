@@ -41,8 +41,8 @@ Data matrices may be torch tensors, NumPy arrays or ``np.memmap`` s; with ``chun
 stay where they are and are streamed to the device in blocks of rows each iteration, so a probe
 set whose activations do not fit in device memory can still be factorised.
 
-Modules: :mod:`.matrices` (probe-set data matrices), :mod:`.init` (initial factors),
-:mod:`.nmf` (the updates, :class:`NMFOptions`), :mod:`.summaries` (tables and images of the
+Modules: ``matrices`` (probe-set data matrices), ``init`` (initial factors),
+``nmf`` (the updates, :class:`NMFOptions`), ``summaries`` (tables and images of the
 concepts). The summaries and the other helpers the chapters use stay importable from
 ``interpkit.clustering`` (``concept_table``, ``knn_impurity``, ...); ``__all__`` lists the core.
 """

@@ -165,7 +165,8 @@ def init_factors(
         device, dtype, chunk_rows, normalize: as in :class:`NMFOptions`.
 
     Returns:
-        A :class:`Factors` (``F``, ``P``, ``O``) on ``device`` in ``dtype``.
+        A :class:`~interpkit.clustering.init.Factors` (``F``, ``P``, ``O``) on ``device`` in
+        ``dtype``.
     """
     data, pn, an = _prepare(activations, pixels, rank, device, dtype, chunk_rows, normalize)
     return _init(data, pn, an, rank, method, seed)

@@ -24,7 +24,7 @@ class ActivationMatrices(dict):
     """``{layer: matrix (units x N, float32)}`` with ``shapes[layer] = (C, H, W)`` of one example.
 
     Unit ``m`` of a layer is channel ``m // (H*W)`` at position ``divmod(m % (H*W), W)``
-    (row-major flattening of ``(C, H, W)``); :func:`top_units` uses this mapping.
+    (row-major flattening of ``(C, H, W)``); ``top_units`` uses this mapping.
     """
 
     def __init__(self) -> None:
@@ -137,7 +137,8 @@ def activation_matrices(
         progress: show a progress bar.
 
     Returns:
-        An :class:`ActivationMatrices` ``{layer: (units x N) float32}`` with ``shapes``.
+        An :class:`~interpkit.clustering.matrices.ActivationMatrices` ``{layer: (units x N)
+        float32}`` with ``shapes``.
     """
     layers = [layers] if isinstance(layers, str) else list(layers)
     x_all = getattr(images, "images", images)

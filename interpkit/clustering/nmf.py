@@ -79,7 +79,8 @@ class NMFOptions:
         lambda_f: strength of the penalty ``sum F + ||F||^2 / 2`` (the paper uses 1).
         mode: ``"monotone"`` (objective never increases) or ``"faithful"`` (the authors'
             per-iteration column normalisation; see the package docstring).
-        init: ``"nndsvd"`` (authors), ``"nndsvda"``, ``"random"`` or a :class:`Factors`.
+        init: ``"nndsvd"`` (authors), ``"nndsvda"``, ``"random"`` or a
+        :class:`~interpkit.clustering.init.Factors`.
         tol: stop when the relative error changes by less than this between iterations.
         eps: guards the divisions against zero.
         seed: seed of the initialisation.

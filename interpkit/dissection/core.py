@@ -418,7 +418,7 @@ def dissect(
             ``dataset.categories`` raises ``KeyError``); labels whose primary category is not in
             ``dataset.categories`` are unselected (pixels count as unlabeled, IoU 0, category "").
         batch_size: images per batch.
-        device: where to compute (default: :func:`interpkit.resolve_device`).
+        device: where to compute (default: :func:`interpkit.device.resolve_device`).
         progress: show progress bars.
         transform: applied to the images before the model (e.g. a normalisation).
         options: memory and precision knobs (``DissectOptions``).

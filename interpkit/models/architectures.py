@@ -118,14 +118,14 @@ class ResNet18CIFAR(nn.Module):
 def vgg8(
     num_classes: int = 10, in_channels: int = 1, width: float = 1.0, image_size: int = 32
 ) -> VGG8:
-    """The ClaDec authors' VGG-style classifier (see :class:`VGG8`)."""
+    """The ClaDec authors' VGG-style classifier (see :class:`~interpkit.models.VGG8`)."""
     return VGG8(num_classes, in_channels, width, image_size)
 
 
 def resnet18_cifar(
     num_classes: int = 10, in_channels: int = 3, width: float = 1.0
 ) -> ResNet18CIFAR:
-    """A CIFAR-style ResNet-18 (see :class:`ResNet18CIFAR`)."""
+    """A CIFAR-style ResNet-18 (see :class:`~interpkit.models.ResNet18CIFAR`)."""
     return ResNet18CIFAR(num_classes, in_channels, width)
 
 

@@ -237,7 +237,8 @@ _RENAMES = [
 def convert_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename a state dict of lukemelas-style EfficientNet-Lite0 (``_conv_stem``,
     ``_blocks.N._bn1``,
-    ``_fc``, ...) to the names of :class:`EfficientNetLite0`. An unknown key raises ``KeyError``."""
+    ``_fc``, ...) to the names of :class:`~interpkit.models.EfficientNetLite0`. An unknown key
+    raises ``KeyError``."""
     out = {}
     for key, value in state.items():
         for pattern, repl in _RENAMES:
@@ -294,7 +295,7 @@ def efficientnet_lite0(
     logits, in the order of
     :func:`interpkit.data.imagenet_classes`. Named blocks for :func:`interpkit.capture`: ``stem``,
     ``blocks.0`` .. ``blocks.15``, ``head``, ``pool``, ``classifier`` (see
-    :class:`EfficientNetLite0`).
+    :class:`~interpkit.models.EfficientNetLite0`).
     ``image_size=None`` accepts other input sizes (the padding follows TensorFlow's for any size;
     accuracy is best at 224).
 

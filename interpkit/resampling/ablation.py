@@ -136,10 +136,11 @@ def ablation_study(
     """Zero the top-``k`` channels each method chooses *for each image* and measure what changes.
 
     For every image, scope (each layer on its own, and with ``all_layers`` every layer at once,
-    scope ``"all"``) and method in ``methods`` (:data:`METHODS`; ``"random"`` draws ``k`` channels
+    scope ``"all"``) and method in ``methods`` (``METHODS``; ``"random"`` draws ``k`` channels
     per layer uniformly, ``n_random`` times, seeded), the chosen channels are zeroed with
     :func:`zero_channels` and the image is classified again. ``result`` is a previous
-    :func:`analyze` of these images (else it is computed here with ``analyze_kwargs``).
+    :func:`~interpkit.resampling.analyze` of these images (else it is computed here with
+    ``analyze_kwargs``).
     Returns one row per (image, scope, method, draw): ``n_zeroed`` channels, ``p_clean`` and
     ``p_ablated`` (probability of the class predicted on the clean image), ``drop`` = their
     difference, ``flipped`` (the prediction changed), and with ``labels`` ``correct_clean`` and
@@ -148,7 +149,8 @@ def ablation_study(
     Args:
         model, images, labels: the classifier (eval mode), images and optional labels.
         result, layers, k, methods, n_random, all_layers, seed, batch_size, device: as above.
-        **analyze_kwargs: options for :func:`analyze` when ``result`` is not given.
+        **analyze_kwargs: options for :func:`~interpkit.resampling.analyze` when ``result`` is
+            not given.
 
     Returns:
         The table described above.
@@ -292,7 +294,7 @@ def overlap_over_training(
         a, b: the two metrics whose top-``k`` sets are compared.
         checkpoint_names: a name per state (default its index).
         device: where to run.
-        **analyze_kwargs: options for :func:`analyze`.
+        **analyze_kwargs: options for :func:`~interpkit.resampling.analyze`.
 
     Returns:
         One row per checkpoint and layer with the overlap of the two selections.

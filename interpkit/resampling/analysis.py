@@ -1,4 +1,5 @@
-"""Input resampling: :func:`analyze`, the copies of each image through the model in batches."""
+"""Input resampling: :func:`~interpkit.resampling.analyze`, the copies of each image through the
+model in batches."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def _targets(
 
 @dataclass(frozen=True)
 class ResamplingOptions:
-    """The settings of :func:`analyze` (the paper's defaults).
+    """The settings of :func:`~interpkit.resampling.analyze` (the paper's defaults).
 
     Args:
         n: copies per image.
@@ -252,7 +253,8 @@ def _assemble(
     maps: dict[str, list[torch.Tensor]],
     o: ResamplingOptions,
 ) -> ResamplingResult:
-    """The :class:`ResamplingResult` of :func:`analyze` from the per-pass arrays."""
+    """The :class:`ResamplingResult` of :func:`~interpkit.resampling.analyze` from the per-pass
+    arrays."""
     stats, logits_all, ys, ts = per_image
     names = list(modules)
     n, sigma, ramp, output, keep_maps = o.n, o.sigma, o.ramp, o.output, o.keep_maps

@@ -20,9 +20,9 @@ from .core import METRICS
 # --------------------------------------------------------------------------------------------
 @dataclass
 class ResamplingResult:
-    """What :func:`analyze` measured.
+    """What :func:`~interpkit.resampling.analyze` measured.
 
-    ``scores``: one row per (image, layer, channel) with the columns of :data:`METRICS` and the
+    ``scores``: one row per (image, layer, channel) with the columns of ``METRICS`` and the
     helper statistics of ``channel_scores``. ``outputs``: one row per (image, copy): the noise
     level, ``output`` (``y_k``) and the class predicted on that copy. ``images``: one row per image:
     ``target`` (the explained class), ``probability`` on the clean image, ``output_constant``
