@@ -13,11 +13,13 @@ is :math:`2|A||B| / (c(|A| + |B|))`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
-__all__ = ["rank_agreement", "versus_random", "pairwise_dice", "share_negative"]
+__all__ = ["rank_agreement", "versus_random", "pairwise_dice", "share_negative", "Probe"]
 
 
 def rank_agreement(
@@ -151,3 +153,231 @@ def share_negative(
     """
     sel = selection.merge(scores, on=list(on))
     return sel.groupby(by)[column].apply(lambda v: float((v < 0).mean()))
+
+
+class Probe:
+    """The ground truth of a concept-world probe set, against which the methods' choices are scored.
+
+    It holds each image's known factors (object, body colour and texture, scene) and, given a
+    Network Dissection of some layers, compares channels chosen by another method (an NMF
+    concept's top channels, input resampling's selections) with the dissection's detectors and
+    IoUs, next to an *activation-matched* baseline: for each chosen channel, the ``n_match`` other
+    channels whose mean activation is closest to its own (so that a method that merely picks
+    strongly active channels gains nothing).
+
+    Args:
+        world: the :class:`~interpkit.data.ConceptWorld` the images come from (None: the images'
+            class is their only known factor).
+        images: its probe images (an ImageSet with ``color_mask``, ``texture_mask``, ``scene``).
+        dissections: ``{layer: DissectionResult}`` of the probe set (None: factors only).
+        n_match: how many activation-matched channels stand in for each chosen one.
+    """
+
+    def __init__(
+        self,
+        world: Any,
+        images: Any,
+        dissections: Mapping[str, Any] | None = None,
+        n_match: int = 5,
+    ) -> None:
+        self.world, self.images, self.n_match = world, images, int(n_match)
+        self.dissections = dict(dissections or {})
+        if world is None:  # a labelled image set without known factors (e.g. CIFAR-100)
+            self.factors: dict[str, np.ndarray] = {"object": images.labels.numpy()}
+            self.names: dict[str, list[str]] = {"object": images.classes}
+        else:
+            self.factors = {
+                "object": images.labels.numpy(),
+                "colour": _dominant(images.color_mask),
+                "texture": _dominant(images.texture_mask),
+                "scene": images.scene.numpy(),
+            }
+            self.names = {
+                "object": world.object_names,
+                "colour": world.color_names,
+                "texture": world.texture_names,
+                "scene": world.scene_names,
+            }
+        first = next(iter(self.dissections.values()), None)
+        self.label_ids: dict[tuple[str, str], int] = (
+            {}
+            if first is None
+            else {(r.category, r.name): int(r.label) for r in first.labels.itertuples()}
+        )
+
+    def present(self, i: int) -> set[tuple[str, str]]:
+        """The (category, name) of every concept visible in probe image ``i``.
+
+        Args:
+            i: the image's index.
+        Returns:
+            The set of (category, concept name), e.g. ``("color", "red")``.
+        """
+        m = self.images.masks(i)
+        w = self.world
+        out = {("scene", w.scene_names[int(self.images.scene[i])])}
+        for cat, names in (
+            ("object", w.object_names),
+            ("part", w.part_names),
+            ("color", w.color_names),
+            ("texture", w.texture_names),
+        ):
+            out |= {(cat, names[int(v) - 1]) for v in torch.unique(m[cat]) if int(v) > 0}
+        return out
+
+    def colour_accuracy(self, images: torch.Tensor) -> float:
+        """How often the object's colour can be read from (reconstructed) images: each body pixel
+        is named by its nearest palette shade and the image's colour is the majority vote.
+
+        Args:
+            images: (N, 3, H, W) images of the probe set, in its order (e.g. ClaDec's output).
+        Returns:
+            The share of images whose voted colour is the true body colour.
+        """
+        shades = torch.as_tensor(self.world.color_table).reshape(-1, 3)  # row 2c + s
+        true = torch.as_tensor(self.factors["colour"])
+        body = self.images.color_mask == (true + 1)[:, None, None]
+        hits = 0
+        for img, region, c in zip(images, body, true):
+            named = torch.cdist(img.permute(1, 2, 0)[region], shades).argmin(1) // 2
+            hits += int(torch.bincount(named, minlength=len(self.world.color_names)).argmax() == c)
+        return hits / len(images)
+
+    def mask_lift(self, nmf: Any, k: int = 8) -> float | None:
+        """How much each concept's pixel mask points at the object: the object's share of the
+        pixels the mask keeps (kept in most colour channels) in the concept's top ``k`` images,
+        over the object's share of those images; averaged over concepts weighted by their mass.
+
+        Args:
+            nmf: a coupled-NMF result fitted on these images (with pixel factors).
+            k: how many top images per concept.
+        Returns:
+            The lift (1 = no better than the object's area), or None when the images have no
+            object masks.
+        """
+        from . import clustering
+
+        if not hasattr(self.images, "object_mask"):
+            return None
+        tab = clustering.concept_table(nmf, self.images.labels.numpy(), self.images.classes, k=k)
+        tops = clustering.top_examples(nmf, k)
+        lifts = []
+        for r in tab.index:
+            keep = clustering.concept_pixel_mask(nmf, r, self.images.image_size).mean(0) > 0.5
+            obj = (self.images.object_mask[tops[r]] > 0).numpy()
+            lifts.append(obj[:, keep].mean() / max(obj.mean(), 1e-9))
+        return float(np.average(lifts, weights=tab["mass"].fillna(0)))
+
+    def matched(self, mean_act: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """For each chosen channel, the ``n_match`` other channels closest to it in mean activation.
+
+        Args:
+            mean_act: (C,) mean activation of every channel.
+            chosen: the chosen channels' indices.
+        Returns:
+            (len(chosen), n_match) channel indices (ties: lower index first).
+        """
+        free = np.setdiff1d(np.arange(len(mean_act)), chosen)
+        return np.stack(
+            [
+                free[
+                    np.argsort(np.abs(mean_act[free] - mean_act[c]), kind="stable")[: self.n_match]
+                ]
+                for c in chosen
+            ]
+        )
+
+    def concept_alignment(
+        self, nmf: Any, purity: pd.DataFrame, acts: Any, top_k: int
+    ) -> pd.DataFrame:
+        """How well each live NMF concept's top channels segment the factor value it is purest
+        for, against activation-matched channels.
+
+        Args:
+            nmf: a coupled-NMF result (``O[layer]`` loadings, ``shapes[layer]``).
+            purity: its :func:`~interpkit.clustering.factor_purity` table (factor names as in
+                :attr:`factors`).
+            acts: the activation matrices it was fitted on (``acts[layer]``, ``acts.shapes``).
+            top_k: how many channels per concept.
+        Returns:
+            One row per (layer, live concept, factor): ``top_iou``, ``matched_iou``, ``all_iou``
+            (mean IoU with the factor's top value), ``top_detectors_of_value`` and
+            ``matched_detectors_of_value`` (the count expected of matched channels), and the
+            concept's ``top_channels``.
+        """
+        category = {"object": "object", "colour": "color", "texture": "texture", "scene": "scene"}
+        live, rows = purity[purity["mass"] > 0], []
+        for layer, dis in self.dissections.items():
+            c, h, w = nmf.shapes[layer]
+            load = nmf.O[layer].double().numpy().reshape(c, h * w, -1).sum(1)
+            c, h, w = acts.shapes[layer]
+            mean_act = np.asarray(acts[layer], dtype=np.float64).reshape(c, h * w, -1).mean((1, 2))
+            for d in live.itertuples():
+                top = np.argsort(-load[:, d.concept], kind="stable")[:top_k]
+                j = self.label_ids[(category[d.factor], d.top_value)]
+                is_det = (dis.units["detector"] & (dis.units["label_id"] == j)).to_numpy()
+                m = self.matched(mean_act, top)
+                rows.append(
+                    {
+                        "layer": layer,
+                        "concept": d.concept,
+                        "factor": d.factor,
+                        "value": d.top_value,
+                        "purity": d.purity,
+                        "lift": d.lift,
+                        "top_iou": float(dis.iou[top, j].mean()),
+                        "matched_iou": float(dis.iou[m, j].mean()),
+                        "all_iou": float(dis.iou[:, j].mean()),
+                        "top_detectors_of_value": int(is_det[top].sum()),
+                        "matched_detectors_of_value": float(is_det[m].mean(1).sum()),
+                        "top_channels": top.tolist(),
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def selection_rates(
+        self, selection: pd.DataFrame, mean_act: Mapping[tuple[int, str], np.ndarray]
+    ) -> dict[str, float]:
+        """How often channels selected per image are detectors (of any concept, or of one visible
+        in that image) and their best IoUs, next to activation-matched channels ("chance").
+
+        Args:
+            selection: rows with ``image``, ``layer`` and ``channel`` (e.g. a top-k table).
+            mean_act: ``{(image, layer): (C,) mean activation of each channel on that image}``.
+        Returns:
+            ``selected`` (the row count), ``detector_rate``, ``present_detector_rate``,
+            ``mean_iou``, ``mean_present_iou`` and each with a ``chance_`` prefix.
+        """
+        acc = dict.fromkeys(["detector", "present_detector", "iou", "present_iou"], 0.0)
+        base = dict.fromkeys(acc, 0.0)
+        present: dict[int, set[tuple[str, str]]] = {}
+        for img, layer, ch in selection[["image", "layer", "channel"]].itertuples(index=False):
+            dis = self.dissections[layer]
+            d, iou = dis.units["detector"].to_numpy(), dis.iou
+            keys = list(zip(dis.units["category"], dis.units["label"]))
+            seen = present.setdefault(img, self.present(img))
+            stats = {
+                "detector": d.astype(float),
+                "present_detector": np.array(
+                    [d[c] and keys[c] in seen for c in range(len(d))], float
+                ),
+                "iou": iou[:, 1:].max(1),  # best IoU over all concepts
+                "present_iou": iou[:, [self.label_ids[k] for k in seen]].max(1),
+            }
+            m = self.matched(mean_act[img, layer], np.array([ch]))[0]
+            for k, v in stats.items():
+                acc[k] += v[ch]
+                base[k] += v[m].mean()
+        n = max(len(selection), 1)
+        out: dict[str, float] = {"selected": len(selection)}
+        for k in acc:
+            out[f"{k}_rate" if "detector" in k else f"mean_{k}"] = acc[k] / n
+            out[f"chance_{k}_rate" if "detector" in k else f"chance_{k}"] = base[k] / n
+        return out
+
+
+def _dominant(mask: torch.Tensor) -> np.ndarray:
+    """The most frequent non-zero label of each image's mask, minus one (0 is background)."""
+    m = mask.flatten(1)
+    counts = torch.nn.functional.one_hot(m, int(m.max()) + 1).sum(1)[:, 1:]
+    return counts.argmax(1).numpy()

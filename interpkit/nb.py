@@ -264,6 +264,18 @@ class Claim:
     def passed(self) -> int:
         return sum(self.holds)
 
+    @property
+    def rate(self) -> str:
+        """How often the claim held, in words: ``"2 of 3 seeds"``."""
+        return f"{self.passed} of {len(self.holds)} seeds"
+
+    @property
+    def span(self) -> str:
+        """The mean and range over the seeds in the claim's format:
+        ``"0.12 (from 0.10 to 0.15 over 3 seeds)"``."""
+        v, f = self.summary(), self.fmt
+        return f"{v['mean']:{f}} (from {v['min']:{f}} to {v['max']:{f}} over {v['runs']} seeds)"
+
     def summary(self) -> dict[str, Any]:
         """Mean, sample standard deviation (0 for one run), min, max, pass count and the values."""
         v = np.asarray(self.values, dtype=float)

@@ -108,3 +108,101 @@ def test_share_negative_counts_selected_rows_only():
     sel = scores.iloc[[0, 1, 3]][["image", "layer", "channel"]]
     got = ag.share_negative(sel, scores, "s")
     assert got.to_dict() == {"a": 0.5, "b": 0.0}
+
+
+def _fake_probe(n_match: int = 2):
+    """A two-image probe set with known masks and a dissection of one 4-channel layer."""
+    from types import SimpleNamespace
+
+    import torch
+
+    world = SimpleNamespace(
+        object_names=["house", "car"],
+        color_names=["red", "blue"],
+        texture_names=["plain", "dots"],
+        scene_names=["sky", "grass"],
+        part_names=["roof"],
+        color_table=np.array(
+            [[[1, 0, 0], [0.8, 0, 0]], [[0, 0, 1], [0, 0, 0.8]]], dtype=np.float32
+        ),
+    )
+    color = torch.tensor([[[1, 1], [2, 0]], [[2, 2], [2, 1]]])  # image 0: red, image 1: blue
+    texture = torch.tensor([[[2, 2], [0, 0]], [[1, 0], [0, 0]]])
+    images = SimpleNamespace(
+        labels=torch.tensor([0, 1]),
+        color_mask=color,
+        texture_mask=texture,
+        scene=torch.tensor([1, 0]),
+        masks=lambda i: {
+            "object": (color[i] > 0).long() * (i + 1),
+            "part": torch.zeros(2, 2, dtype=torch.long),
+            "color": color[i],
+            "texture": texture[i],
+        },
+    )
+    concepts = [("color", "red"), ("color", "blue"), ("scene", "sky"), ("scene", "grass")]
+    concepts += [("texture", "plain"), ("texture", "dots"), ("object", "house"), ("object", "car")]
+    labels = pd.DataFrame(
+        [{"category": c, "name": n, "label": i + 1} for i, (c, n) in enumerate(concepts)]
+    )
+    units = pd.DataFrame(
+        {
+            "detector": [True, False, True, False],
+            "label_id": [1, 2, 3, 1],
+            "category": ["color", "color", "scene", "color"],
+            "label": ["red", "blue", "sky", "red"],
+        }
+    )
+    iou = np.zeros((4, 9))
+    iou[0, 1], iou[0, 3], iou[1, 2], iou[2, 3], iou[3, 2] = 0.5, 0.1, 0.2, 0.6, 0.1
+    dis = SimpleNamespace(labels=labels, units=units, iou=iou)
+    return ag.Probe(world, images, {"l": dis}, n_match=n_match), world, images
+
+
+def test_probe_factors_are_the_dominant_labels():
+    probe, _, _ = _fake_probe()
+    assert probe.factors["colour"].tolist() == [0, 1]  # labels 1 (red) and 2 (blue), minus one
+    assert probe.factors["texture"].tolist() == [1, 0]
+    assert probe.factors["object"].tolist() == [0, 1] and probe.factors["scene"].tolist() == [1, 0]
+    assert probe.label_ids[("color", "blue")] == 2 and probe.label_ids[("object", "car")] == 8
+    assert probe.present(1) == {
+        ("scene", "sky"),
+        ("object", "car"),
+        ("color", "red"),
+        ("color", "blue"),
+        ("texture", "plain"),
+    }
+
+
+def test_probe_matched_channels_are_the_nearest_in_mean_activation():
+    probe, _, _ = _fake_probe(n_match=2)
+    mean_act = np.array([0.0, 1.0, 1.1, 5.0, 0.9])
+    got = probe.matched(mean_act, np.array([1, 3]))
+    # brute force: sort the other channels by distance, ties by index
+    for row, c in zip(got, (1, 3)):
+        others = sorted((abs(mean_act[j] - mean_act[c]), j) for j in range(5) if j not in (1, 3))
+        assert row.tolist() == [j for _, j in others[:2]]
+
+
+def test_probe_colour_accuracy_reads_the_body_colour():
+    import torch
+
+    probe, world, images = _fake_probe()
+    palette = torch.as_tensor(world.color_table[:, 0], dtype=torch.float32)  # plain shades
+    true = torch.as_tensor(probe.factors["colour"])
+    good = palette[true][:, :, None, None].expand(2, 3, 2, 2).clone()
+    assert probe.colour_accuracy(good) == 1.0
+    assert probe.colour_accuracy(good.flip(0)) == 0.0  # the colours swapped
+
+
+def test_probe_selection_rates_against_matched_channels():
+    probe, _, _ = _fake_probe(n_match=1)
+    sel = pd.DataFrame({"image": [0], "layer": ["l"], "channel": [0]})
+    mean_act = {(0, "l"): np.array([1.0, 3.0, 1.2, 0.0])}  # channel 2 is channel 0's match
+    out = probe.selection_rates(sel, mean_act)
+    assert out["selected"] == 1
+    assert out["detector_rate"] == 1.0 and out["chance_detector_rate"] == 1.0
+    # image 0 shows red and grass: channel 0 detects red (present), channel 2 sky (absent)
+    assert out["present_detector_rate"] == 1.0 and out["chance_present_detector_rate"] == 0.0
+    assert out["mean_iou"] == 0.5 and out["chance_iou"] == 0.6
+    assert out["mean_present_iou"] == 0.5 and out["chance_present_iou"] == 0.0
