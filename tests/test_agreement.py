@@ -206,3 +206,39 @@ def test_probe_selection_rates_against_matched_channels():
     assert out["present_detector_rate"] == 1.0 and out["chance_present_detector_rate"] == 0.0
     assert out["mean_iou"] == 0.5 and out["chance_iou"] == 0.6
     assert out["mean_present_iou"] == 0.5 and out["chance_present_iou"] == 0.0
+
+
+def test_probe_concept_alignment_against_hand_counts():
+    from types import SimpleNamespace
+
+    import torch
+
+    probe, _, _ = _fake_probe(n_match=1)
+    # one layer of 4 channels at 1 x 1 position; concept 0 loads on channels 0 and 3
+    O = torch.tensor([[0.9, 0.0], [0.1, 0.5], [0.0, 0.7], [0.8, 0.1]])
+    nmf = SimpleNamespace(O={"l": O}, shapes={"l": (4, 1, 1)})
+
+    class Acts(dict):
+        shapes = {"l": (4, 1, 1)}
+
+    acts = Acts(l=np.array([[1.0, 1.0], [3.0, 3.0], [1.2, 1.2], [0.0, 0.0]]))  # rows: channels
+    purity = pd.DataFrame(
+        [
+            {
+                "concept": 0,
+                "factor": "colour",
+                "top_value": "red",
+                "purity": 0.9,
+                "lift": 2.0,
+                "mass": 1.0,
+            }
+        ]
+    )
+    out = probe.concept_alignment(nmf, purity, acts, top_k=2).iloc[0]
+    assert out["top_channels"] == [0, 3]
+    # red is label 1: IoU 0.5 (ch 0), 0 (ch 3); both are matched with ch 2 (channels 1 and 2 are
+    # free; mean activation 1.2 is nearest to 1.0 and to 0.0), whose IoU with red is 0
+    assert out["top_iou"] == 0.25 and out["matched_iou"] == 0.0
+    assert out["all_iou"] == 0.5 / 4
+    # detectors of red: channel 0 (channel 3 has label red but is not a detector; ch 2 detects sky)
+    assert out["top_detectors_of_value"] == 1 and out["matched_detectors_of_value"] == 0.0

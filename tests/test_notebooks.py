@@ -170,3 +170,11 @@ def test_save_results_can_store_missing_numbers_as_none(tmp_path, monkeypatch):
         ik.nb.save_results("x", {"a": float("nan")}, smoke=True)
     path = ik.nb.save_results("x", {"a": [1.0, float("nan")]}, smoke=True, missing_as_none=True)
     assert json.loads(path.read_text())["a"] == [1.0, None]
+
+
+def test_claim_rate_and_span_in_words():
+    import interpkit as ik
+
+    c = ik.nb.Claim("k", "text", "paper", [0.1, 0.3, 0.2], [True, False, True], fmt=".2f")
+    assert c.rate == "2 of 3 seeds"
+    assert c.span == "0.20 (from 0.10 to 0.30 over 3 seeds)"
