@@ -266,15 +266,17 @@ class Claim:
 
     @property
     def rate(self) -> str:
-        """How often the claim held, in words: ``"2 of 3 seeds"``."""
-        return f"{self.passed} of {len(self.holds)} seeds"
+        """How often the claim held, in words: ``"2 of 3 seeds"`` (``"1 of 1 seed"``)."""
+        n = len(self.holds)
+        return f"{self.passed} of {n} seed{'s' * (n != 1)}"
 
     @property
     def span(self) -> str:
         """The mean and range over the seeds in the claim's format:
         ``"0.12 (from 0.10 to 0.15 over 3 seeds)"``."""
         v, f = self.summary(), self.fmt
-        return f"{v['mean']:{f}} (from {v['min']:{f}} to {v['max']:{f}} over {v['runs']} seeds)"
+        over = f"over {v['runs']} seed{'s' * (v['runs'] != 1)}"
+        return f"{v['mean']:{f}} (from {v['min']:{f}} to {v['max']:{f}} {over})"
 
     def summary(self) -> dict[str, Any]:
         """Mean, sample standard deviation (0 for one run), min, max, pass count and the values."""

@@ -177,4 +177,6 @@ def test_claim_rate_and_span_in_words():
 
     c = ik.nb.Claim("k", "text", "paper", [0.1, 0.3, 0.2], [True, False, True], fmt=".2f")
     assert c.rate == "2 of 3 seeds"
+    one = ik.nb.Claim("k", "t", "p", [1.0], [True])
+    assert one.rate == "1 of 1 seed" and one.span.endswith("over 1 seed)")
     assert c.span == "0.20 (from 0.10 to 0.30 over 3 seeds)"
