@@ -268,6 +268,37 @@ class Probe:
             lifts.append(obj[:, keep].mean() / max(obj.mean(), 1e-9))
         return float(np.average(lifts, weights=tab["mass"].fillna(0)))
 
+    @staticmethod
+    def association(
+        mask_a: torch.Tensor, mask_b: torch.Tensor, n_a: int, n_b: int
+    ) -> tuple[np.ndarray, float]:
+        """How strongly two labelled factors go together in a set of images: their co-occurrence
+        table (one count per image and pair of labels that occur together in it) and its
+        bias-corrected Cramér's V (Bergsma 2013; near 0 for independent factors even in small
+        samples).
+
+        Args:
+            mask_a: (N, H, W) labels 1..n_a of the first factor (0: background).
+            mask_b: (N, H, W) labels 1..n_b of the second factor, on the same pixels.
+            n_a: the number of labels of the first factor.
+            n_b: the number of labels of the second.
+        Returns:
+            The (n_a, n_b) co-occurrence counts and Cramér's V (0 = independent, 1 = determined).
+        """
+        pair = (mask_a * (n_b + 1) + mask_b).flatten(1)
+        table = np.zeros((n_a + 1, n_b + 1), np.int64)
+        for row in pair:
+            for v in torch.unique(row).tolist():
+                table[v // (n_b + 1), v % (n_b + 1)] += 1
+        table = table[1:, 1:]
+        t = table[table.sum(1) > 0][:, table.sum(0) > 0].astype(float)
+        n, (r, k) = t.sum(), t.shape
+        expected = t.sum(1, keepdims=True) * t.sum(0, keepdims=True) / n
+        phi2 = ((t - expected) ** 2 / expected).sum() / n
+        phi2 = max(0.0, phi2 - (k - 1) * (r - 1) / (n - 1))
+        r_c, k_c = r - (r - 1) ** 2 / (n - 1), k - (k - 1) ** 2 / (n - 1)
+        return table, float(np.sqrt(phi2 / min(k_c - 1, r_c - 1)))
+
     def matched(self, mean_act: np.ndarray, chosen: np.ndarray) -> np.ndarray:
         """For each chosen channel, the ``n_match`` other channels closest to it in mean activation.
 

@@ -242,3 +242,29 @@ def test_probe_concept_alignment_against_hand_counts():
     assert out["all_iou"] == 0.5 / 4
     # detectors of red: channel 0 (channel 3 has label red but is not a detector; ch 2 detects sky)
     assert out["top_detectors_of_value"] == 1 and out["matched_detectors_of_value"] == 0.0
+
+
+def test_probe_association_counts_pairs_per_image_and_cramers_v():
+    import torch
+
+    rng = np.random.default_rng(0)
+    a = torch.as_tensor(rng.integers(0, 4, size=(60, 3, 3)))  # labels 1..3, 0 = background
+    b = torch.as_tensor(rng.integers(0, 3, size=(60, 3, 3)))
+    table, v = ag.Probe.association(a, b, 3, 2)
+    brute = np.zeros((3, 2), int)
+    for i in range(60):
+        pairs = {
+            (int(x), int(y)) for x, y in zip(a[i].flatten(), b[i].flatten()) if x > 0 and y > 0
+        }
+        for x, y in pairs:
+            brute[x - 1, y - 1] += 1
+    assert (table == brute).all()
+    # Bergsma's correction by hand
+    n, (r, k) = brute.sum(), brute.shape
+    e = brute.sum(1, keepdims=True) * brute.sum(0, keepdims=True) / n
+    phi2 = max(0.0, ((brute - e) ** 2 / e).sum() / n - (k - 1) * (r - 1) / (n - 1))
+    want = np.sqrt(phi2 / min(k - (k - 1) ** 2 / (n - 1) - 1, r - (r - 1) ** 2 / (n - 1) - 1))
+    assert v == pytest.approx(want)
+    # a factor determined by the other: V = 1
+    same, v_same = ag.Probe.association(a.clamp(min=1), a.clamp(min=1), 3, 3)
+    assert v_same == pytest.approx(1.0) and (same == np.diag(np.diag(same))).all()
