@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import string
+import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,18 @@ from .io import _to_builtin, atomic_write_json
 
 SMOKE_ENV = "INTERPKIT_SMOKE"
 RESULTS_ENV = "INTERPKIT_RESULTS_DIR"
+
+__all__ = [
+    "smoke_mode",
+    "save_results",
+    "seeds",
+    "Claim",
+    "claims_table",
+    "claims_json",
+    "check_claims",
+    "paper_vs_measured",
+    "md",
+]
 _ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
 
@@ -62,7 +76,13 @@ def results_dir() -> Path:
     return here / "results"
 
 
-def save_results(stem: str, results: Mapping[str, Any], smoke: bool | None = None) -> Path:
+def save_results(
+    stem: str,
+    results: Mapping[str, Any],
+    smoke: bool | None = None,
+    *,
+    missing_as_none: bool = False,
+) -> Path:
     """Write a notebook's key numbers to ``<results_dir>/<stem>.json`` atomically; returns the path.
 
     The file records ``smoke``: the argument if given, else what :func:`smoke_mode` last resolved
@@ -70,6 +90,15 @@ def save_results(stem: str, results: Mapping[str, Any], smoke: bool | None = Non
 
     A NaN or infinite number is refused (``ValueError`` naming its key): key numbers that did not
     come out are a defect to see, and JSON has no such numbers. Write ``None`` for "not applicable".
+
+    Args:
+        stem: the file name without ``.json`` (the chapter's name).
+        results: the key numbers (NumPy numbers and tensors become plain numbers).
+        smoke: whether the run was in smoke mode (None: as resolved, see above).
+        missing_as_none: store NaN and infinite numbers as None instead of refusing them, for a
+            chapter whose tables hold numbers that do not apply (e.g. an empty selection).
+    Returns:
+        The path written.
     """
     if not isinstance(stem, str) or not stem or Path(stem).name != stem or stem.endswith(".json"):
         raise ValueError(
@@ -84,6 +113,8 @@ def save_results(stem: str, results: Mapping[str, Any], smoke: bool | None = Non
     plain = json.loads(
         json.dumps(payload, default=_to_builtin)
     )  # NumPy and tensors as plain numbers
+    if missing_as_none:
+        plain = _finite_or_none(plain)
     bad = _non_finite(plain)
     if bad:
         raise ValueError(
@@ -91,6 +122,17 @@ def save_results(stem: str, results: Mapping[str, Any], smoke: bool | None = Non
             "or store None where a number does not apply."
         )
     return atomic_write_json(results_dir() / f"{stem}.json", plain)
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """The JSON-like object with every NaN or infinite number replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_none(v) for v in obj]
+    return obj
 
 
 def _non_finite(obj: Any, where: str = "") -> list[str]:
@@ -222,6 +264,20 @@ class Claim:
     def passed(self) -> int:
         return sum(self.holds)
 
+    @property
+    def rate(self) -> str:
+        """How often the claim held, in words: ``"2 of 3 seeds"`` (``"1 of 1 seed"``)."""
+        n = len(self.holds)
+        return f"{self.passed} of {n} seed{'s' * (n != 1)}"
+
+    @property
+    def span(self) -> str:
+        """The mean and range over the seeds in the claim's format:
+        ``"0.12 (from 0.10 to 0.15 over 3 seeds)"``."""
+        v, f = self.summary(), self.fmt
+        over = f"over {v['runs']} seed{'s' * (v['runs'] != 1)}"
+        return f"{v['mean']:{f}} (from {v['min']:{f}} to {v['max']:{f}} {over})"
+
     def summary(self) -> dict[str, Any]:
         """Mean, sample standard deviation (0 for one run), min, max, pass count and the values."""
         v = np.asarray(self.values, dtype=float)
@@ -323,3 +379,51 @@ def _show_failed(chapter: str, failed: list[Claim]) -> None:
             f"{len(failed)} claim(s) did not hold in this run</p><ul>{items}</ul></div>"
         )
     )
+
+
+# ------------------------------------------------------------------------ prose from numbers
+class _Prose(string.Formatter):
+    """str.format with three additions for prose about a run: a boolean chooses between two words
+    (``{flag:?beats|loses to}``), a sequence of numbers gives its range (``{shares:%.0f-}`` ->
+    ``45-80%`` with the numbers scaled by 100, ``{xs:.2f-}`` -> ``0.12-0.40``), and a list of words
+    is joined with commas (``{names:,}``)."""
+
+    def format_field(self, value: Any, spec: str) -> str:
+        if spec.startswith("?"):
+            yes, _, no = spec[1:].partition("|")
+            return yes if value else no
+        if spec == ",":
+            return ", ".join(str(v) for v in value)
+        if spec.endswith("-") and not isinstance(value, str):
+            v = [float(x) for x in value]
+            if spec.startswith("%"):
+                f = spec[1:-1]
+                return f"{100 * min(v):{f}}-{100 * max(v):{f}}%"
+            return f"{min(v):{spec[:-1]}}-{max(v):{spec[:-1]}}"
+        return super().format_field(value, spec)
+
+
+def md(template: str, /, **values: Any) -> Any:
+    """Markdown prose that states a run's numbers: ``template`` filled from ``values``.
+
+    The template is ``str.format`` syntax (``{acc:.3f}``, ``{table[row]:.2f}``) with three
+    additions: ``{flag:?yes words|no words}`` picks words by a boolean, ``{numbers:.2f-}`` writes
+    the range ``min-max`` of a sequence (``{shares:%.0f-}`` as percentages, ``45-80%``), and
+    ``{words:,}`` joins a list with commas. Leading indentation of the template is removed.
+
+    Args:
+        template: the text, with ``{name...}`` fields.
+        **values: the values the fields name.
+    Returns:
+        An IPython ``Markdown`` object (shown as formatted text when it ends a cell), or the
+        plain string when IPython is not installed.
+    """
+    try:
+        text = _Prose().format(textwrap.dedent(template).strip(), **values)
+    except KeyError as e:
+        raise KeyError(f"md: the template names {e}, which is not among the values given.") from e
+    try:
+        from IPython.display import Markdown
+    except ImportError:
+        return text
+    return Markdown(text)

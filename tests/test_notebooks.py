@@ -136,3 +136,47 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     executed.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tmp_path / path.name, executed.with_suffix(".tmp"))
     executed.with_suffix(".tmp").replace(executed)  # only notebooks that passed every check
+
+
+def test_md_fills_a_template_with_choices_ranges_and_lists(monkeypatch):
+    import interpkit as ik
+
+    out = ik.nb.md(
+        """
+        - {ok:?beats|loses to} random ({x:.2f}); shares {s:%.0f-}, ratios {r:.1f-};
+          in {names:,} ({d[a]:+.1f}); {bad:?yes|no}
+        """,
+        ok=True,
+        x=0.123,
+        s=[0.45, 0.8, 0.5],
+        r=(3.0, 1.25),
+        names=["block 5", "block 6"],
+        d={"a": -2},
+        bad=0,
+    )
+    text = getattr(out, "data", out)
+    assert text == (
+        "- beats random (0.12); shares 45-80%, ratios 1.2-3.0;\n  in block 5, block 6 (-2.0); no"
+    )
+    with pytest.raises(KeyError, match="not among the values"):
+        ik.nb.md("{missing}")
+
+
+def test_save_results_can_store_missing_numbers_as_none(tmp_path, monkeypatch):
+    import interpkit as ik
+
+    monkeypatch.setenv("INTERPKIT_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ik.nb.save_results("x", {"a": float("nan")}, smoke=True)
+    path = ik.nb.save_results("x", {"a": [1.0, float("nan")]}, smoke=True, missing_as_none=True)
+    assert json.loads(path.read_text())["a"] == [1.0, None]
+
+
+def test_claim_rate_and_span_in_words():
+    import interpkit as ik
+
+    c = ik.nb.Claim("k", "text", "paper", [0.1, 0.3, 0.2], [True, False, True], fmt=".2f")
+    assert c.rate == "2 of 3 seeds"
+    one = ik.nb.Claim("k", "t", "p", [1.0], [True])
+    assert one.rate == "1 of 1 seed" and one.span.endswith("over 1 seed)")
+    assert c.span == "0.20 (from 0.10 to 0.30 over 3 seeds)"
