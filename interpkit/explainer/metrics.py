@@ -56,9 +56,20 @@ def reconstruction_error(
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> pd.DataFrame:
-    """Relative error ``||f_hat - f|| / ||f||`` (Frobenius, over the whole set) per target layer,
-    and the fraction of the target's variance explained (``r2``); NaN where undefined (a target
-    that is all zero, or constant, for ``r2``)."""
+    """How well the explainer reconstructs the performer's features of each target layer.
+
+    Args:
+        explainer: a trained explainer (from ``train_explainer``), in eval mode.
+        performer: the model it was distilled from, in eval mode.
+        data: the images (an ``ImageSet``).
+        batch_size: images per forward pass.
+        device: where to run; None picks CUDA, MPS or the CPU.
+
+    Returns:
+        One row per target layer: ``layer``, ``relative_error`` ``||f_hat - f|| / ||f||``
+        (Frobenius, over the whole set) and ``r2``, the fraction of the target's variance
+        explained; NaN where undefined (a target that is all zero, or constant, for ``r2``).
+    """
     require_image_set(data, "the data of reconstruction_error()")
     check_images(data.images)
     dev = _prepare(explainer, performer, device)
@@ -103,7 +114,20 @@ def accuracy_with_reconstruction(
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
     """The performer's accuracy on its own features and with ``layer`` replaced by the
-    reconstruction."""
+    explainer's reconstruction.
+
+    Args:
+        explainer: a trained explainer (from ``train_explainer``), in eval mode.
+        performer: the model it was distilled from, in eval mode.
+        data: labelled images (an ``ImageSet``).
+        layer: the replaced layer (default: the explainer's last target layer).
+        batch_size: images per forward pass.
+        device: where to run; None picks CUDA, MPS or the CPU.
+
+    Returns:
+        ``performer_accuracy``, ``reconstructed_accuracy``, ``accuracy_drop`` (their difference)
+        and ``prediction_agreement`` (share of images with the same predicted class).
+    """
     require_image_set(data, "the data of accuracy_with_reconstruction()")
     check_images(data.images)
     dev = _prepare(explainer, performer, device)
@@ -134,10 +158,20 @@ def explainer_maps(
     batch_size: int = 256,
     device: str | torch.device | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per image: the explainer's masked interpretable maps ``x_interp`` (N, K, n, n), the raw
-    post-ReLU maps of the last interpretable layer ``interp_raw``, ``p`` (N,) and the performer's
-    own
-    ``input`` features (N, C, n, n); all on the CPU."""
+    """The explainer's maps and ratio ``p`` for every image, next to the performer's features.
+
+    Args:
+        explainer: a trained explainer (from ``train_explainer``), in eval mode.
+        performer: the model it was distilled from, in eval mode.
+        images: float images (N, C, H, W) in [0, 1].
+        batch_size: images per forward pass.
+        device: where to run; None picks CUDA, MPS or the CPU.
+
+    Returns:
+        CPU tensors: ``x_interp`` the masked interpretable maps (N, K, n, n), ``interp_raw`` the
+        post-ReLU maps of the last interpretable layer, ``p`` (N,) and ``input``, the
+        performer's own features of the explainer's input layer (N, C, n, n).
+    """
     check_images(images)
     dev = _prepare(explainer, performer, device)
     out: dict[str, list] = {"x_interp": [], "interp_raw": [], "p": [], "input": []}
@@ -160,7 +194,17 @@ def interpretable_ratio(
     *,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """``p`` for every image of ``data`` (CPU tensor (N,))."""
+    """The ratio ``p`` of interpretable features for every image.
+
+    Args:
+        explainer: a trained explainer (from ``train_explainer``), in eval mode.
+        performer: the model it was distilled from, in eval mode.
+        data: the images (an ``ImageSet``).
+        device: where to run; None picks CUDA, MPS or the CPU.
+
+    Returns:
+        A CPU tensor (N,).
+    """
     return explainer_maps(explainer, performer, data.images, device=device)["p"]
 
 

@@ -21,6 +21,13 @@ def peak_positions(maps: torch.Tensor, image_size: int | Sequence[int]) -> torch
     centre, where the receptive field of a 'same'-padded strided network is centred, is returned in
     the convention of ``WorldSet.landmarks`` (pixel k has its centre at coordinate k):
     ``((i + 0.5) H / n - 0.5, (j + 0.5) W / m - 0.5)``.
+
+    Args:
+        maps: feature maps (N, K, n, m).
+        image_size: the images' size, H (square) or (H, W).
+
+    Returns:
+        A float64 tensor (N, K, 2) of (y, x) image coordinates.
     """
     if maps.ndim != 4:
         raise ValueError(f"maps must be (N, K, n, m), got {tuple(maps.shape)}.")
@@ -114,7 +121,16 @@ def location_instability(
     images it fires on most (highest mean peak). A filter that cannot be measured (fewer than two
     active images for a landmark) gets NaN and ``dead=True``. Lower is better: a filter firing on
     one object part keeps a constant distance to every landmark of that object.
-    Columns: filter, instability, category (or -1), n_images, mean_peak, dead.
+
+    Args:
+        maps: feature maps (N, K, n, n) of K filters on N images.
+        landmarks: (N, n_parts, 2) image coordinates (y, x) of each part, NaN where not shown.
+        image_size: the images' size, H (square) or (H, W).
+        labels: (N,) categories, or None for one group.
+        top: images per filter and landmark, an int >= 2 or a fraction in (0, 1].
+
+    Returns:
+        One row per filter: filter, instability, category (or -1), n_images, mean_peak, dead.
     """
     if maps.ndim != 4:
         raise ValueError(f"maps must be (N, K, n, n), got {tuple(maps.shape)}.")

@@ -91,7 +91,16 @@ def check_layer_order(
 def layer_shapes(
     performer: nn.Module, layers: str | Sequence[str], image_shape: Sequence[int]
 ) -> dict[str, tuple]:
-    """Feature shapes ``(C, H, W)`` of ``layers`` for one image of ``image_shape`` (C, H, W)."""
+    """Feature shapes of ``layers`` for one image.
+
+    Args:
+        performer: the model.
+        layers: a layer name or a list of them (names from ``named_modules``).
+        image_shape: the shape (C, H, W) of one input image.
+
+    Returns:
+        ``{layer: shape}`` (the output shape of each layer without the batch dimension).
+    """
     example = torch.zeros(1, *image_shape, device=model_device(performer))
     return _execution(performer, _as_list(layers), example)[1]
 
