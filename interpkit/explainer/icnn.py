@@ -205,11 +205,17 @@ def rescale_maps(x: torch.Tensor, peak: float) -> torch.Tensor:
 
     ``Loss_f`` is not scale-invariant: with ``tau = 0.5 / n^2`` a part-shaped response separates the
     templates only when its peak is of order ``n^2`` (as in the VGG-16 conv5 maps ICNN was made
-    for).
-    The explainer's decoder sees the interpretable track through a scale normalisation, so its scale
-    is arbitrary; evaluating ``Loss_f`` on maps brought to a fixed scale makes the loss judge the
-    *shape* and the *selectivity* of a filter (which images fire, where), never its magnitude.
-    The division is differentiated through; silent filters stay zero.
+    for). The explainer's decoder sees the interpretable track through a scale normalisation, so
+    its scale is arbitrary; evaluating ``Loss_f`` on maps brought to a fixed scale makes the loss
+    judge the *shape* and the *selectivity* of a filter (which images fire, where), never its
+    magnitude. The division is differentiated through; silent filters stay zero.
+
+    Args:
+        x: maps (B, C, n, n).
+        peak: the mean per-image peak each filter is brought to.
+
+    Returns:
+        The rescaled maps, same shape as ``x``.
     """
     ref = x.flatten(2).amax(-1).mean(0)  # (C,)
     return x * (peak / (ref + 1e-6))[None, :, None, None]

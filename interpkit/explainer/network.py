@@ -88,11 +88,19 @@ class ExplainerOutput:
 class Explainer(nn.Module):
     """Two-track encoder + decoder on a performer's ``input_layer`` features (C, n, n).
 
-    ``targets`` maps each reconstructed layer name to its feature shape (C, H, W). ``n_filters`` is
-    the number K of filters per interpretable layer and of the ordinary track (default: the input
-    channels); ``hidden`` the width of the decoder. ``relu_out`` (one bool per target or one for
-    all) ends a head with a ReLU, right
-    for post-ReLU targets.
+    Args:
+        in_shape: the input features' shape (C, n, n); square, n >= 3.
+        targets: each reconstructed layer's name -> its feature shape (C, H, W), square.
+        n_filters: filters K per interpretable layer and of the ordinary track (default: the
+            input channels).
+        hidden: width of the decoder (default: the largest of K and the targets' channels).
+        n_interp_layers: interpretable conv layers, each followed by the ICNN mask.
+        beta: fall-off of the ICNN templates.
+        relu_out: ends a head with a ReLU (right for post-ReLU targets): one bool for all
+            targets or one per target.
+        input_layer: the performer layer the input features come from (needed by the metrics).
+
+    Calling it on features (B, C, n, n) returns an :class:`ExplainerOutput`.
     """
 
     def __init__(

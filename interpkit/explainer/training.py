@@ -282,14 +282,25 @@ def training_step(
     filter_layers: str = "last",
     groups: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
-    """One forward pass of the explainer's loss; returns ``(loss, parts)`` (parts: floats for
-    logging).
+    """The explainer's loss on one batch of the performer's features.
 
-    ``filter_layers="last"``: ``Loss_f`` acts on the filters of the last interpretable layer only
-    (earlier interpretable layers are masked only); ``"all"``: on every interpretable layer (the
-    paper), averaged over layers. ``loss_peak``: the filter loss sees maps rescaled by
-    :func:`rescale_maps` (None: raw maps). ``groups`` (B,): ``Z_T`` per group (category) of the
-    batch (:func:`grouped_filter_loss`); None: over the whole batch.
+    Args:
+        explainer: the explainer (in train mode while training).
+        f_in: the performer's features of the input layer (B, C, n, n).
+        targets: ``{layer: features}`` of the target layers for the same images.
+        scales: ``{layer: mean square}`` that divides each layer's distillation loss.
+        filter_weight: weight of ``Loss_f`` (0: not computed, logged as 0).
+        p_weight: weight of ``-log p``.
+        loss_peak: the filter loss sees maps rescaled by :func:`rescale_maps` to this peak (None:
+            raw maps).
+        filter_layers: ``"last"``: ``Loss_f`` on the last interpretable layer only (earlier ones
+            are masked only); ``"all"``: on every interpretable layer (the paper), averaged.
+        groups: (B,) categories: ``Z_T`` per category (:func:`grouped_filter_loss`); None: over
+            the whole batch.
+
+    Returns:
+        ``(loss, parts)``: the scalar loss to differentiate and the floats ``recon``, ``filter``,
+        ``neg_log_p`` and ``p`` (mean ratio) for logging.
     """
     out = explainer(f_in)
     rec = explainer.distillation_loss(out, targets, scales)
