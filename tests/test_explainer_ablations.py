@@ -124,3 +124,18 @@ def test_hparams_keep_the_cache_keys_of_earlier_runs():
     hp = E.ExplainerConfig(loss_peak=None, z_groups="category").hparams(8, seed=0)
     assert hp["loss_peak"] is None and hp["filter_layers"] == "last"
     assert hp["z_groups"] == "category"
+
+
+def test_check_square_maps():
+    from interpkit.checks import check_square_maps
+
+    assert check_square_maps(torch.zeros(2, 3, 5, 5), "maps") == 5
+    assert check_square_maps((8, 4, 4), "shape", min_size=3) == 4
+    with pytest.raises(ValueError, match="square"):
+        check_square_maps((4, 5), "maps")
+    with pytest.raises(ValueError, match="at least 3x3 is needed; larger"):
+        check_square_maps((2, 2), "maps", min_size=3, hint="larger")
+    with pytest.raises(TypeError, match="floating point"):
+        check_square_maps(torch.zeros(2, 3, 5, 5, dtype=torch.long), "maps")
+    with pytest.raises(TypeError, match="a torch.Tensor or a shape"):
+        check_square_maps(5, "maps")

@@ -16,31 +16,31 @@ keeps the part of each map near its peak: ``relu(x * T_mu_hat / tau)`` with ``mu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_number
+from ..checks import check_number, check_square_maps
 
 DEFAULT_BETA = 4.0
 
 __all__: list[str] = []
 
 
-def _check_map_size(n: int, what: str = "feature map") -> None:
-    if n < 3:
-        raise ValueError(
-            f"the {what} is {n}x{n}, but the ICNN templates need at least 3x3 (a smaller map "
-            "cannot tell a part's position from its neighbours'); explain an earlier, larger "
-            "layer of the performer or feed larger images."
-        )
+_SMALL_MAP = (
+    "the ICNN templates cannot tell a part's position from its neighbours' on a smaller map; "
+    "explain an earlier, larger layer of the performer or feed larger images"
+)
+_BETA = "beta (the templates' fall-off)"
+_BETA_HINT = f"the paper uses {DEFAULT_BETA}"
 
 
-def _check_beta(beta: float) -> float:
-    return check_number(
-        "beta (the templates' fall-off)", beta, hint=f"the paper uses {DEFAULT_BETA}"
-    )
+def map_side(x: torch.Tensor | Sequence[int], name: str = "feature map") -> int:
+    """The side n of square maps ``x`` (a tensor (B, C, n, n) or a shape) large enough for the
+    ICNN templates (n >= 3); a clear error otherwise."""
+    return check_square_maps(x, name, min_size=3, hint=_SMALL_MAP)
 
 
 def icnn_templates(
@@ -61,8 +61,8 @@ def icnn_templates(
         raise TypeError(
             f"n must be an int (the side of a square feature map), got {type(n).__name__}."
         )
-    _check_map_size(n)
-    beta = _check_beta(beta)
+    map_side((n, n))
+    beta = check_number(_BETA, beta, hint=_BETA_HINT)
     tau = (
         0.5 / n**2
         if tau is None
@@ -84,7 +84,7 @@ def template_log_priors(n: int, alpha: float | None = None) -> torch.Tensor:
     ``p(T_mu) = alpha / n^2`` and ``p(T-) = 1 - alpha``, with ``alpha = n^2 / (1 + n^2)`` by
     default.
     """
-    _check_map_size(n)
+    map_side((n, n))
     alpha = n * n / (1.0 + n * n) if alpha is None else float(alpha)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}.")
@@ -94,22 +94,6 @@ def template_log_priors(n: int, alpha: float | None = None) -> torch.Tensor:
             torch.tensor([math.log(1.0 - alpha)], dtype=torch.float64),
         ]
     )
-
-
-def _check_maps(x: torch.Tensor, what: str) -> int:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}.")
-    if x.ndim != 4:
-        raise ValueError(f"{what} must have shape (batch, filters, n, n), got {tuple(x.shape)}.")
-    if x.shape[-1] != x.shape[-2]:
-        raise ValueError(
-            f"{what} must be square (n x n) for the ICNN templates, got "
-            f"{x.shape[-2]}x{x.shape[-1]}; crop or resize the feature maps to a square."
-        )
-    if not torch.is_floating_point(x):
-        raise TypeError(f"{what} must be floating point, got {x.dtype}.")
-    _check_map_size(int(x.shape[-1]))
-    return int(x.shape[-1])
 
 
 def filter_loss(
@@ -129,7 +113,7 @@ def filter_loss(
     ``reduction``: ``"mean"`` over filters (a scalar), ``"sum"``, or ``"none"`` (one value per
     filter).
     """
-    n = _check_maps(x, "filter_loss input")
+    n = map_side(x, "filter_loss input")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}.")
     B, C = x.shape[:2]
@@ -180,7 +164,7 @@ def icnn_mask(x: torch.Tensor, *, beta: float = DEFAULT_BETA) -> torch.Tensor:
 
     The mask is a constant (no gradient flows into the peak position), as in ICNN.
     """
-    n = _check_maps(x, "icnn_mask input")
+    n = map_side(x, "icnn_mask input")
     shapes = icnn_templates(n, beta=beta, tau=1.0, dtype=x.dtype, device=x.device)[: n * n]
     peak = x.detach().flatten(2).argmax(-1)  # (B, C)
     return F.relu(x * shapes[peak])

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .icnn import DEFAULT_BETA, FilterMask, _check_beta, _check_map_size
+from ..checks import check_number
+from .icnn import _BETA, _BETA_HINT, DEFAULT_BETA, FilterMask, map_side
 
 __all__: list[str] = []
 
@@ -123,7 +124,7 @@ class Explainer(nn.Module):
             raise ValueError(
                 f"the input feature map must be square for the ICNN templates, got {n}x{w}."
             )
-        _check_map_size(n, "input feature map")
+        map_side((n, n), "input feature map")
         if not targets:
             raise ValueError("targets is empty; name at least one higher layer to reconstruct.")
         n_filters = c_in if n_filters is None else int(n_filters)
@@ -144,7 +145,7 @@ class Explainer(nn.Module):
                 )
         self.input_layer = input_layer
         self.n_filters = int(n_filters)
-        self.beta = _check_beta(beta)
+        self.beta = check_number(_BETA, beta, hint=_BETA_HINT)
         hidden = int(hidden or max(n_filters, max(s[0] for s in self.target_shapes.values())))
         self.config = dict(
             in_shape=list(self.in_shape),
@@ -180,7 +181,7 @@ class Explainer(nn.Module):
     def target_layers(self) -> list[str]:
         return list(self.target_shapes)
 
-    def _check_input(self, f: torch.Tensor) -> None:
+    def forward(self, f: torch.Tensor) -> ExplainerOutput:
         if not isinstance(f, torch.Tensor) or f.ndim != 4 or tuple(f.shape[1:]) != self.in_shape:
             got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
             raise ValueError(
@@ -189,9 +190,6 @@ class Explainer(nn.Module):
                 f"(layer {self.input_layer!r}), got {got}; feed the performer's features of that "
                 "layer at the image size it was trained on, or build a new explainer."
             )
-
-    def forward(self, f: torch.Tensor) -> ExplainerOutput:
-        self._check_input(f)
         maps, h = [], f
         for conv in self.interp:
             h = F.relu(conv(h))

@@ -27,7 +27,7 @@ from ..data.base import ImageSet, require_image_set
 from ..device import numerics, resolve_device
 from ..io import atomic_torch_save, load_torch_cache, state_mismatch
 from ..models.training import cache_dir, ensure_cache_dir, seed_everything, state_fingerprint
-from .icnn import DEFAULT_BETA, _check_beta, grouped_filter_loss, rescale_maps
+from .icnn import _BETA, _BETA_HINT, DEFAULT_BETA, grouped_filter_loss, rescale_maps
 from .network import Explainer
 from .performer import _as_list, check_layer_order, performer_features
 
@@ -84,7 +84,7 @@ class ExplainerConfig:
         check_number("lr", self.lr, positive=True)
         for name in ("filter_weight", "p_weight"):
             check_number(name, getattr(self, name), hint="pass 0 to switch that term off")
-        _check_beta(self.beta)
+        check_number(_BETA, self.beta, hint=_BETA_HINT)
         if self.filter_layers not in ("last", "all"):
             raise ValueError(f"filter_layers must be 'last' or 'all', got {self.filter_layers!r}.")
         if self.z_groups not in ("batch", "category"):
