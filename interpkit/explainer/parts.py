@@ -99,6 +99,19 @@ def _instability_one(
     return float(np.mean(stds)), int(round(np.mean(used)))
 
 
+def _categories(lm: np.ndarray, labels: torch.Tensor | None) -> list[tuple[int, np.ndarray]]:
+    """``(category, image indices)`` of each category with a visible landmark; one group ``-1``
+    of all images without labels (or when no image shows a landmark: nothing to measure)."""
+    groups = [(-1, np.arange(len(lm)))]
+    if labels is not None:
+        lab = labels.numpy()
+        groups = [(int(c), np.flatnonzero(lab == c)) for c in np.unique(lab)]
+        groups = [(c, idx) for c, idx in groups if (~np.isnan(lm[idx]).any(-1)).any()]
+        if not groups:
+            groups = [(-1, np.arange(len(lm)))]
+    return groups
+
+
 def location_instability(
     maps: torch.Tensor,
     landmarks: torch.Tensor,
@@ -156,15 +169,7 @@ def location_instability(
     peaks = peak_positions(maps, (H, W)).numpy()  # (N, K, 2)
     act = maps.flatten(2).amax(-1).double().numpy()  # (N, K)
     lm = landmarks.double().numpy()  # (N, P, 2)
-    groups = [(-1, np.arange(len(lm)))]
-    if labels is not None:
-        lab = labels.numpy()
-        groups = [(int(c), np.flatnonzero(lab == c)) for c in np.unique(lab)]
-        groups = [
-            (c, idx) for c, idx in groups if (~np.isnan(lm[idx]).any(-1)).any()
-        ]  # categories with parts
-        if not groups:  # no image shows a landmark: nothing to measure, as without labels
-            groups = [(-1, np.arange(len(lm)))]
+    groups = _categories(lm, labels)
     rows = []
     for f in range(maps.shape[1]):
         best = None
