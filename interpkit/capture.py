@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from .checks import check_images, check_positive_int, evaluating
+from .device import model_device
 
 
 class StopForward(Exception):
@@ -64,16 +68,18 @@ def resolve_modules(
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in evaluation mode inside the block; afterwards every submodule has its own mode
-    back, so a model that was partly in training mode (say, frozen batch norm while fine-tuning)
-    stays exactly as it was, also when the block raises."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    """``model`` in evaluation mode inside the block, on its own device; afterwards every submodule
+    has its own mode back, also when the block raises (:func:`interpkit.checks.evaluating` without
+    a move).
+
+    Args:
+        model: the network.
+
+    Returns:
+        A context manager that yields ``model``.
+    """
+    with evaluating(model, model_device(model)):
         yield model
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 class Activations(dict):
@@ -153,6 +159,7 @@ def capture(
     stop: bool = False,
     clone: bool = True,
     detach: bool = True,
+    edit: Mapping[str | nn.Module, Callable[[Any], Any]] | None = None,
 ) -> Iterator[Activations]:
     """Record the outputs (and optionally inputs) of ``layers`` while the block runs a forward pass.
 
@@ -162,8 +169,47 @@ def capture(
     then returns ``None`` instead of its output (its output when the model itself is one of the
     layers: its pass has ended by then). Hooks are removed when the block ends, also on error.
     A layer run several times in one pass (a shared module) keeps its last output.
+
+    ``edit``: ``{layer: fn}``; each time ``layer`` runs, ``fn(output)`` replaces its output for the
+    rest of the pass (``None`` from ``fn`` keeps the output as it is, e.g. after an in-place
+    change). A layer both edited and recorded records the edited output. Edited layers need not be
+    in ``layers`` (pass ``layers=()`` to only edit); with ``stop`` the pass also waits for them.
+
+    Args:
+        model: the network whose forward pass the block runs.
+        layers: names (as in ``model.named_modules()``) or modules to record.
+        inputs: also record each layer's input in ``acts.inputs``.
+        stop: end the pass once every requested (and edited) layer has run.
+        clone: copy each recorded output at hook time.
+        detach: record outputs without their autograd graph.
+        edit: ``{layer: fn(output) -> new output or None}`` applied during every pass.
+
+    Returns:
+        A context manager yielding :class:`Activations` (``{layer name: tensor}``), filled by each
+        forward pass run inside the block.
+
+    Example:
+        >>> with capture(model, ["features.0"], edit={"features.3": lambda y: y * 0}) as acts:
+        ...     logits = model(x)
+        >>> acts["features.0"].shape
     """
-    modules = resolve_modules(model, layers)
+    edit = dict(edit or {})
+    if isinstance(layers, (list, tuple)) and not layers and edit:
+        modules: dict[str, nn.Module] = {}
+    else:
+        modules = resolve_modules(model, layers)
+    edits = {
+        name: (module, edit[key])
+        for key in edit
+        for name, module in resolve_modules(model, [key]).items()
+    }
+    for name, (_, fn) in edits.items():
+        if not callable(fn):
+            raise TypeError(
+                f"edit[{name!r}] must be a function of the layer's output, got "
+                f"{type(fn).__name__}; e.g. edit={{{name!r}: lambda y: y * 0}}."
+            )
+    hooked = {**{n: m for n, (m, _) in edits.items()}, **modules}
     acts = Activations(list(modules))
     seen: set[str] = set()
     handles = []
@@ -178,8 +224,12 @@ def capture(
 
     def make_hook(name: str):
         def hook(_module, args, output):
-            acts[name] = keep(output)
-            if inputs:
+            if name in edits:
+                new = edits[name][1](output)
+                output = output if new is None else new
+            if name in modules:
+                acts[name] = keep(output)
+            if inputs and name in modules:
                 acts.inputs[name] = (
                     keep(args[0]) if len(args) == 1 else tuple(keep(a) for a in args)
                 )
@@ -187,8 +237,9 @@ def capture(
             # the model's own hook runs after its forward returned, where nothing would catch the
             # stop
             # a submodule called directly (not through the model) runs to its end
-            if stop and passes[0] and len(seen) == len(modules) and _module is not model:
+            if stop and passes[0] and len(seen) == len(hooked) and _module is not model:
                 raise StopForward
+            return output if name in edits else None
 
         return hook
 
@@ -212,7 +263,7 @@ def capture(
             model
         ):  # a clear error for uint8 or NumPy images instead of one from inside a conv
             handles.append(model.register_forward_pre_hook(_check_input))
-        for name, module in modules.items():
+        for name, module in hooked.items():
             handles.append(module.register_forward_hook(make_hook(name)))
         if stop:
             model.forward = guarded_forward  # instance attribute shadows the class method
@@ -228,3 +279,128 @@ def capture(
                     del model.forward
                 except AttributeError:
                     pass
+
+
+def _batches_of(data: Any) -> tuple[Callable[[slice], torch.Tensor], int]:
+    """``(get rows -> float image batch, number of images)`` for the data kinds of
+    :func:`iter_activations`."""
+    images = getattr(data, "images", None)  # an ImageSet
+    if isinstance(images, torch.Tensor):
+        data = images
+    if isinstance(data, torch.Tensor):
+        check_images(data, name="data", values=False)
+        return (lambda rows: data[rows]), len(data)
+    if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+        raise TypeError(
+            f"data must be an ImageSet, a float tensor (N, C, H, W) or an indexable dataset of "
+            f"images, got {type(data).__name__}."
+        )
+
+    def get(rows: slice) -> torch.Tensor:
+        items = [data[i] for i in range(rows.start, rows.stop)]
+        items = [it[0] if isinstance(it, (tuple, list)) else it for it in items]  # (image, label)
+        return torch.stack([torch.as_tensor(it) for it in items])
+
+    return get, len(data)
+
+
+def iter_activations(
+    model: nn.Module,
+    data: Any,
+    layers: Sequence[str | nn.Module] | str | nn.Module,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = False,
+) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
+    """Run ``model`` over ``data`` in batches and yield each batch's activations of ``layers``:
+    the library's one batched loop.
+
+    The model runs in evaluation mode under ``no_grad`` on ``device``
+    (:func:`interpkit.checks.evaluating`: mode and device are restored when the loop ends, is
+    broken off, or raises); each pass stops after the last requested layer (:func:`capture` with
+    ``stop=True``), and the outputs are copies (an in-place op later in the net cannot change them).
+
+    Args:
+        model: the network.
+        data: an ``ImageSet`` (its ``images``), a float tensor ``(N, C, H, W)``, or any indexable
+            dataset with ``len`` whose items are image tensors ``(C, H, W)`` or ``(image, label)``
+            pairs; rows are taken in order.
+        layers: layer names (or modules) to record.
+        batch_size: images per forward pass.
+        device: where to run (``None``: CUDA, else MPS, else CPU).
+        transform: applied to each batch on the device before the model (e.g. normalisation).
+        progress: show a progress bar over batches.
+
+    Returns:
+        An iterator of ``(rows, {layer name: tensor on the device})``; ``rows`` is the ``slice`` of
+        ``data`` the batch holds. Tensors are only valid until the next batch is requested unless
+        kept.
+
+    Example:
+        >>> for rows, acts in iter_activations(model, images, ["features.0"], batch_size=128):
+        ...     peaks[rows] = acts["features.0"].amax((2, 3)).cpu()
+    """
+    batch_size = check_positive_int("batch_size", batch_size)
+    get, n = _batches_of(data)
+    names = list(resolve_modules(model, layers))
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="activations", leave=False)
+    # no_grad only around the pass: grad mode is thread-wide and would stay off while suspended
+    with evaluating(model, device) as dev, capture(model, names, stop=True) as acts:
+        for start in starts:
+            rows = slice(start, min(start + batch_size, n))
+            x = get(rows).to(dev)
+            with torch.no_grad():
+                model(x if transform is None else transform(x))
+            yield rows, {name: acts[name] for name in names}
+
+
+def activations(
+    model: nn.Module,
+    data: Any,
+    layers: Sequence[str | nn.Module] | str | nn.Module,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    reduce: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Activations of ``layers`` over all of ``data``, concatenated on the CPU
+    (:func:`iter_activations`, same arguments).
+
+    Args:
+        model: the network.
+        data: an ``ImageSet``, a float tensor ``(N, C, H, W)`` or an indexable dataset of images.
+        layers: layer names (or modules) to record.
+        batch_size: images per forward pass.
+        device: where to run (``None``: CUDA, else MPS, else CPU).
+        reduce: ``reduce(layer name, batch tensor) -> tensor`` applied to each batch on the device
+            before it is moved to the CPU (e.g. ``lambda _, a: a.amax((2, 3))`` for spatial peaks).
+        transform: applied to each batch on the device before the model.
+        progress: show a progress bar over batches.
+
+    Returns:
+        ``{layer name: CPU tensor with one row per image}``.
+
+    Example:
+        >>> peaks = activations(model, test_set, "layer3", reduce=lambda _, a: a.amax((2, 3)))
+    """
+    parts: dict[str, list[torch.Tensor]] = {}
+    for _, acts in iter_activations(
+        model,
+        data,
+        layers,
+        batch_size=batch_size,
+        device=device,
+        transform=transform,
+        progress=progress,
+    ):
+        for name, a in acts.items():
+            parts.setdefault(name, []).append((reduce(name, a) if reduce else a).cpu())
+    return {name: torch.cat(p) for name, p in parts.items()}

@@ -4,14 +4,55 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .device import check_same_device
+from .device import check_same_device, model_device, resolve_device
+
+__all__: list[str] = []  # internal: the methods call these; users never need to
+
+
+@contextmanager
+def evaluating(
+    model: nn.Module, device: str | torch.device | None = None, *, needs_float64: str = ""
+) -> Iterator[torch.device]:
+    """The library's one model/device policy: inside the block ``model`` is on ``device`` and in
+    evaluation mode; afterwards it is back on its own device and every submodule has its own mode
+    back (a model partly in training mode stays exactly as it was), also when the block raises.
+
+    Args:
+        model: the network to run.
+        device: where to run it; ``None`` picks CUDA, else MPS, else the CPU
+            (:func:`interpkit.device.resolve_device`).
+        needs_float64: the calling method's name if it keeps float64 tensors on the device
+            (then ``None`` skips MPS).
+
+    Returns:
+        A context manager that yields the resolved ``torch.device``.
+
+    Example:
+        >>> with evaluating(model, "cpu") as dev, torch.no_grad():
+        ...     logits = model(x.to(dev))
+    """
+    dev = resolve_device(device, needs_float64=needs_float64)
+    home = model_device(model)
+    modes = [(m, m.training) for m in model.modules()]
+    moved = home.type != dev.type or (dev.index is not None and home.index != dev.index)
+    try:
+        if moved:
+            model.to(dev)
+        model.eval()
+        yield dev
+    finally:
+        for m, training in modes:
+            m.training = training
+        if moved:
+            model.to(home)
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d | None:

@@ -206,3 +206,98 @@ def test_eval_mode_gives_every_submodule_its_own_mode_back():
     with pytest.raises(RuntimeError), eval_mode(net):
         raise RuntimeError("fails inside the block")
     assert [m.training for m in net.modules()] == modes
+
+
+# ---- output editing, the batched loop and the model/device policy ---------------------------------
+from interpkit.capture import activations, iter_activations  # noqa: E402
+from interpkit.checks import evaluating  # noqa: E402
+
+
+def test_edit_changes_the_models_output_and_is_recorded():
+    net, x = small_net(), torch.randn(5, 1, 8, 8)
+    clean = net(x)
+    with ik.capture(net, ["2"], edit={"2": lambda y: torch.zeros_like(y)}) as acts:
+        out = net(x)
+    assert (acts["2"] == 0).all()
+    torch.testing.assert_close(out, net[5](torch.zeros(5, 2 * 8 * 8)))
+    assert not torch.allclose(out, clean)
+    torch.testing.assert_close(net(x), clean)  # hooks gone after the block
+
+
+def test_edit_only_and_none_keeps_output():
+    net, x = small_net(), torch.randn(5, 1, 8, 8)
+    clean = net(x)
+    with ik.capture(net, (), edit={"0": lambda y: None}):
+        torch.testing.assert_close(net(x), clean)
+    with pytest.raises(TypeError, match="must be a function"):
+        with ik.capture(net, (), edit={"0": 3}):
+            pass
+
+
+def test_activations_equal_a_manual_loop_and_stop_after_last_layer():
+    net, x = small_net(), torch.rand(37, 1, 8, 8)
+    calls = []
+    net[5].register_forward_pre_hook(lambda *_: calls.append(1))
+    got = activations(net, x, ["0", "2"], batch_size=8, device="cpu")
+    assert not calls, "the pass must stop after the last requested layer"
+    torch.testing.assert_close(got["0"], net[0](x))
+    torch.testing.assert_close(got["2"], net[2](net[1](net[0](x))))
+    peaks = activations(net, x, "2", batch_size=5, reduce=lambda _, a: a.amax((2, 3)))
+    torch.testing.assert_close(peaks["2"], got["2"].amax((2, 3)))
+    rows = [r for r, _ in iter_activations(net, x, "0", batch_size=10)]
+    assert rows == [slice(0, 10), slice(10, 20), slice(20, 30), slice(30, 37)]
+
+
+def test_activations_take_image_sets_datasets_and_transforms():
+    net, x = small_net(), torch.rand(9, 1, 8, 8)
+    ref = activations(net, x, "2", batch_size=4)["2"]
+    pairs = [(x[i], i) for i in range(len(x))]
+    torch.testing.assert_close(activations(net, pairs, "2", batch_size=4)["2"], ref)
+    ds = ik.data.ImageSet(x, torch.zeros(9, dtype=torch.long), name="t")
+    torch.testing.assert_close(activations(net, ds, "2", batch_size=3)["2"], ref)
+    t = activations(net, x, "0", transform=lambda b: b * 2)["0"]
+    torch.testing.assert_close(t, net[0](x * 2))
+    with pytest.raises(ValueError, match="batch_size"):
+        activations(net, x, "0", batch_size=0)
+    with pytest.raises(TypeError, match="ImageSet"):
+        activations(net, 3, "0")
+
+
+def test_evaluating_restores_mode_and_device_even_when_the_body_raises(monkeypatch):
+    import interpkit.checks as checks
+
+    net = small_net().train()
+    net[1].eval()
+    moves = []
+    monkeypatch.setattr(checks, "resolve_device", lambda d, **_: torch.device(d))
+    monkeypatch.setattr(net, "to", lambda d: moves.append(torch.device(d)) or net)
+    with pytest.raises(RuntimeError, match="boom"):
+        with evaluating(net, "cuda") as dev:
+            assert dev == torch.device("cuda") and moves == [torch.device("cuda")]
+            assert not any(m.training for m in net.modules())
+            raise RuntimeError("boom")
+    assert moves == [torch.device("cuda"), torch.device("cpu")]  # moved there and back
+    assert net.training and not net[1].training and net[0].training
+    moves.clear()
+    with evaluating(net, "cpu"):
+        pass
+    assert moves == []  # already there: not moved
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_evaluating_moves_to_cuda_and_back():
+    net = small_net()
+    with evaluating(net, "cuda") as dev:
+        assert next(net.parameters()).device.type == dev.type == "cuda"
+        out = activations(net, torch.rand(4, 1, 8, 8), "2", device="cuda")["2"]
+    assert next(net.parameters()).device.type == "cpu" and out.device.type == "cpu"
+
+
+def test_iter_activations_restores_the_model_when_broken_off():
+    net = small_net().train()
+    it = iter_activations(net, torch.rand(20, 1, 8, 8), "0", batch_size=4)
+    next(it)
+    assert not net.training
+    it.close()
+    assert net.training and all(len(m._forward_hooks) == 0 for m in net.modules())
+    assert torch.is_grad_enabled()
