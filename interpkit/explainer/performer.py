@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..capture import capture, resolve_modules
-from ..checks import check_images, require_eval
-from ..device import model_device, resolve_device
+from ..capture import capture, iter_activations
+from ..checks import check_images
+from ..device import model_device
 from .network import Explainer, check_same_shape
 
 __all__: list[str] = []
@@ -31,24 +31,21 @@ def _as_list(layers: str | Sequence[str]) -> list[str]:
 def _execution(
     performer: nn.Module, layers: list[str], example: torch.Tensor
 ) -> tuple[list[str], dict[str, tuple]]:
-    mods = resolve_modules(performer, layers)
+    """The order in which ``layers`` first run on ``example``, and their output shapes."""
     order: list[str] = []
     shapes: dict[str, tuple] = {}
-    handles = []
-    for name, m in mods.items():
 
-        def hook(_m, _a, out, name=name):
+    def note(name: str):
+        def fn(out: Any) -> None:  # watches the output, keeps it unchanged
             if name not in order:
                 order.append(name)
             if isinstance(out, torch.Tensor):
                 shapes[name] = tuple(out.shape[1:])
 
-        handles.append(m.register_forward_hook(hook))
-    try:
+        return fn
+
+    with capture(performer, (), edit={name: note(name) for name in layers}):
         performer(example)
-    finally:
-        for h in handles:
-            h.remove()
     missing = [n for n in layers if n not in order]
     if missing:
         raise ValueError(
@@ -115,18 +112,26 @@ def performer_features(
     device: str | torch.device | None = None,
     out_device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
-    """The performer's features of ``layers`` for every image, ``{layer: (N, C, H, W)}`` on
-    ``out_device``."""
+    """The performer's features of ``layers`` for every image (:func:`iter_activations`).
+
+    Args:
+        performer: the model (run in evaluation mode; its mode and device are restored after).
+        images: float images (N, C, H, W) in [0, 1].
+        layers: a layer name or a list of them.
+        batch_size: images per forward pass.
+        device: where to run; None picks CUDA, MPS or the CPU.
+        out_device: where the features are returned.
+
+    Returns:
+        ``{layer: (N, C, H, W)}`` on ``out_device``.
+    """
     layers = _as_list(layers)
-    dev = resolve_device(device)
-    performer = performer.to(dev)
-    require_eval(performer, "performer_features")
     check_images(images)
-    check_images(images[:1].to(dev), performer)
+    check_images(images[:1].to(model_device(performer)), performer)
     chunks: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
-    for i in range(0, len(images), batch_size):
-        with capture(performer, layers, stop=True) as acts:
-            performer(images[i : i + batch_size].to(dev))
+    for _, acts in iter_activations(
+        performer, images, layers, batch_size=batch_size, device=device
+    ):
         for n in layers:
             chunks[n].append(acts[n].to(out_device))
     return {n: torch.cat(v) for n, v in chunks.items()}
@@ -147,13 +152,12 @@ def replaced_features(
     layer = layer or explainer.target_layers[-1]
     if layer not in explainer.target_shapes:
         raise KeyError(f"the explainer reconstructs {explainer.target_layers}, not {layer!r}.")
-    mods = resolve_modules(performer, [explainer.input_layer, layer])
     state: dict[str, Any] = {}
 
-    def keep(_m, _a, out):
+    def keep(out: torch.Tensor) -> None:
         state["f"] = out.clone()
 
-    def replace(_m, _a, out):
+    def replace(out: torch.Tensor) -> torch.Tensor:
         if "f" not in state:
             raise RuntimeError(
                 f"layer {layer!r} ran before the input layer {explainer.input_layer!r}."
@@ -164,10 +168,5 @@ def replaced_features(
         state["p"] = res.p
         return pred.to(out.dtype)
 
-    h1 = mods[explainer.input_layer].register_forward_hook(keep)
-    h2 = mods[layer].register_forward_hook(replace)
-    try:
+    with capture(performer, (), edit={explainer.input_layer: keep, layer: replace}):
         yield state
-    finally:
-        h1.remove()
-        h2.remove()
