@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -251,3 +251,43 @@ def check_fraction(name: str, value: Any, *, open_interval: bool = False, hint: 
             f"{name} must lie {where}{' (' + hint + ')' if hint else ''}, got {value!r}."
         )
     return v
+
+
+def check_square_maps(
+    x: torch.Tensor | Sequence[int], name: str, *, min_size: int = 1, hint: str = ""
+) -> int:
+    """The side ``n`` of square feature maps, or a clear error.
+
+    Args:
+        x: a floating-point tensor (batch, filters, n, n), or a shape whose last two entries are
+            (n, n).
+        name: what ``x`` is, for the message.
+        min_size: the smallest ``n`` accepted.
+        hint: what to do about a map smaller than ``min_size``.
+
+    Returns:
+        ``n``.
+    """
+    if isinstance(x, torch.Tensor):
+        if x.ndim != 4:
+            raise ValueError(
+                f"{name} must have shape (batch, filters, n, n), got {tuple(x.shape)}."
+            )
+        if not torch.is_floating_point(x):
+            raise TypeError(f"{name} must be floating point, got {x.dtype}.")
+        shape = tuple(x.shape)
+    elif isinstance(x, Sequence) and len(x) >= 2:
+        shape = tuple(int(v) for v in x)
+    else:
+        raise TypeError(f"{name} must be a torch.Tensor or a shape, got {type(x).__name__}.")
+    h, w = shape[-2:]
+    if h != w:
+        raise ValueError(
+            f"{name} must be square (n x n), got {h}x{w}; crop or resize the maps to a square."
+        )
+    if h < min_size:
+        raise ValueError(
+            f"the {name} is {h}x{h}, but at least {min_size}x{min_size} is needed"
+            f"{'; ' + hint if hint else ''}."
+        )
+    return h

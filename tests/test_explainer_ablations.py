@@ -70,3 +70,72 @@ def test_location_instability_on_a_fraction_of_the_top_images():
     for bad in (0.0, 1.5, 1, True):
         with pytest.raises(ValueError, match="top"):
             E.location_instability(maps, lm, H, top=bad)
+
+
+def test_config_and_keyword_options_are_the_same_run(tmp_cache):
+    g = torch.Generator().manual_seed(0)
+    data = ik.data.ImageSet(
+        torch.rand(16, 3, 32, 32, generator=g), torch.arange(16) % 2, ["a", "b"]
+    )
+    torch.manual_seed(0)
+    perf = ik.models.vgg8(2, in_channels=3, width=0.125, image_size=32).eval()
+    cfg = E.ExplainerConfig(n_filters=4, epochs=1, batch_size=8)
+    a = E.train_explainer(perf, data, "features.1", "features.3", cfg, progress=False)
+    b = E.train_explainer(
+        perf, data, "features.1", "features.3", n_filters=4, epochs=1, batch_size=8, progress=False
+    )
+    assert a.cache_path == b.cache_path  # same settings, same cache key
+    c = E.train_explainer(perf, data, "features.1", "features.3", cfg, epochs=2, progress=False)
+    assert c.cache_path != a.cache_path and len(c.train_history) == 2  # an option overrides cfg
+    with pytest.raises(TypeError, match="unknown option.*'epoch'.*fields of ExplainerConfig"):
+        E.train_explainer(perf, data, "features.1", "features.3", epoch=1, progress=False)
+    with pytest.raises(TypeError, match="must be an ExplainerConfig"):
+        E.train_explainer(perf, data, "features.1", "features.3", {"epochs": 1})
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(batch_size=1), "at least 2"),
+        (dict(epochs=0), "epochs"),
+        (dict(filter_layers="first"), "'last' or 'all'"),
+        (dict(z_groups="image"), "'batch' or 'category'"),
+        (dict(loss_peak=-1.0), "loss_peak"),
+    ],
+)
+def test_config_rejects_bad_settings(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        E.ExplainerConfig(**bad)
+
+
+def test_hparams_keep_the_cache_keys_of_earlier_runs():
+    # filter_layers and z_groups enter the key only off their defaults; "auto" resolves to 2 n^2
+    hp = E.ExplainerConfig().hparams(8, seed=3)
+    assert hp == dict(
+        epochs=20,
+        lr=1e-3,
+        batch_size=64,
+        filter_weight=0.1,
+        p_weight=0.05,
+        loss_peak=128.0,
+        weight_decay=0.0,
+        seed=3,
+    )
+    hp = E.ExplainerConfig(loss_peak=None, z_groups="category").hparams(8, seed=0)
+    assert hp["loss_peak"] is None and hp["filter_layers"] == "last"
+    assert hp["z_groups"] == "category"
+
+
+def test_check_square_maps():
+    from interpkit.checks import check_square_maps
+
+    assert check_square_maps(torch.zeros(2, 3, 5, 5), "maps") == 5
+    assert check_square_maps((8, 4, 4), "shape", min_size=3) == 4
+    with pytest.raises(ValueError, match="square"):
+        check_square_maps((4, 5), "maps")
+    with pytest.raises(ValueError, match="at least 3x3 is needed; larger"):
+        check_square_maps((2, 2), "maps", min_size=3, hint="larger")
+    with pytest.raises(TypeError, match="floating point"):
+        check_square_maps(torch.zeros(2, 3, 5, 5, dtype=torch.long), "maps")
+    with pytest.raises(TypeError, match="a torch.Tensor or a shape"):
+        check_square_maps(5, "maps")

@@ -63,8 +63,9 @@ def _no_training(monkeypatch):
         raise AssertionError("training ran")
 
     from interpkit.cladec import fitting as cladec_fitting
+    from interpkit.explainer import training as explainer_training
 
-    for mod in (training, cladec_fitting, explainer):
+    for mod in (training, cladec_fitting, explainer_training):
         monkeypatch.setattr(mod, "_fit", boom)
 
 
