@@ -154,8 +154,10 @@ EXPECTED["07_real_network"] = {
     # the shipped cat and coffee photographs are classified as a reader expects; every asserted
     # claim held on every seed of the run; the few-image claims are reported, not asserted
     "checks": [
-        lambda r: r["predictions"]["chelsea"]
-        in {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"},
+        lambda r: (
+            r["predictions"]["chelsea"]
+            in {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
+        ),
         lambda r: r["predictions"]["coffee"] in {"espresso", "cup", "coffee mug"},
         lambda r: all(c["passed"] == c["runs"] for c in r["claims"].values() if c["asserted"]),
         lambda r: not r["claims"]["colour_early_real"]["asserted"],
