@@ -337,10 +337,24 @@ class ConceptWorld:
         sel = masks_out[2].reshape(-1)[fg] * 2 + pat.reshape(-1)[fg]
         img_out.reshape(3, -1)[:, fg] = self._table_t[:, sel]
 
+        self._landmarks(centres, area, luts[4], lay, lm_out)
+        return label, scene
+
+    def _landmarks(
+        self,
+        centres: list[tuple[int, int, float, float]],
+        area: np.ndarray,
+        inst: np.ndarray,
+        lay: np.ndarray,
+        lm_out: np.ndarray,
+    ) -> None:
+        """Each part's landmark: its drawn centre on the largest object that shows the part (or
+        the nearest visible pixel of that part); NaN where no object shows it."""
+        S = self.size
         lm_out.fill(np.nan)
         best_area = np.full(len(self.part_names), -1.0)
         for lid, j, y, x in centres:
-            obj_area = area[luts[4][lid] - 1]
+            obj_area = area[inst[lid] - 1]
             if obj_area <= best_area[j]:
                 continue
             yi, xi = int(math.floor(y + 0.5)), int(math.floor(x + 0.5))
@@ -353,7 +367,6 @@ class ConceptWorld:
                 q = int(np.argmin((ys - y) ** 2 + (xs - x) ** 2))
                 lm_out[j] = (ys[q], xs[q])
             best_area[j] = obj_area
-        return label, scene
 
     # -- public generation ---------------------------------------------------------------------
     def generate(self, n: int, start: int = 0, name: str | None = None) -> WorldSet:
