@@ -136,3 +136,31 @@ EXPECTED: dict[str, dict] = {
         ],
     },
 }
+
+# ---------------------------------------------------------------------- chapter 07 (real network)
+EXPECTED["07_real_network"] = {
+    "keys": [
+        "predictions",
+        "crop_hit_rate",
+        "ablation_drop",
+        "n_real_probe",
+        "detector_share",
+        "nmf_purity_gap",
+        "cladec_mse",
+        "refae_mse",
+        "mean_image_mse",
+        "claims",
+    ],
+    # the shipped cat and coffee photographs are classified as a reader expects; every asserted
+    # claim held on every seed of the run; the few-image claims are reported, not asserted
+    "checks": [
+        lambda r: (
+            r["predictions"]["chelsea"]
+            in {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"}
+        ),
+        lambda r: r["predictions"]["coffee"] in {"espresso", "cup", "coffee mug"},
+        lambda r: all(c["passed"] == c["runs"] for c in r["claims"].values() if c["asserted"]),
+        lambda r: not r["claims"]["colour_early_real"]["asserted"],
+        lambda r: r["n_real_probe"] >= 20,
+    ],
+}

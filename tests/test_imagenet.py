@@ -257,3 +257,37 @@ def test_same_logits_as_the_reference_implementation(model):
             ours = (model if size == 224 else any_size)(x)
             theirs = ref(model.normalize(x))
         assert (ours - theirs).abs().max() < 1e-4, size
+
+
+# ------------------------------------------------------------------------------ the real probe
+def test_color_labels_name_the_prototype_colours():
+    protos = torch.tensor(list(ik.data.imagenet.PROBE_COLORS.values()))
+    x = protos.T[None, :, :, None]  # (1, 3, K, 1): one pixel of each prototype colour
+    assert ik.data.imagenet.color_labels(x)[0, :, 0].tolist() == list(range(1, len(protos) + 1))
+    with pytest.raises(ValueError, match="N, 3, H, W"):
+        ik.data.imagenet.color_labels(torch.rand(3, 8, 8))
+
+
+def test_augmented_crops_are_seeded_and_in_range():
+    full = {"a": torch.rand(3, 60, 80), "b": torch.rand(3, 90, 50)}
+    x, src = ik.data.augmented_crops(full, 5, 32, seed=3)
+    assert x.shape == (5, 3, 32, 32) and src == ["a", "b", "a", "b", "a"]
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    assert torch.equal(x, ik.data.augmented_crops(full, 5, 32, seed=3)[0])
+    assert not torch.equal(x, ik.data.augmented_crops(full, 5, 32, seed=4)[0])
+    with pytest.raises(ValueError, match="empty"):
+        ik.data.augmented_crops({}, 2)
+
+
+def test_real_probe_is_a_small_broden_with_honest_labels():
+    probe = ik.data.real_probe(64, views=2, seed=0)
+    assert len(probe) == 20 and probe.categories == ["color", "object", "texture"]
+    assert tuple(probe.seg_shape) == (32, 32)
+    names = list(probe.image_names)
+    assert names[:2] == ["astronaut/0", "astronaut/1"] and names[-1] == "gravel/1"
+    x = torch.as_tensor(probe.images_batch([0, 1]))
+    assert x.shape == (2, 3, 64, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
+    again = ik.data.real_probe(64, views=2, seed=0)
+    assert torch.equal(x, torch.as_tensor(again.images_batch([0, 1])))
+    with pytest.raises(ValueError, match="at least 32"):
+        ik.data.real_probe(16)

@@ -3,7 +3,7 @@ concept world, and the Broden format."""
 
 from .base import ImageSet
 from .broden import Broden, InMemoryBroden, half_resolution, write_broden
-from .imagenet import REAL_PHOTOS, imagenet_classes, real_photos
+from .imagenet import REAL_PHOTOS, augmented_crops, imagenet_classes, real_photos, real_probe
 from .offline import mnist5k, photographs, sklearn_digits, torchvision_set
 from .world import ConceptWorld, WorldDataset, WorldSet
 
@@ -22,5 +22,7 @@ __all__ = [
     "half_resolution",
     "imagenet_classes",
     "real_photos",
+    "real_probe",
+    "augmented_crops",
     "REAL_PHOTOS",
 ]

@@ -1,283 +1,34 @@
-"""The concept world: seeded synthetic RGB scenes with per-pixel concept annotations.
-
-Every image has a background *scene* (a colour gradient with a scene-specific noise texture) and
-one to ``max_objects`` *objects*. Each object has a class (a shape; several classes are built from
-named *parts*), a *colour* from a named palette, a second *detail colour* for its detail parts
-(door, roof, eyes, wheels, ...), and a surface *texture*. Class, colours, texture, size and
-position are drawn independently, so shape, part, colour and texture are independent factors.
-
-Label schemes (all masks have the image size ``(H, W)``; 0 always means "none"):
-
-* ``object_mask``: 0 background, ``k + 1`` for object class ``k`` (``world.object_names[k]``).
-* ``part_mask``: 0 no part (background or an object without parts), ``j + 1`` for
-  ``world.part_names[j]``.
-* ``color_mask``: 0 background, ``c + 1`` for ``world.color_names[c]`` (the colour painted there).
-* ``texture_mask``: 0 background, ``t + 1`` for ``world.texture_names[t]`` (the object's texture).
-* ``scene``: image-level, ``world.scene_names[scene]``; ``labels``: class of the object with the
-  largest visible area (ties: the one drawn first; objects are drawn largest first).
-* ``landmarks``: ``(n_parts, 2)`` float ``(y, x)`` pixel coordinates of each part's centre; NaN
-  where the part is not visible. The pixel ``(floor(y + .5), floor(x + .5))`` always belongs to that
-  part. When the designed centre is hidden by another object, the visible pixel of the part closest
-  to it is used; when two objects of one class show the part, the larger (visible area) object wins.
-
-Pixel colours are exact: an object pixel with colour label ``c + 1`` has the RGB value
-``world.color_table[c, 0]`` (plain) or ``world.color_table[c, 1]`` (the texture's second shade).
-Left/right, front/rear are as seen in the image (a car faces the side of its front wheel).
-
-Image ``i`` is drawn from its own generator ``numpy.random.default_rng([seed, i])`` with exact
-arithmetic only (no BLAS, no transcendental functions on pixels), so it is the same bytes alone
-or in a batch, on any machine.
-"""
+"""The seeded generator of annotated concept-world scenes."""
 
 from __future__ import annotations
 
 import math
-import operator
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
 
-from ..checks import check_positive_int
-from .base import ImageSet
-
-__all__ = ["ConceptWorld", "WorldSet", "WorldDataset", "MIN_SIZE", "MAX_SIZE", "MAX_OBJECTS"]
-
-MIN_SIZE = 32
-MAX_SIZE = 224
-MAX_OBJECTS = 4
-_MIN_OBJECT_PX = 10.0  # smallest object scale in pixels: every part stays >= 1 pixel
-
-# ---------------------------------------------------------------------------------------------
-# Factors
-# ---------------------------------------------------------------------------------------------
-# name -> RGB. The second shade (used by textures) is darker for light colours, lighter for dark.
-_PALETTE: dict[str, tuple[float, float, float]] = {
-    "red": (0.85, 0.10, 0.10),
-    "orange": (0.95, 0.55, 0.05),
-    "yellow": (0.95, 0.90, 0.15),
-    "green": (0.15, 0.65, 0.20),
-    "cyan": (0.10, 0.80, 0.85),
-    "blue": (0.15, 0.25, 0.85),
-    "purple": (0.55, 0.20, 0.75),
-    "pink": (0.95, 0.55, 0.75),
-    "brown": (0.50, 0.30, 0.12),
-    "white": (0.97, 0.97, 0.97),
-    "black": (0.08, 0.08, 0.08),
-}
-
-_TEXTURES = ["solid", "striped", "dotted", "checkered", "grid", "zigzag"]
-
-# name, top colour, bottom colour, gradient kind, noise kind
-_SCENES: list[tuple[str, tuple[float, ...], tuple[float, ...], str, str]] = [
-    ("sky", (0.45, 0.70, 0.95), (0.85, 0.92, 1.00), "vertical", "clouds"),
-    ("meadow", (0.45, 0.75, 0.35), (0.20, 0.45, 0.15), "vertical", "grass"),
-    ("desert", (0.93, 0.80, 0.55), (0.80, 0.60, 0.35), "diagonal", "dunes"),
-    ("night", (0.02, 0.03, 0.15), (0.10, 0.10, 0.30), "vertical", "stars"),
-    ("ocean", (0.10, 0.45, 0.60), (0.02, 0.15, 0.35), "vertical", "ripples"),
-    ("room", (0.75, 0.68, 0.58), (0.50, 0.46, 0.42), "radial", "tiles"),
-]
-
-Mask = Callable[[np.ndarray, np.ndarray], np.ndarray]
+from ...checks import check_positive_int
+from .sets import WorldDataset, WorldSet
+from .spec import (
+    _FLIPPABLE,
+    _MIN_OBJECT_PX,
+    _OBJECTS,
+    _PALETTE,
+    _SCENES,
+    _TEXTURES,
+    MAX_OBJECTS,
+    MAX_SIZE,
+    MIN_SIZE,
+    _frac,
+    _shade,
+    _texture,
+)
 
 
-@dataclass(frozen=True)
-class _Layer:
-    part: str | None  # part name, None for objects without parts
-    mask: Mask  # (u, v) -> bool, object coordinates in [-0.5, 0.5]
-    detail: bool  # painted in the object's detail colour
-    centre: tuple[float, float] = (0.0, 0.0)  # (u, v) of the part's landmark (inside the part)
-
-
-def _disc(cu: float, cv: float, r: float) -> Mask:
-    return lambda u, v: (u - cu) * (u - cu) + (v - cv) * (v - cv) <= r * r
-
-
-def _rect(u0: float, u1: float, v0: float, v1: float) -> Mask:
-    return lambda u, v: (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)
-
-
-# Object classes: layers in drawing order (later layers cover earlier ones). Shapes fit in the
-# unit box [-0.5, 0.5]^2 scaled by the object size; every part is >= 0.09 units thick so that it
-# covers at least one pixel at the minimum object size of 10 pixels.
-_OBJECTS: dict[str, list[_Layer]] = {
-    "ball": [_Layer(None, _disc(0, 0, 0.5), False)],
-    "box": [_Layer(None, _rect(-0.42, 0.42, -0.42, 0.42), False)],
-    "pyramid": [
-        _Layer(
-            None,
-            lambda u, v: (v >= -0.46) & (v <= 0.42) & (np.abs(u) * 0.88 <= 0.5 * (v + 0.46)),
-            False,
-        )
-    ],
-    "cross": [
-        _Layer(
-            None,
-            lambda u, v: (
-                ((np.abs(u) <= 0.15) & (np.abs(v) <= 0.48))
-                | ((np.abs(v) <= 0.15) & (np.abs(u) <= 0.48))
-            ),
-            False,
-        )
-    ],
-    "ring": [
-        _Layer(
-            None,
-            lambda u, v: ((u * u + v * v) <= 0.48 * 0.48) & ((u * u + v * v) >= 0.26 * 0.26),
-            False,
-        )
-    ],
-    "diamond": [_Layer(None, lambda u, v: np.abs(u) + np.abs(v) <= 0.5, False)],
-    "house": [
-        _Layer("wall", _rect(-0.38, 0.38, -0.05, 0.48), False, (0.0, 0.215)),
-        _Layer(
-            "roof",
-            lambda u, v: (v >= -0.48) & (v < -0.05) & (np.abs(u) * 0.43 <= 0.48 * (v + 0.48)),
-            True,
-            (0.0, -0.19),
-        ),
-        _Layer("door", _rect(0.08, 0.28, 0.20, 0.48), True, (0.18, 0.34)),
-    ],
-    "face": [
-        _Layer("head", _disc(0, 0, 0.48), False, (0.0, 0.0)),
-        _Layer("left eye", _disc(-0.18, -0.10, 0.09), True, (-0.18, -0.10)),
-        _Layer("right eye", _disc(0.18, -0.10, 0.09), True, (0.18, -0.10)),
-        _Layer("mouth", _rect(-0.20, 0.20, 0.16, 0.28), True, (0.0, 0.22)),
-    ],
-    "car": [
-        _Layer(
-            "car body",
-            lambda u, v: (
-                ((np.abs(u) <= 0.48) & (v >= -0.02) & (v <= 0.30))
-                | ((u >= -0.28) & (u <= 0.22) & (v >= -0.36) & (v < -0.02))
-            ),
-            False,
-            (0.0, 0.12),
-        ),
-        _Layer("window", _rect(-0.20, 0.14, -0.29, -0.08), True, (-0.03, -0.185)),
-        _Layer("front wheel", _disc(0.28, 0.30, 0.15), True, (0.28, 0.30)),
-        _Layer("rear wheel", _disc(-0.28, 0.30, 0.15), True, (-0.28, 0.30)),
-    ],
-    "tree": [
-        _Layer("trunk", _rect(-0.09, 0.09, 0.10, 0.48), True, (0.0, 0.36)),
-        _Layer("crown", _disc(0, -0.12, 0.36), False, (0.0, -0.12)),
-    ],
-}
-_FLIPPABLE = {"house", "car"}  # asymmetric classes drawn mirrored half of the time
-
-
-def _frac(x: np.ndarray) -> np.ndarray:
-    return x - np.floor(x)
-
-
-def _texture(kind: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Binary texture pattern (True = second shade) from texture coordinates in periods."""
-    if kind == "solid":
-        return np.zeros(np.broadcast_shapes(a.shape, b.shape), dtype=bool)
-    if kind == "striped":
-        return _frac(a + b) < 0.5
-    if kind == "dotted":
-        fa, fb = _frac(a) - 0.5, _frac(b) - 0.5
-        return fa * fa + fb * fb < 0.09
-    if kind == "checkered":
-        return (np.floor(a) + np.floor(b)) % 2 == 1
-    if kind == "grid":
-        return (_frac(a) < 0.3) | (_frac(b) < 0.3)
-    if kind == "zigzag":
-        return _frac(b + np.abs(_frac(a) - 0.5)) < 0.5
-    raise ValueError(f"unknown texture {kind!r}")
-
-
-def _shade(rgb: Sequence[float]) -> tuple[float, float, float]:
-    lum = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-    if lum > 0.45:
-        return tuple(0.55 * c for c in rgb)  # type: ignore[return-value]
-    return tuple(c + 0.5 * (1.0 - c) for c in rgb)  # type: ignore[return-value]
-
-
-# ---------------------------------------------------------------------------------------------
-# Containers
-# ---------------------------------------------------------------------------------------------
-def _empty() -> torch.Tensor:
-    return torch.empty(0)
-
-
-@dataclass(repr=False)
-class WorldSet(ImageSet):
-    """Concept-world images with their annotations (see the module docstring for label schemes).
-
-    ``resized`` resizes the images only: masks and landmarks keep the original size. To work at
-    another resolution, make a ``ConceptWorld(size=...)`` instead (same seed, same scenes).
-    """
-
-    scene: torch.Tensor = field(default_factory=_empty)  # (n,) long
-    object_mask: torch.Tensor = field(default_factory=_empty)  # (n, H, W) long
-    part_mask: torch.Tensor = field(default_factory=_empty)  # (n, H, W) long
-    color_mask: torch.Tensor = field(default_factory=_empty)  # (n, H, W) long
-    texture_mask: torch.Tensor = field(default_factory=_empty)  # (n, H, W) long
-    landmarks: torch.Tensor = field(default_factory=_empty)  # (n, n_parts, 2) float32 (y, x)
-    index: torch.Tensor = field(default_factory=_empty)  # (n,) long: generator index
-    part_names: list[str] = field(default_factory=list)
-    color_names: list[str] = field(default_factory=list)
-    texture_names: list[str] = field(default_factory=list)
-    scene_names: list[str] = field(default_factory=list)
-
-    def masks(self, i: int) -> dict[str, torch.Tensor]:
-        """The four pixel masks of image ``i`` as a dict (object, part, color, texture)."""
-        return {
-            "object": self.object_mask[i],
-            "part": self.part_mask[i],
-            "color": self.color_mask[i],
-            "texture": self.texture_mask[i],
-        }
-
-
-class WorldDataset(Dataset):
-    """Lazily rendered concept-world images ``start .. start + n - 1``.
-
-    ``ds[i]`` is ``(image, label)``, or ``(image, label, annotations)`` when ``with_masks``;
-    ``ds.sample(i)`` always returns the full annotation dict.
-    """
-
-    def __init__(
-        self, world: ConceptWorld, n: int, start: int = 0, with_masks: bool = False
-    ) -> None:
-        world._check_range(n, start)
-        self.world, self.n, self.start, self.with_masks = world, int(n), int(start), with_masks
-        self.classes = list(world.object_names)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def sample(self, i: int) -> dict[str, torch.Tensor]:
-        """All annotations of item ``i``: image, label, scene, the four masks, landmarks."""
-        try:
-            if isinstance(i, bool):
-                raise TypeError
-            i = operator.index(i)  # int, NumPy integer or 0-d integer tensor
-        except TypeError:
-            raise TypeError(
-                f"a WorldDataset index must be an integer, got {i!r} ({type(i).__name__})."
-            ) from None
-        if not -self.n <= i < self.n:
-            raise IndexError(f"index {i} out of range for a WorldDataset of {self.n} images")
-        return self.world.render(self.start + (i % self.n))
-
-    def __getitem__(self, i: int):
-        s = self.sample(i)
-        if self.with_masks:
-            return s["image"], s["label"], s
-        return s["image"], s["label"]
-
-
-# ---------------------------------------------------------------------------------------------
-# The generator
-# ---------------------------------------------------------------------------------------------
 class ConceptWorld:
     """Seeded generator of annotated synthetic scenes (see the module docstring).
 
@@ -586,10 +337,24 @@ class ConceptWorld:
         sel = masks_out[2].reshape(-1)[fg] * 2 + pat.reshape(-1)[fg]
         img_out.reshape(3, -1)[:, fg] = self._table_t[:, sel]
 
+        self._landmarks(centres, area, luts[4], lay, lm_out)
+        return label, scene
+
+    def _landmarks(
+        self,
+        centres: list[tuple[int, int, float, float]],
+        area: np.ndarray,
+        inst: np.ndarray,
+        lay: np.ndarray,
+        lm_out: np.ndarray,
+    ) -> None:
+        """Each part's landmark: its drawn centre on the largest object that shows the part (or
+        the nearest visible pixel of that part); NaN where no object shows it."""
+        S = self.size
         lm_out.fill(np.nan)
         best_area = np.full(len(self.part_names), -1.0)
         for lid, j, y, x in centres:
-            obj_area = area[luts[4][lid] - 1]
+            obj_area = area[inst[lid] - 1]
             if obj_area <= best_area[j]:
                 continue
             yi, xi = int(math.floor(y + 0.5)), int(math.floor(x + 0.5))
@@ -602,7 +367,6 @@ class ConceptWorld:
                 q = int(np.argmin((ys - y) ** 2 + (xs - x) ** 2))
                 lm_out[j] = (ys[q], xs[q])
             best_area[j] = obj_area
-        return label, scene
 
     # -- public generation ---------------------------------------------------------------------
     def generate(self, n: int, start: int = 0, name: str | None = None) -> WorldSet:
@@ -670,7 +434,7 @@ class ConceptWorld:
         Pixel categories: color, object, part, texture (textures are per object, hence pixel
         masks); image-level: scene.
         """
-        from .broden import InMemoryBroden, half_resolution
+        from ..broden import InMemoryBroden, half_resolution
 
         self._check_range(n, start)
         chunk = check_positive_int("chunk", chunk)
@@ -725,6 +489,6 @@ class ConceptWorld:
         Written into a temporary sibling folder and renamed into place, so ``root`` never holds a
         half-written dataset. Images are PNG (lossless); see ``as_broden`` for the categories.
         """
-        from .broden import write_broden
+        from ..broden import write_broden
 
         return write_broden(root, self.as_broden(n, start, split=split), overwrite=overwrite)
