@@ -14,6 +14,9 @@ import torch
 
 from interpkit import distributed as ikd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "distributed"))
+import worker  # noqa: E402  (the scenarios, importable here for the one-process reference)
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "distributed" / "worker.py"
 
@@ -67,3 +70,46 @@ def test_collectives_under_torchrun(tmp_path, n):
         torch.testing.assert_close(r["sum"], expect.sum(0))
         torch.testing.assert_close(r["rows"], expect)
         assert [o["n"] for o in r["objects"]] == [(n + 1) // 2, n // 2]
+
+
+def _same(got: dict, ref: dict) -> None:
+    assert set(got) == set(ref)
+    for nm in ref:
+        g, r = got[nm], ref[nm]
+        assert g["n_images"] == r["n_images"] and g["method"] == r["method"]
+        for k in ("thresholds", "iou", "intersection", "activation", "unit_pixels"):
+            torch.testing.assert_close(g[k], r[k], rtol=1e-6, atol=1e-7, msg=f"{nm} {k}")
+        assert torch.equal(g["label_pixels"], r["label_pixels"])
+
+
+# (source, images, processes): uneven splits; n=1 on 2 and n=2 on 3 leave a rank empty
+@pytest.mark.parametrize(
+    "source,n,nproc", [("model", 7, 2), ("array", 7, 2), ("model", 1, 2), ("array", 2, 3)]
+)
+def test_dissect_exact_equals_one_process(tmp_path, source, n, nproc):
+    ref = worker.run_dissect(source, n, "exact")
+    assert all(r["method"] == "exact" for r in ref.values())
+    ranks = run_torchrun(
+        "dissection", tmp_path, nproc=nproc, SOURCE=source, N_IMAGES=n, METHOD="exact"
+    )
+    for got in ranks:
+        _same(got, ref)
+        # from the same feature maps the exact mode gives one process's thresholds bit for bit
+        # (a model's maps may differ in the last bit with the batch and thread count)
+        for nm in ref if source == "array" else ():
+            assert torch.equal(got[nm]["thresholds"], ref[nm]["thresholds"])
+
+
+@pytest.mark.parametrize("source,n,nproc", [("model", 9, 2), ("array", 2, 3)])
+def test_dissect_sketch_within_its_bound(tmp_path, source, n, nproc):
+    exact = worker.run_dissect(source, n, "exact")
+    ranks = run_torchrun(
+        "dissection", tmp_path, nproc=nproc, SOURCE=source, N_IMAGES=n, METHOD="sketch"
+    )
+    for got in ranks:
+        for nm in exact:
+            g = got[nm]
+            assert g["method"] == "sketch"
+            assert torch.equal(g["thresholds"], ranks[0][nm]["thresholds"])  # same on every rank
+            gap = (g["thresholds"].double() - exact[nm]["thresholds"].double()).abs()
+            assert bool((gap <= g["error"] + 1e-6).all()), (nm, gap.max(), g["error"].min())
