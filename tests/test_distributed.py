@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,7 +101,7 @@ def test_dissect_exact_equals_one_process(tmp_path, source, n, nproc):
             assert torch.equal(got[nm]["thresholds"], ref[nm]["thresholds"])
 
 
-@pytest.mark.parametrize("source,n,nproc", [("model", 9, 2), ("array", 2, 3)])
+@pytest.mark.parametrize("source,n,nproc", [("model", 9, 2)])
 def test_dissect_sketch_within_its_bound(tmp_path, source, n, nproc):
     exact = worker.run_dissect(source, n, "exact")
     ranks = run_torchrun(
@@ -113,3 +114,56 @@ def test_dissect_sketch_within_its_bound(tmp_path, source, n, nproc):
             assert torch.equal(g["thresholds"], ranks[0][nm]["thresholds"])  # same on every rank
             gap = (g["thresholds"].double() - exact[nm]["thresholds"].double()).abs()
             assert bool((gap <= g["error"] + 1e-6).all()), (nm, gap.max(), g["error"].min())
+
+
+def _cli(tmp_path: Path, launcher: list[str], out: Path) -> None:
+    cmd = [
+        *launcher,
+        "-m",
+        "interpkit.dissection",
+        *("--model", f"vgg8:{tmp_path / 'vgg8.pt'}", "--width", "0.25"),
+        *("--layers", "features.1,features.3", "--broden", str(tmp_path / "broden")),
+        *("--out", str(out), "--quantile", "0.05", "--quantile-method", "exact"),
+        *("--batch-size", "3"),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"CLI failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.stdout.count("wrote ") == 1  # rank 0 alone reports
+
+
+def test_cli_one_process_and_torchrun_match_the_library(tmp_path):
+    import pandas as pd
+
+    from interpkit import models
+    from interpkit.data import Broden, ConceptWorld
+    from interpkit.dissection import dissect
+    from interpkit.dissection.core import DissectOptions
+
+    if not torch.distributed.is_gloo_available():
+        pytest.skip("this torch build has no Gloo backend for torch.distributed")
+    ConceptWorld(size=32, seed=5).to_broden(tmp_path / "broden", 7)
+    torch.manual_seed(0)
+    net = models.vgg8(10, 3, 0.25, 32).eval()
+    torch.save(net.state_dict(), tmp_path / "vgg8.pt")
+    ref = dissect(
+        net,
+        Broden(tmp_path / "broden"),
+        ["features.1", "features.3"],
+        quantile=0.05,
+        batch_size=3,
+        device="cpu",
+        progress=False,
+        options=DissectOptions(quantile_method="exact"),
+    )
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    _cli(tmp_path, [sys.executable], tmp_path / "one.csv")
+    _cli(tmp_path, [torchrun, "--standalone", "--nproc_per_node=2"], tmp_path / "two.csv")
+    for name in ("one", "two"):
+        table = pd.read_csv(tmp_path / f"{name}.csv")
+        assert (tmp_path / f"{name}.summary.json").is_file()
+        for layer, r in ref.items():
+            got = table[table["layer"] == layer]
+            assert len(got) == r.num_units
+            np.testing.assert_allclose(got["iou"].to_numpy(), r.units["iou"].to_numpy(), atol=1e-6)
+            assert list(got["label"]) == list(r.units["label"])
