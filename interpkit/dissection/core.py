@@ -506,8 +506,12 @@ def dissect(
     are decoded and run, with arrays only its rows are read. Every process must call
     ``dissect`` with the same arguments, and every process returns the same result, equal to
     one process on all images (exact thresholds: the same values; the counts are integer
-    sums). Communication, per call (nothing per batch), with ``U`` units and ``L`` labels per
-    layer, ``C`` categories and ``P`` processes:
+    sums). Sketch thresholds are merged in rank order: exact where a rank's grid equals the
+    merged one, otherwise the reported ``threshold_error`` grows by that rank's bin width, so
+    they may differ from one process's sketch but stay within that bound of the exact values.
+
+    Communication, per call (nothing per batch), with ``U`` units and ``L`` labels per layer,
+    ``C`` categories, ``P`` processes, ``N`` images and maps of ``h x w``:
 
     * pass 1, exact: each rank's kept top tail, ``U * m`` float32 with
       ``m = N h w - floor((1 - quantile)(N h w - 1))`` (about ``quantile * N h w``), gathered
