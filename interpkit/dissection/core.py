@@ -27,6 +27,7 @@ from torch import nn
 from ..capture import iter_activations, resolve_modules
 from ..checks import check_images, check_positive_int
 from ..device import resolve_device
+from ..distributed import Shard, all_gather_objects, all_gather_rows, all_reduce_sum, shard
 from ..stats import (
     HistogramQuantileSketch,
     TopTailQuantile,
@@ -39,7 +40,7 @@ from ..stats import (
 )
 from .labels import _label_batch, _label_space, _LabelSpace
 from .result import IOU_THRESHOLD, QUANTILE, DissectionResult, _check_iou_threshold
-from .tally import _Meta, tally_shard
+from .tally import _Meta, _Tally, tally_shard
 
 
 @dataclass
@@ -85,13 +86,15 @@ class _Source:
     def stream(self, run: _Run, labels: bool) -> Iterator[tuple[list[int], dict, Any]]:
         """Per batch: the rows, ``{layer: feature maps (B, U, h, w)}`` and, if ``labels``, the
         labels of the same rows as the dataset gives them (else ``None``)."""
+        if len(run.part) == 0:
+            return
         if self.model is None:
             for idx in run.batches("dissect"):
                 lab = _read(run.dataset, idx, images=False, labels=True)[1] if labels else None
                 s, e = idx[0], idx[-1] + 1
                 yield idx, {nm: _as_tensor(self.arrays[nm][s:e], run.dev) for nm in self.names}, lab
             return
-        rows_of = _ImageRows(run.dataset, run.batch_size, labels)
+        rows_of = _ImageRows(run.dataset, run.batch_size, labels, run.part)
         for rows, acts in iter_activations(
             self.model,
             rows_of,
@@ -104,25 +107,29 @@ class _Source:
             for nm in self.names:
                 _check_layer_output(nm, acts[nm])
             feats = {nm: acts[nm].float() for nm in self.names}
-            yield list(range(rows.start, rows.stop)), feats, rows_of.labels
+            off = run.part.start
+            yield list(range(off + rows.start, off + rows.stop)), feats, rows_of.labels
 
 
 class _ImageRows:
     """The dataset's images as ``interpkit.capture.iter_activations`` reads them (item by
     item): each batch is decoded once, with its labels when they are asked for (kept in
-    ``labels``)."""
+    ``labels``). Only this process's share ``part`` is seen: item ``i`` is dataset row
+    ``part.start + i``."""
 
-    def __init__(self, dataset: Any, batch_size: int, labels: bool) -> None:
+    def __init__(self, dataset: Any, batch_size: int, labels: bool, part: Shard) -> None:
         self.dataset, self.batch_size, self.want_labels = dataset, batch_size, labels
+        self.part = part
         # not named ``images``: iter_activations would take this for an ImageSet
         self.start, self.batch, self.labels = 0, torch.zeros(0), None
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.part)
 
     def __getitem__(self, i: int) -> torch.Tensor:
         if not self.start <= i < self.start + len(self.batch):
-            idx = list(range(i, min(i + self.batch_size, len(self))))
+            o = self.part.start
+            idx = list(range(o + i, o + min(i + self.batch_size, len(self))))
             self.batch, self.labels = _read(self.dataset, idx, True, self.want_labels)
             self.start = i
         return self.batch[i - self.start]
@@ -271,16 +278,32 @@ class _Run:
     seg_shape: tuple[int, int]
     given: dict[str, torch.Tensor]
     progress: bool
+    part: Shard
     spool: _Spool | None = None
     spool_labels: bool = False
     shapes: dict | None = None
 
     def batches(self, desc: str) -> Iterator[list[int]]:
+        """This process's rows, batch by batch."""
         from tqdm.auto import tqdm
 
-        starts = range(0, self.n, self.batch_size)
+        stop = self.part.stop
+        starts = range(self.part.start, stop, self.batch_size)
         for s in tqdm(starts, desc=desc, disable=not self.progress, leave=False):
-            yield list(range(s, min(s + self.batch_size, self.n)))
+            yield list(range(s, min(s + self.batch_size, stop)))
+
+    def agree_shapes(self) -> None:
+        """Distributed: every rank learns each layer's map shape from the ranks that saw
+        images (a rank with an empty share saw none); a disagreement raises on every rank."""
+        if not self.part.distributed:
+            return
+        for other in all_gather_objects(dict(self.shapes), self.part):
+            for nm, shp in other.items():
+                if self.shapes.setdefault(nm, shp) != shp:
+                    raise ValueError(
+                        f"layer {nm!r} has maps of shape {self.shapes[nm]} on one process and "
+                        f"{shp} on another; all dataset images must have one size."
+                    )
 
     def check(self, out: dict[str, torch.Tensor], s: int) -> None:
         """Feature maps are 4-D, of one shape per layer, finite, one threshold per unit."""
@@ -327,6 +350,12 @@ def _threshold_pass(run: _Run, opts: DissectOptions, quantile: float) -> tuple[d
         if lab is not None:
             run.spool.write(torch.as_tensor(lab[0]))
             run.spool.write(torch.as_tensor(lab[1]))
+    if run.part.distributed:
+        run.agree_shapes()
+        for nm in need:  # a rank with an empty share still takes part, with nothing
+            if nm not in est:
+                est[nm], methods[nm] = _estimator(run, opts, quantile, nm)
+            est[nm] = _combine_estimator(est[nm], run.part)
     for nm in need:
         r = est[nm].result()
         if isinstance(r, tuple):
@@ -334,6 +363,38 @@ def _threshold_pass(run: _Run, opts: DissectOptions, quantile: float) -> tuple[d
         else:
             thr[nm] = r
     return thr, methods, errors
+
+
+def _combine_estimator(est: Any, part: Shard) -> Any:
+    """The estimator of all ranks' values, the same on every rank.
+
+    Exact (``TopTailQuantile``): every rank's top-``m`` buffer is gathered (``all_gather_rows``
+    on the transposed buffer) and the top ``m`` of the union kept: the same multiset as one
+    process, hence the same thresholds. Sketch: every rank's counts and grid are gathered
+    (``all_gather_objects``) and merged in rank order into an empty sketch (rank 0's merge is
+    exact; another rank's merge is exact when its grid equals the merged one, else the error
+    bound grows by its bin width, see ``HistogramQuantileSketch.merge``).
+    """
+    if isinstance(est, TopTailQuantile):
+        est._flush()
+        rows = all_gather_rows(est.buf.T.contiguous(), part)  # (sum of ranks' kept, units)
+        seen = int(all_reduce_sum(torch.tensor([est.seen], dtype=torch.long), part))
+        out = TopTailQuantile(est.units, est.n_total, est.quantile, est.device)
+        out.pending, out.pending_cols = [rows.T.to(est.device)], rows.shape[0]
+        out._flush()
+        out.seen = seen
+        return out
+    keys = ("counts", "lo", "width", "vmin", "vmax")
+    mine = {k: (None if getattr(est, k) is None else getattr(est, k).cpu()) for k in keys}
+    mine.update(seen=est.seen, extra=est.extra)
+    out = HistogramQuantileSketch(est.units, est.quantile, est.bins, est.device)
+    for other in all_gather_objects(mine, part):
+        sk = HistogramQuantileSketch(est.units, est.quantile, est.bins, "cpu")
+        for k in keys:
+            setattr(sk, k, other[k])
+        sk.seen, sk.extra = other["seen"], other["extra"]
+        out.merge(sk)
+    return out
 
 
 def _estimator(run: _Run, opts: DissectOptions, quantile: float, nm: str) -> tuple[Any, str]:
@@ -383,6 +444,19 @@ def _spooled(run: _Run, spool_dir: Any) -> Iterator[None]:
             run.spool.close()
 
 
+def _all_reduce_tally(tally: Any, run: _Run, opts: DissectOptions, space: _LabelSpace) -> None:
+    """Sum the tallies of every rank in place (a rank with an empty share adds zeros)."""
+    run.agree_shapes()
+    for nm in run.src.names:
+        if nm not in tally.layers:
+            units = run.shapes[nm][0]
+            tally.layers[nm] = _Tally(units, space, run.seg_shape, run.dev, opts.chunk_pixels)
+    for t in tally.tensors():
+        t.copy_(all_reduce_sum(t, run.part))
+    count = torch.tensor([tally.n_images], dtype=torch.long)
+    tally.n_images = int(all_reduce_sum(count, run.part))
+
+
 # ----------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------
@@ -400,6 +474,7 @@ def dissect(
     progress: bool = True,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     options: DissectOptions | None = None,
+    process_group: Any = None,
 ) -> DissectionResult | dict[str, DissectionResult]:
     """Network Dissection of one or several layers against a Broden-style ``dataset``.
 
@@ -422,6 +497,30 @@ def dissect(
         progress: show progress bars.
         transform: applied to the images before the model (e.g. a normalisation).
         options: memory and precision knobs (``DissectOptions``).
+        process_group: a ``torch.distributed`` group to split the images over; ``None`` uses
+            the default group when ``torch.distributed`` is initialised (e.g. under
+            ``torchrun``), else runs on this process alone.
+
+    Distributed (more than one process in the group): each process takes the contiguous share
+    ``interpkit.distributed.shard(len(dataset))`` of the images; with a model only its images
+    are decoded and run, with arrays only its rows are read. Every process must call
+    ``dissect`` with the same arguments, and every process returns the same result, equal to
+    one process on all images (exact thresholds: the same values; the counts are integer
+    sums). Sketch thresholds are merged in rank order: exact where a rank's grid equals the
+    merged one, otherwise the reported ``threshold_error`` grows by that rank's bin width, so
+    they may differ from one process's sketch but stay within that bound of the exact values.
+
+    Communication, per call (nothing per batch), with ``U`` units and ``L`` labels per layer,
+    ``C`` categories, ``P`` processes, ``N`` images and maps of ``h x w``:
+
+    * pass 1, exact: each rank's kept top tail, ``U * m`` float32 with
+      ``m = N h w - floor((1 - quantile)(N h w - 1))`` (about ``quantile * N h w``), gathered
+      to every rank (padded to the largest share: ``P * U * m * 4`` bytes received per rank);
+    * pass 1, sketch: each rank's counts ``U * bins`` int64 plus ``4 U`` float64, gathered to
+      every rank (``P * U * (8 bins + 32)`` bytes received per rank);
+    * pass 2: one all-reduce of the int64 counts, ``8 * (U * (L + C + 1))`` bytes per layer
+      plus ``8 L`` for the label pixels;
+    * a few small objects (each layer's map shape) and scalars.
 
     Returns:
         A :class:`DissectionResult` when ``layers`` is a string (or ``source`` a single array),
@@ -442,11 +541,16 @@ def dissect(
     src.transform = transform
     seg_shape = tuple(int(s) for s in dataset.seg_shape)
     given = _given_thresholds(thresholds, src.names, dev)
-    run = _Run(src, dataset, space, dev, n, batch_size, seg_shape, given, progress, shapes={})
+    part = shard(n, process_group)
+    run = _Run(src, dataset, space, dev, n, batch_size, seg_shape, given, progress, part, shapes={})
     with _spooled(run, opts.spool_dir):
         thr, methods, errors = _threshold_pass(run, opts, float(quantile))
         checked = len(given) < len(src.names)
         tally = tally_shard(_tally_batches(run, checked), thr, space, seg_shape, opts.chunk_pixels)
+        if part.distributed:
+            _all_reduce_tally(tally, run, opts, space)
+    if part.distributed and tally.n_images != n:
+        raise RuntimeError(f"the processes tallied {tally.n_images} images, expected {n}.")
     meta = _Meta(thr, methods, errors, n, float(quantile), float(iou_threshold))
     results = tally.results(meta)
     return results[src.names[0]] if src.single else results

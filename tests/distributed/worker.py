@@ -25,7 +25,69 @@ def primitives(out: Path, rank: int) -> dict:
     }
 
 
-SCENARIOS = {"primitives": primitives}
+def build(source: str, n: int) -> tuple:
+    """The dissection inputs every test builds the same way: ``(source, dataset, layers)`` on
+    ``n`` concept-world images; ``source`` is ``"model"`` (a tiny seeded conv net, two layers)
+    or ``"array"`` (seeded random feature maps, one layer)."""
+    import numpy as np
+    from torch import nn
+
+    import interpkit as ik
+
+    ds = ik.data.ConceptWorld(size=32, seed=5).as_broden(n)
+    if source == "model":
+        torch.manual_seed(0)
+        net = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, stride=2, padding=1)
+        )
+        return net, ds, ["0", "2"]
+    acts = np.random.default_rng(3).gamma(1.0, 1.0, size=(n, 5, 4, 4)).astype(np.float32)
+    return {"feat": acts}, ds, None
+
+
+def summarise(results: dict) -> dict:
+    """The numbers a distributed dissection must reproduce, per layer."""
+    out = {}
+    for nm, r in results.items():
+        err = r.threshold_error
+        out[nm] = {
+            "thresholds": torch.as_tensor(r.thresholds),
+            "iou": torch.as_tensor(r.iou),
+            "intersection": torch.as_tensor(r.intersection),
+            "activation": torch.as_tensor(r.activation),
+            "unit_pixels": torch.as_tensor(r.unit_pixels),
+            "label_pixels": torch.as_tensor(r.label_pixels),
+            "n_images": r.n_images,
+            "method": r.threshold_method,
+            "error": None if err is None else torch.as_tensor(err),
+        }
+    return out
+
+
+def run_dissect(source: str, n: int, method: str) -> dict:
+    """``dissect`` of :func:`build`'s inputs (one process, or this process's share)."""
+    from interpkit.dissection import dissect
+    from interpkit.dissection.core import DissectOptions
+
+    src, ds, layers = build(source, n)
+    res = dissect(
+        src,
+        ds,
+        layers,
+        quantile=0.05,
+        batch_size=3,
+        device="cpu",
+        progress=False,
+        options=DissectOptions(quantile_method=method, sketch_bins=64),
+    )
+    return summarise(res)
+
+
+def dissection(out: Path, rank: int) -> dict:
+    return run_dissect(os.environ["SOURCE"], int(os.environ["N_IMAGES"]), os.environ["METHOD"])
+
+
+SCENARIOS = {"primitives": primitives, "dissection": dissection}
 
 
 def main() -> None:
