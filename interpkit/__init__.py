@@ -4,17 +4,20 @@ papers."""
 # ruff: noqa: I001 (public names imported first, the importable rest after)
 
 from . import (
+    agreement,
     checks,
     cladec,
     clustering,
     data,
     dissection,
+    distributed,
     explainer,
     io,
     models,
     nb,
     plot,
     resampling,
+    stats,
     widgets,
 )
 from .capture import Activations, activations, capture
@@ -39,5 +42,8 @@ __all__ = [
     "dissection",
     "explainer",
     "resampling",
+    "agreement",
+    "stats",
+    "distributed",
     "__version__",
 ]

@@ -13,8 +13,8 @@ The split (:func:`shard`) is contiguous and derived by every rank in the same wa
 is repeated or padded (unlike ``DistributedSampler``, which pads), shards are in data order, and a
 rank may have an empty share when there are fewer examples than ranks.
 
-Communication: :func:`all_reduce_sum` moves the tensor's size per rank (a ring all-reduce sends
-about twice that); :func:`all_gather_rows` moves every rank's rows to every rank (padded to the
+Communication: ``all_reduce_sum`` moves the tensor's size per rank (a ring all-reduce sends
+about twice that); ``all_gather_rows`` moves every rank's rows to every rank (padded to the
 largest share). Gloo (CPU) and NCCL (GPU) both work: with NCCL the tensors travel on the rank's
 CUDA device and come back where they were.
 """

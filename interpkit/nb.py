@@ -266,7 +266,7 @@ class Claim:
 
     @property
     def rate(self) -> str:
-        """How often the claim held, in words: ``"2 of 3 seeds"`` (``"1 of 1 seed"``)."""
+        """The pass rate as words, for example ``"2 of 3 seeds"`` (``"1 of 1 seed"``)."""
         n = len(self.holds)
         return f"{self.passed} of {n} seed{'s' * (n != 1)}"
 
@@ -337,7 +337,7 @@ class ClaimFailed(AssertionError):
 
 
 def check_claims(claims: Iterable[Claim], chapter: str) -> None:
-    """Raise :class:`ClaimFailed` naming the chapter and every asserted claim that did not hold on
+    """Raise ``ClaimFailed`` naming the chapter and every asserted claim that did not hold on
     every seed, with its values; claims that are only reported never fail. Call it in the last
     cell, after the table and the results file are written, so a failure leaves both behind.
     """

@@ -80,7 +80,7 @@ class NMFOptions:
         mode: ``"monotone"`` (objective never increases) or ``"faithful"`` (the authors'
             per-iteration column normalisation; see the package docstring).
         init: ``"nndsvd"`` (authors), ``"nndsvda"``, ``"random"`` or a
-        :class:`~interpkit.clustering.init.Factors`.
+            :class:`~interpkit.clustering.init.Factors`.
         tol: stop when the relative error changes by less than this between iterations.
         eps: guards the divisions against zero.
         seed: seed of the initialisation.

@@ -1,3 +1,4 @@
+# ruff: noqa: F401 (names outside __all__ stay importable)
 """Datasets: offline real images (also ImageNet-sized photographs and class names), the synthetic
 concept world, and the Broden format."""
 
@@ -10,19 +11,13 @@ from .world import ConceptWorld, WorldDataset, WorldSet
 __all__ = [
     "ImageSet",
     "mnist5k",
-    "sklearn_digits",
     "photographs",
     "torchvision_set",
     "ConceptWorld",
-    "WorldSet",
-    "WorldDataset",
     "Broden",
-    "InMemoryBroden",
     "write_broden",
-    "half_resolution",
     "imagenet_classes",
     "real_photos",
     "real_probe",
     "augmented_crops",
-    "REAL_PHOTOS",
 ]

@@ -185,7 +185,7 @@ def real_probe(size: int = 224, views: int = 4, seed: int = 0):
     square and ``views - 1`` random crops (:func:`augmented_crops`), at ``size`` px.
 
     Labels: ``color`` (pixel masks: every pixel's nearest Broden colour name,
-    :func:`color_labels`), ``object`` (image-level: person, cup, cat, rocket, motorcycle, coin;
+    ``color_labels``), ``object`` (image-level: person, cup, cat, rocket, motorcycle, coin;
     no pixel object masks ship in the installed packages) and ``texture`` (image-level: brick,
     grass, gravel on the texture photographs). Masks are at half resolution, as in Broden.
     With the default ``views=4`` it holds 40 images: enough to illustrate what a unit responds

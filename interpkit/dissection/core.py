@@ -45,7 +45,8 @@ from .tally import _Meta, _Tally, tally_shard
 
 @dataclass
 class DissectOptions:
-    """Memory and precision knobs of :func:`dissect` (the defaults suit every chapter).
+    """Memory and precision knobs of :func:`~interpkit.dissection.dissect` (the defaults suit every
+    chapter).
 
     Attributes:
         quantile_method: ``"auto"`` (exact when the top-tail buffers fit ``max_exact_bytes``),

@@ -20,11 +20,11 @@ auto-encoder on the feature maps ``f`` of one middle layer of the performer::
 
 No annotations are used: the performer's own features are the only training signal.
 
-Modules: :mod:`~interpkit.explainer.icnn` (the ICNN templates, filter loss and mask),
-:mod:`~interpkit.explainer.network` (the explainer), :mod:`~interpkit.explainer.performer` (the
+Modules: ``icnn`` (the ICNN templates, filter loss and mask),
+``network`` (the explainer), ``performer`` (the
 performer's features and its forward pass with a reconstructed layer),
-:mod:`~interpkit.explainer.training` (distillation), :mod:`~interpkit.explainer.parts` (peaks, top
-images, location instability, part IoU) and :mod:`~interpkit.explainer.metrics` (every metric of an
+``training`` (distillation), ``parts`` (peaks, top
+images, location instability, part IoU) and ``metrics`` (every metric of an
 explainer next to its performer).
 
 Metrics (tidy results, nothing printed): relative reconstruction error, the performer's accuracy

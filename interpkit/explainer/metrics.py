@@ -1,5 +1,6 @@
 """Metrics of an explainer against its performer: reconstruction error, accuracy with the
-reconstructed layer, the ratio ``p``, and (in :func:`evaluate_explainer`) the location instability
+reconstructed layer, the ratio ``p``, and (in :func:`~interpkit.explainer.evaluate_explainer`) the
+location instability
 and part IoU of the interpretable filters next to the performer's own filters."""
 
 from __future__ import annotations
@@ -210,7 +211,8 @@ def interpretable_ratio(
 
 @dataclass
 class ExplainerReport:
-    """Metrics of an explainer against its performer (see :func:`evaluate_explainer`)."""
+    """Metrics of an explainer against its performer (see
+    :func:`~interpkit.explainer.evaluate_explainer`)."""
 
     summary: pd.DataFrame  # metric, explainer, performer, better (lower/higher)
     reconstruction: pd.DataFrame  # per target layer: relative_error, r2
@@ -259,7 +261,8 @@ def evaluate_explainer(
         device: where to run; None picks CUDA, MPS or the CPU.
 
     Returns:
-        An :class:`ExplainerReport`: ``summary`` (metric, explainer, performer, better), the
+        An :class:`~interpkit.explainer.metrics.ExplainerReport`: ``summary`` (metric, explainer,
+        performer, better), the
         per-layer reconstruction, the accuracies, ``p`` per image, per-filter instability and
         IoU (column ``model``), the explainer filters' top images and the maps.
     """

@@ -101,7 +101,7 @@ class Explainer(nn.Module):
             targets or one per target.
         input_layer: the performer layer the input features come from (needed by the metrics).
 
-    Calling it on features (B, C, n, n) returns an :class:`ExplainerOutput`.
+    Calling it on features (B, C, n, n) returns an ``ExplainerOutput``.
     """
 
     def __init__(

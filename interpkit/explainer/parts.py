@@ -126,7 +126,7 @@ def location_instability(
     (an int; or a float in (0, 1]: that fraction of the images showing the landmark, at least two)
     with the highest peak activation of f among those that show landmark k (silent images, peak
     <= 0, are skipped here); ``d_I = ||peak_f(I) - landmark_k(I)||`` with the peak mapped to image
-    coordinates (:func:`peak_positions`); the instability is the mean over landmarks of the standard
+    coordinates (``peak_positions``); the instability is the mean over landmarks of the standard
     deviation (ddof=1) of ``d_I`` over those images, divided by the image diagonal.
 
     With ``labels`` (multi-category data, as the authors' multi-class code) this is computed per
